@@ -1,0 +1,188 @@
+"""`python -m linerelifer_addon refine|styles`: refine image files from the command line.
+
+Exit codes: 0 success, 2 bad input or usage (one line naming the file and the cause),
+1 internal error. One warm worker serves every file of a call. Inputs are never
+overwritten.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Sequence
+
+from .core.client import Cancelled, RequestError, WorkerClient, WorkerError, WorkerStartError
+from .core.conversion import from_coverage, to_coverage
+from .core.styles import StyleError, list_styles, resolve_style
+
+
+class UsageError(ValueError):
+    """Bad command-line use; exit code 2."""
+
+
+def _image_files(folder: Path) -> list[Path]:
+    from .imagefiles import EXTENSIONS
+
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in EXTENSIONS
+                  and not p.name.startswith("."))
+
+
+def plan_outputs(inputs: Sequence[str], output: str) -> list[tuple[Path, Path]]:
+    """(input, output) pairs; a folder output keeps each input's file name."""
+    files: list[Path] = []
+    folder_input = False
+    for raw in inputs:
+        p = Path(raw)
+        if p.is_dir():
+            folder_input = True
+            found = _image_files(p)
+            if not found:
+                raise UsageError(f"{p}: folder holds no images ({', '.join(('.png', '.jpg', '.tif', '.exr'))})")
+            files.extend(found)
+        elif p.exists():
+            files.append(p)
+        else:
+            raise UsageError(f"{p}: file does not exist")
+    out = Path(output)
+    to_folder = folder_input or len(files) > 1 or out.is_dir() or output.endswith(os.sep)
+    if to_folder:
+        if out.exists() and not out.is_dir():
+            raise UsageError(f"{out}: is a file, but several inputs need an output folder")
+        pairs = [(f, out / f.name) for f in files]
+        names = [o.name for _, o in pairs]
+        if len(set(names)) != len(names):
+            raise UsageError(f"{out}: two inputs share a file name; refine them into different folders")
+    else:
+        pairs = [(files[0], out)]
+    for src, dst in pairs:
+        if dst.exists() and dst.resolve() == src.resolve():
+            raise UsageError(f"{dst}: output would overwrite its input; choose another output path")
+    return pairs
+
+
+class _Progress:
+    """One status line on stderr: files done and tiles of the current file."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.total, self.enabled = total, enabled
+        self.tty = sys.stderr.isatty()
+        self.index, self.name = 0, ""
+
+    def file(self, index: int, name: str) -> None:
+        self.index, self.name = index, name
+        self.tiles(0, 0)
+
+    def tiles(self, done: int, total: int) -> None:
+        if not self.enabled or (not self.tty and done != total):
+            return
+        width = 24
+        frac = done / total if total else 0.0
+        bar = "#" * int(frac * width) + "-" * (width - int(frac * width))
+        line = f"[{self.index}/{self.total}] [{bar}] tiles {done}/{total} {self.name}"
+        sys.stderr.write(("\r" + line[:120].ljust(120)) if self.tty else line + "\n")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.enabled and self.tty:
+            sys.stderr.write("\n")
+
+
+def cmd_refine(args: argparse.Namespace) -> int:
+    from .imagefiles import ImageFileError, read_image, write_image
+
+    if not 0.0 <= args.strength <= 1.0:
+        raise UsageError(f"--strength {args.strength} is outside 0..1")
+    if args.tile is not None and args.tile < 64:
+        raise UsageError(f"--tile {args.tile} is too small; use 256 or more")
+    style = resolve_style(args.style)
+    pairs = plan_outputs(args.inputs, args.output)
+    if len(pairs) > 1:
+        try:
+            pairs[0][1].parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"{pairs[0][1].parent}: cannot create the output folder ({exc.strerror})") from None
+    progress = _Progress(len(pairs), not args.quiet)
+    failures = 0
+    client = WorkerClient(python=args.python, threads=args.threads)
+    try:
+        for i, (src, dst) in enumerate(pairs, 1):
+            progress.file(i, src.name)
+            t0 = time.perf_counter()
+            try:
+                pixels = read_image(src)
+                line = to_coverage(pixels)
+                refined = client.refine(line.coverage, style.path, tile=args.tile or 0, progress=progress.tiles)
+                write_image(dst, from_coverage(line, refined, strength=args.strength))
+            except (ImageFileError, ValueError) as exc:
+                progress.close()
+                msg = str(exc) if str(src) in str(exc) else f"{src}: {exc}"
+                print(f"error: {msg}", file=sys.stderr)
+                failures += 1
+                continue
+            if not args.quiet:
+                progress.close()
+                print(f"{src} -> {dst} ({time.perf_counter() - t0:.2f} s)", file=sys.stderr)
+    finally:
+        client.close()
+    return 2 if failures else 0
+
+
+def cmd_styles(args: argparse.Namespace) -> int:
+    styles = list_styles()
+    for s in styles:
+        kind = "bundled" if s.bundled else "user"
+        print(f"{s.name:<20} {kind:<8} {s.path}  {s.description}")
+    if not styles:
+        print("no styles installed", file=sys.stderr)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m linerelifer_addon", description="Refine Freestyle lines.")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("refine", help="refine image files")
+    r.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
+    r.add_argument("-o", "--output", required=True, help="output file, or folder for several inputs")
+    r.add_argument("--style", default=None, help="style name or .keras path (default: default)")
+    r.add_argument("--strength", type=float, default=1.0, help="0 keeps the input lines, 1 fully refined")
+    r.add_argument("--tile", type=int, default=None, help="tile size in pixels (default: the style's)")
+    r.add_argument("--threads", type=int, default=None, help="TensorFlow threads (default: all cores)")
+    r.add_argument("--python", default=None, help="interpreter for the worker (default: LINERELIFER_PYTHON or this one)")
+    r.add_argument("--quiet", action="store_true")
+    r.add_argument("--debug", action="store_true", help="show tracebacks")
+    r.set_defaults(func=cmd_refine)
+    s = sub.add_parser("styles", help="list bundled and user styles")
+    s.set_defaults(func=cmd_styles)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse already printed its one-line usage error
+        return 0 if exc.code == 0 else 2
+    debug = getattr(args, "debug", False)
+    try:
+        return args.func(args)
+    except (UsageError, StyleError, WorkerStartError, RequestError) as exc:
+        if debug:
+            traceback.print_exc()
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except Cancelled:
+        print("error: cancelled", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 1
+    except (WorkerError, Exception) as exc:  # noqa: BLE001 - the CLI's last line of defence
+        if debug:
+            traceback.print_exc()
+        print(f"error: internal error: {exc}" + ("" if debug else " (run with --debug for details)"),
+              file=sys.stderr)
+        return 1

@@ -1,0 +1,89 @@
+"""Messages between the client and the worker process.
+
+Each message is a fixed magic, a little-endian u32 header length, a UTF-8 JSON header and
+`nbytes` of raw array data. Nothing is pickled, and a peer that writes anything else (a
+stray print, a crash dump) is detected at the next magic instead of being misread.
+"""
+from __future__ import annotations
+
+import json
+import struct
+from typing import Any, BinaryIO
+
+import numpy as np
+
+MAGIC = b"LRW1"
+MAX_HEADER = 1 << 16
+MAX_PAYLOAD = 1 << 34
+ARRAY_DTYPES = ("uint8", "float16", "float32")
+
+
+class ProtocolError(RuntimeError):
+    """The peer sent bytes that are not a protocol message."""
+
+
+def write_message(stream: BinaryIO, header: dict[str, Any], payload: bytes | memoryview = b"") -> None:
+    data = memoryview(payload).cast("B") if not isinstance(payload, bytes) else payload
+    head = json.dumps({**header, "nbytes": len(data)}, separators=(",", ":")).encode("utf-8")
+    stream.write(MAGIC + struct.pack("<I", len(head)) + head)
+    if len(data):
+        stream.write(data)
+    stream.flush()
+
+
+def _read_exact(stream: BinaryIO, n: int) -> bytes | None:
+    chunks, got = [], 0
+    while got < n:
+        chunk = stream.read(n - got)
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        got += len(chunk)
+    return b"".join(chunks)
+
+
+def read_message(stream: BinaryIO) -> tuple[dict[str, Any], bytes] | None:
+    """The next message, or None at a clean end of stream."""
+    prefix = _read_exact(stream, 8)
+    if prefix is None:
+        return None
+    if prefix[:4] != MAGIC:
+        raise ProtocolError(f"unexpected bytes {prefix!r} instead of a message")
+    (n,) = struct.unpack("<I", prefix[4:])
+    if n > MAX_HEADER:
+        raise ProtocolError(f"message header of {n} bytes is too large")
+    raw = _read_exact(stream, n)
+    if raw is None:
+        raise ProtocolError("stream ended inside a message header")
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ProtocolError(f"message header is not JSON ({exc})") from None
+    if not isinstance(header, dict):
+        raise ProtocolError("message header is not an object")
+    nbytes = header.get("nbytes", 0)
+    if not isinstance(nbytes, int) or not 0 <= nbytes <= MAX_PAYLOAD:
+        raise ProtocolError(f"message payload size {nbytes!r} is invalid")
+    payload = _read_exact(stream, nbytes) if nbytes else b""
+    if payload is None:
+        raise ProtocolError("stream ended inside a message payload")
+    return header, payload
+
+
+def array_header(a: np.ndarray) -> dict[str, Any]:
+    if a.dtype.name not in ARRAY_DTYPES:
+        raise ValueError(f"array dtype {a.dtype} cannot be sent")
+    return {"shape": list(a.shape), "dtype": a.dtype.name}
+
+
+def array_from(header: dict[str, Any], payload: bytes) -> np.ndarray:
+    """Rebuild an array, checking that the header and payload agree."""
+    dtype, shape = header.get("dtype"), header.get("shape")
+    if dtype not in ARRAY_DTYPES:
+        raise ProtocolError(f"array dtype {dtype!r} is not allowed")
+    if not (isinstance(shape, list) and all(isinstance(s, int) and s >= 0 for s in shape)):
+        raise ProtocolError(f"array shape {shape!r} is invalid")
+    expected = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+    if expected != len(payload):
+        raise ProtocolError(f"array payload has {len(payload)} bytes, header says {expected}")
+    return np.frombuffer(payload, dtype=dtype).reshape(shape)

@@ -1,0 +1,100 @@
+"""Where style files live and what their metadata says.
+
+A style is `NAME.keras` (the network, loaded by the worker in Keras safe mode) beside
+`NAME.json` (metadata the extension and CLI read without TensorFlow).
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+BUNDLED_DIR = Path(__file__).resolve().parent.parent / "styles"
+DEFAULT_STYLE = "default"
+REQUIRED_META = ("name", "margin", "align")
+
+
+class StyleError(ValueError):
+    """A style name or file the user gave cannot be used."""
+
+
+@dataclass
+class StyleInfo:
+    name: str
+    path: Path
+    description: str = ""
+    bundled: bool = False
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def user_styles_dir() -> Path:
+    """The folder trained styles go to: $LINERELIFER_STYLES_DIR or the XDG data folder."""
+    env = os.environ.get("LINERELIFER_STYLES_DIR")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "linerelifer" / "styles"
+
+
+def meta_path(style_path: Path) -> Path:
+    return Path(style_path).with_suffix(".json")
+
+
+def read_meta(style_path: str | os.PathLike) -> dict[str, Any]:
+    """Metadata beside a style file; a StyleError names the file when it is missing or broken."""
+    style_path = Path(style_path)
+    mp = meta_path(style_path)
+    try:
+        meta = json.loads(mp.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise StyleError(f"style metadata {mp} is missing; re-export the style with `python -m training export`") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise StyleError(f"style metadata {mp} is unreadable ({exc}); re-export the style") from None
+    if not isinstance(meta, dict) or any(k not in meta for k in REQUIRED_META):
+        raise StyleError(f"style metadata {mp} lacks {', '.join(REQUIRED_META)}; re-export the style")
+    return meta
+
+
+def _scan(folder: Path, bundled: bool) -> list[StyleInfo]:
+    found = []
+    if not folder.is_dir():
+        return found
+    for p in sorted(folder.glob("*.keras")):
+        try:
+            meta = read_meta(p)
+        except StyleError:
+            continue
+        found.append(StyleInfo(name=p.stem, path=p, description=str(meta.get("description", "")),
+                               bundled=bundled, meta=meta))
+    return found
+
+
+def list_styles(extra_dirs: Sequence[str | os.PathLike] = ()) -> list[StyleInfo]:
+    """Bundled styles first, then user styles; a user style never shadows a bundled name."""
+    styles = _scan(BUNDLED_DIR, True)
+    seen = {s.name for s in styles}
+    for d in [user_styles_dir(), *map(Path, extra_dirs)]:
+        for s in _scan(Path(d), False):
+            if s.name not in seen:
+                styles.append(s)
+                seen.add(s.name)
+    return styles
+
+
+def resolve_style(name_or_path: str | os.PathLike | None = None,
+                  extra_dirs: Sequence[str | os.PathLike] = ()) -> StyleInfo:
+    """A style by name (bundled or user) or by path to a .keras file."""
+    key = str(name_or_path) if name_or_path else DEFAULT_STYLE
+    p = Path(key).expanduser()
+    if p.suffix == ".keras" or os.sep in key or p.exists():
+        if not p.is_file():
+            raise StyleError(f"style file {p} does not exist; run `styles` to list the installed ones")
+        meta = read_meta(p)
+        return StyleInfo(name=p.stem, path=p, description=str(meta.get("description", "")), meta=meta)
+    for s in list_styles(extra_dirs):
+        if s.name == key:
+            return s
+    names = ", ".join(s.name for s in list_styles(extra_dirs)) or "none"
+    raise StyleError(f"style '{key}' is not installed (installed: {names}); pass a .keras path or train one")

@@ -1,0 +1,122 @@
+"""The networks: the compact line generator, the seed's generator, and the discriminator.
+
+Everything is built from stock Keras layers so style files load in safe mode with no
+custom code. The generator folds 4×4 pixels into channels with a stride-4 convolution and
+works at 1/4 and 1/8 resolution, because small channel counts at full resolution are
+memory-bound on CPUs; a stride-4 transposed convolution unfolds the result and a 1×1 path
+from the input carries the original lines through.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+import keras
+from keras import layers
+
+ARCHS = ("lite", "seed")
+
+
+def _conv(x: Any, ch: int, k: int = 3, stride: int = 1, act: str | None = "relu", name: str | None = None) -> Any:
+    return layers.Conv2D(ch, k, strides=stride, padding="same", activation=act, name=name)(x)
+
+
+def build_lite(widths: tuple[int, int] = (32, 48), depth: int = 3) -> keras.Model:
+    """U-Net-like generator at 1/4 and 1/8 resolution; total stride 8."""
+    c1, c2 = widths
+    inp = keras.Input((None, None, 1), name="coverage")
+    e1 = layers.Conv2D(c1, 4, strides=4, padding="valid", activation="relu", name="fold")(inp)
+    e1 = _conv(e1, c1, name="enc1")
+    e2 = _conv(e1, c2, stride=2, name="down")
+    for i in range(depth):
+        e2 = _conv(e2, c2, name=f"mid{i}")
+    u1 = layers.Conv2DTranspose(c1, 2, strides=2, padding="same", activation="relu", name="up")(e2)
+    d1 = layers.Concatenate(name="skip")([u1, e1])
+    d1 = _conv(d1, c1, name="dec1")
+    logits = layers.Conv2DTranspose(1, 8, strides=4, padding="same", name="unfold")(d1)
+    direct = layers.Conv2D(1, 1, name="direct")(inp)
+    out = layers.Activation("sigmoid", name="refined")(layers.Add(name="merge")([logits, direct]))
+    return keras.Model(inp, out, name="linerelifer_lite")
+
+
+def build_seed() -> keras.Model:
+    """The seed project's generator: 64-channel conv and 4 residual blocks at full resolution."""
+    inp = keras.Input((None, None, 1), name="coverage")
+    x = _conv(inp, 64, name="head")
+    for i in range(4):
+        y = _conv(x, 64, name=f"res{i}a")
+        y = _conv(y, 64, act=None, name=f"res{i}b")
+        x = layers.Activation("relu")(layers.Add()([x, y]))
+    out = _conv(x, 1, act="sigmoid", name="refined")
+    return keras.Model(inp, out, name="linerelifer_seed")
+
+
+def build_generator(arch: str = "lite") -> keras.Model:
+    if arch == "lite":
+        return build_lite()
+    if arch == "seed":
+        return build_seed()
+    raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHS)}")
+
+
+def build_discriminator() -> keras.Model:
+    """Conditional patch discriminator: judges (input, lines) pairs in ~22 px patches."""
+    inp = keras.Input((None, None, 2), name="pair")
+    x = inp
+    for i, ch in enumerate((32, 64, 96)):
+        x = layers.Conv2D(ch, 4, strides=2, padding="same", name=f"d{i}")(x)
+        x = layers.LeakyReLU(0.2)(x)
+    out = layers.Conv2D(1, 3, padding="same", name="patch")(x)
+    return keras.Model(inp, out, name="linerelifer_disc")
+
+
+def total_stride(arch: str) -> int:
+    """Tile origins must sit on this grid for tiling to be exact."""
+    return {"lite": 8, "seed": 1}[arch]
+
+
+def receptive_radius(model: keras.Model, size: int = 256, trials: int = 3, seed: int = 0) -> int:
+    """How far (px) an input pixel can influence an output pixel, measured by gradients.
+
+    Random weights and random inputs leave no ReLU path dead by accident; the union over a few
+    trials gives the footprint of the centre output pixel.
+    """
+    import tensorflow as tf
+
+    rng = np.random.default_rng(seed)
+    c = size // 2
+    reach = np.zeros((size, size), bool)
+    for _ in range(trials):
+        x = tf.constant(rng.random((1, size, size, 1), dtype=np.float32))
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = model(x, training=False)
+            target = y[0, c, c, 0]
+        g = tape.gradient(target, x).numpy()[0, :, :, 0]
+        reach |= g != 0
+    ys, xs = np.nonzero(reach)
+    if ys.size == 0:
+        return 0
+    return int(max(c - ys.min(), ys.max() - c, c - xs.min(), xs.max() - c))
+
+
+def macs_per_pixel(model: keras.Model, size: int = 256) -> float:
+    """Multiply-adds per input pixel, counted from the layers' shapes."""
+    total = 0.0
+    shapes: dict[str, Any] = {}
+    x = keras.ops.zeros((1, size, size, model.inputs[0].shape[-1]))
+    probe = keras.Model(model.inputs, [l.output for l in model.layers if isinstance(l, (layers.Conv2D, layers.Conv2DTranspose))])
+    outs = probe(x)
+    convs = [l for l in model.layers if isinstance(l, (layers.Conv2D, layers.Conv2DTranspose))]
+    for layer, out in zip(convs, outs):
+        kh, kw, cin, cout = layer.kernel.shape
+        if isinstance(layer, layers.Conv2DTranspose):
+            cin, cout = cout, cin  # kernel is (kh, kw, out, in)
+            sh, sw = layer.strides
+            positions = (out.shape[1] * out.shape[2]) * (kh * kw) / (sh * sw)
+            total += positions * cin * cout
+        else:
+            total += out.shape[1] * out.shape[2] * kh * kw * cin * cout
+    del shapes
+    return total / (size * size)

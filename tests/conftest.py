@@ -1,0 +1,58 @@
+"""Shared fixtures: a style built by the project's own export code, and the worker's Python."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@pytest.fixture(scope="session")
+def random_style(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A lite-architecture style with random weights: enough for tiling and protocol tests."""
+    from linerelifer_addon.worker import model as models
+    from training.export import export_style
+
+    import keras
+
+    keras.utils.set_random_seed(7)
+    gen = models.build_generator("lite")
+    out = tmp_path_factory.mktemp("styles")
+    return export_style(gen, "lite", out, "random", "random weights for tests", {"command": "tests"})
+
+
+@pytest.fixture(scope="session")
+def default_style() -> Path:
+    path = ROOT / "linerelifer_addon" / "styles" / "default.keras"
+    if not path.is_file():
+        pytest.fail("the bundled default style is missing; train it with the command in training/README.md")
+    return path
+
+
+def line_image(h: int, w: int, seed: int = 0, width: float = 2.0) -> np.ndarray:
+    """Coverage of a few anti-aliased random lines and circles (numpy only, for any test)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    cov = np.zeros((h, w), np.float32)
+    for _ in range(6):
+        y0, x0, y1, x1 = rng.uniform(0, [h, w, h, w])
+        d = np.array([y1 - y0, x1 - x0], np.float32)
+        n = float(np.hypot(*d)) or 1.0
+        t = np.clip(((yy - y0) * d[0] + (xx - x0) * d[1]) / (n * n), 0, 1)
+        dist = np.hypot(yy - (y0 + t * d[0]), xx - (x0 + t * d[1]))
+        cov = np.maximum(cov, np.clip(width / 2 + 0.5 - dist, 0, 1))
+    for _ in range(3):
+        cy, cx, r = rng.uniform(0, h), rng.uniform(0, w), rng.uniform(10, min(h, w) / 4)
+        dist = np.abs(np.hypot(yy - cy, xx - cx) - r)
+        cov = np.maximum(cov, np.clip(width / 2 + 0.5 - dist, 0, 1))
+    return cov
+
+
+@pytest.fixture
+def python_exe() -> str:
+    return sys.executable

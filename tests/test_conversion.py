@@ -1,0 +1,108 @@
+"""Round trips for every input kind, and the conventions of the output."""
+import numpy as np
+import pytest
+
+from linerelifer_addon.core.conversion import DRAWING, PASS, from_coverage, over, to_coverage
+
+from conftest import line_image
+
+COV = line_image(60, 80, seed=3)
+
+
+def _drawing(kind: str) -> np.ndarray:
+    lum = 1.0 - COV  # dark lines on white
+    if kind == "gray8":
+        return np.rint(lum * 255).astype(np.uint8)
+    if kind == "gray16":
+        return np.rint(lum * 65535).astype(np.uint16)
+    if kind == "gray1":
+        return np.rint(lum * 255).astype(np.uint8)[:, :, None]
+    if kind == "rgb8":
+        return np.rint(np.dstack([lum] * 3) * 255).astype(np.uint8)
+    if kind == "rgba_opaque":
+        return np.rint(np.dstack([lum] * 3 + [np.ones_like(lum)]) * 255).astype(np.uint8)
+    if kind == "gray_alpha":
+        return np.rint(np.dstack([lum, np.ones_like(lum)]) * 255).astype(np.uint8)
+    if kind == "float":
+        return np.dstack([lum] * 3).astype(np.float32)
+    if kind == "white_on_black":
+        return np.rint(COV * 255).astype(np.uint8)
+    raise AssertionError(kind)
+
+
+@pytest.mark.parametrize("kind", ["gray8", "gray16", "gray1", "rgb8", "rgba_opaque", "gray_alpha", "float",
+                                  "white_on_black"])
+def test_drawing_round_trip(kind: str) -> None:
+    pixels = _drawing(kind)
+    line = to_coverage(pixels)
+    assert line.mode == DRAWING
+    tol = 1.5 / 255 if pixels.dtype == np.uint8 else 1e-3
+    assert np.abs(line.coverage - COV).max() <= tol
+    back = from_coverage(line, line.coverage)
+    assert back.shape == pixels.shape and back.dtype == pixels.dtype
+    assert np.abs(back.astype(np.float64) - pixels.astype(np.float64)).max() <= 1
+
+
+def test_freestyle_pass_round_trip_and_colour() -> None:
+    rgba = np.zeros((60, 80, 4), np.float32)
+    rgba[..., 0], rgba[..., 1], rgba[..., 2] = 0.2, 0.1, 0.6
+    rgba[..., 3] = COV
+    line = to_coverage(rgba)
+    assert line.mode == PASS
+    np.testing.assert_allclose(line.coverage, COV)
+    np.testing.assert_allclose(line.line_color, [0.2, 0.1, 0.6], atol=1e-5)
+    refined = np.zeros_like(COV)
+    refined[10:20, 10:20] = 1.0  # new ink away from the old lines takes the line colour
+    out = from_coverage(line, refined)
+    assert out.shape == rgba.shape and out.dtype == np.float32
+    np.testing.assert_allclose(out[..., 3], refined)
+    np.testing.assert_allclose(out[15, 15, :3], [0.2, 0.1, 0.6], atol=1e-5)
+    assert np.allclose(from_coverage(line, line.coverage), rgba)
+
+
+def test_strength_blends_and_colour_override() -> None:
+    rgba = np.zeros((60, 80, 4), np.uint8)
+    rgba[..., 3] = np.rint(COV * 255)
+    line = to_coverage(rgba)
+    refined = np.ones_like(COV)
+    half = from_coverage(line, refined, strength=0.5, color=(1.0, 0.0, 0.0))
+    expected = np.rint((COV + (1 - COV) * 0.5) * 255)
+    assert np.abs(half[..., 3].astype(int) - expected).max() <= 1
+    assert (half[..., 0] == 255).all() and (half[..., 1] == 0).all()
+    assert np.array_equal(from_coverage(line, refined, strength=0.0), rgba)
+    with pytest.raises(ValueError):
+        from_coverage(line, refined, strength=1.5)
+
+
+def test_light_background_stays_light_and_coloured_paper_kept() -> None:
+    paper = np.array([0.95, 0.9, 0.8], np.float32)
+    ink = np.array([0.1, 0.1, 0.3], np.float32)
+    img = paper * (1 - COV[..., None]) + ink * COV[..., None]
+    line = to_coverage(img)
+    assert line.mode == DRAWING and np.abs(line.coverage - COV).max() < 0.02
+    out = from_coverage(line, np.zeros_like(COV))
+    assert np.abs(out - paper).max() < 0.02  # lines removed → only paper remains
+
+
+def test_blank_and_bad_inputs() -> None:
+    white = np.full((20, 30), 255, np.uint8)
+    line = to_coverage(white)
+    assert line.coverage.max() == 0.0
+    assert np.array_equal(from_coverage(line, line.coverage), white)
+    nan = np.full((10, 10, 3), np.nan, np.float32)
+    assert np.isfinite(to_coverage(nan).coverage).all()
+    with pytest.raises(ValueError):
+        to_coverage(np.zeros((0, 5), np.uint8))
+    with pytest.raises(ValueError):
+        to_coverage(np.zeros((5, 5, 7), np.uint8))
+
+
+def test_over_composites_lines_on_render() -> None:
+    top = np.zeros((2, 2, 4), np.float32)
+    top[0, 0] = [0, 0, 0, 1]
+    top[0, 1] = [0, 0, 0, 0.5]
+    bottom = np.ones((2, 2, 4), np.float32)
+    out = over(top, bottom)
+    np.testing.assert_allclose(out[0, 0], [0, 0, 0, 1])
+    np.testing.assert_allclose(out[0, 1], [0.5, 0.5, 0.5, 1])
+    np.testing.assert_allclose(out[1, 1], [1, 1, 1, 1])

@@ -1,0 +1,103 @@
+"""`python -m training train|evaluate`: build and judge line styles."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from linerelifer_addon.core.styles import user_styles_dir
+
+    from .dataset import PairSampler
+    from .export import command_line, export_style
+    from .train import TrainConfig, Trainer
+
+    base = TrainConfig.seed_baseline if args.arch == "seed" else TrainConfig
+    overrides = {k: v for k, v in (("steps", args.steps), ("batch", args.batch), ("crop", args.crop),
+                                   ("seed", args.seed), ("threads", args.threads), ("lr", args.lr),
+                                   ("sample_every", args.sample_every)) if v is not None}
+    cfg = base(**overrides) if args.arch == "seed" else base(arch=args.arch, **overrides)
+    t0 = time.perf_counter()
+    if args.drawings:
+        from .prepare import prepare_folder
+
+        pairs = prepare_folder(args.drawings)
+        print(f"prepared {len(pairs)} drawings from {args.drawings} in {time.perf_counter() - t0:.1f} s")
+        data = f"drawings in {Path(args.drawings).name}/"
+    else:
+        pairs = None
+        data = f"synthetic hand-inked drawings (training/synth.py), pool {cfg.pool}"
+    sampler = PairSampler(pairs, crop=cfg.crop, seed=cfg.seed, **({"pool": cfg.pool} if pairs is None else {}))
+    run_dir = Path(args.run_dir or Path("runs") / args.name)
+    trainer = Trainer(cfg, run_dir, sampler)
+    if args.resume:
+        done = trainer.restore()
+        print(f"resuming {run_dir} at step {done}")
+    logs = trainer.fit(verbose=0 if args.quiet else 1)
+    out_dir = Path(args.out) if args.out else user_styles_dir()
+    desc = args.description or (f"Trained from {data}" if args.drawings else "Default hand-inked line style")
+    training = {"command": command_line(), "data": data, "seed": cfg.seed, "steps": cfg.steps,
+                "wall_seconds": round(trainer.wall, 1), "config": {k: v for k, v in vars(cfg).items() if k != "extras"},
+                "final_losses": {k: round(v, 5) for k, v in logs.items()}}
+    path = export_style(trainer.gen, cfg.arch, out_dir, args.name, desc, training)
+    print(f"style written: {path} ({cfg.steps} steps, {trainer.wall:.0f} s of training)")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from linerelifer_addon.core.styles import resolve_style
+    from linerelifer_addon.worker.engine import Engine, configure_threads
+
+    from .evalset import make_evalset
+    from .evaluate import evaluate_items, format_table
+
+    configure_threads(args.threads)
+    items = make_evalset()
+    rows = {"identity (input)": evaluate_items(lambda x: x, items)}
+    for label, ref in (("style", args.style), ("baseline", args.baseline)):
+        if not ref:
+            continue
+        info = resolve_style(ref)
+        engine = Engine(info.path)
+        rows[f"{info.name}"] = evaluate_items(lambda x: engine.refine(x, skip_blank=False), items)
+    print(format_table(rows))
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m training", description=__doc__)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("train", help="prepare data, train, export a style")
+    t.add_argument("--drawings", help="folder of line drawings (default: synthetic data)")
+    t.add_argument("--name", required=True, help="style name (file NAME.keras)")
+    t.add_argument("--out", help="folder for the style (default: the user styles folder)")
+    t.add_argument("--description")
+    t.add_argument("--arch", default="lite", choices=("lite", "seed"))
+    t.add_argument("--steps", type=int)
+    t.add_argument("--batch", type=int)
+    t.add_argument("--crop", type=int)
+    t.add_argument("--lr", type=float)
+    t.add_argument("--seed", type=int)
+    t.add_argument("--threads", type=int)
+    t.add_argument("--sample-every", type=int)
+    t.add_argument("--run-dir", help="checkpoints, logs and sample sheets (default runs/NAME)")
+    t.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
+    t.add_argument("--quiet", action="store_true")
+    t.set_defaults(func=cmd_train)
+    e = sub.add_parser("evaluate", help="metrics table on the held-out set")
+    e.add_argument("--style", required=True, help="style name or .keras path")
+    e.add_argument("--baseline", help="second style to compare against")
+    e.add_argument("--json", help="also write the results here")
+    e.add_argument("--threads", type=int)
+    e.set_defaults(func=cmd_evaluate)
+    args = p.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,80 @@
+"""Write a trained generator as a style: NAME.keras plus NAME.json metadata.
+
+The metadata carries what inference needs (tiling margin and stride, default tile) and
+how the style was made (command, seed, steps, wall time), so every shipped model can be
+traced back to the command that produced it.
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+STYLE_FORMAT = 1
+
+
+def style_metadata(gen: Any, arch: str, name: str, description: str, training: dict[str, Any],
+                   tile: int = 512) -> dict[str, Any]:
+    import keras
+    import tensorflow as tf
+
+    from linerelifer_addon.core import tiling
+    from linerelifer_addon.worker import model as models
+
+    align = models.total_stride(arch)
+    radius = models.receptive_radius(gen)
+    grid = max(align, 8)
+    margin = tiling.round_up(max(radius, 1), grid)
+    blank = float(gen(np.zeros((1, tile, tile, 1), np.float32), training=False).numpy().max())
+    return {
+        "format": STYLE_FORMAT,
+        "name": name,
+        "description": description,
+        "version": "1.0",
+        "arch": arch,
+        "input": "line coverage, float32 in [0, 1], 1 = ink, shape [1, H, W, 1]",
+        "output": "refined line coverage, same shape",
+        "margin": margin,
+        "align": grid,
+        "tile": tile,
+        "receptive_radius": radius,
+        "macs_per_pixel": round(models.macs_per_pixel(gen)),
+        "parameters": int(gen.count_params()),
+        "blank_output_max": blank,
+        "training": {**training, "tensorflow": tf.__version__, "keras": keras.__version__,
+                     "exported": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")},
+    }
+
+
+def _atomic_write(path: Path, write: Any, suffix: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=suffix)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def export_style(gen: Any, arch: str, out_dir: str | os.PathLike, name: str, description: str,
+                 training: dict[str, Any]) -> Path:
+    """Save `gen` as `out_dir/name.keras` + `.json`; returns the .keras path."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    meta = style_metadata(gen, arch, name, description, training)
+    path = out_dir / f"{name}.keras"
+    _atomic_write(path, lambda tmp: gen.save(tmp), ".keras")
+    _atomic_write(path.with_suffix(".json"),
+                  lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8"), ".json")
+    return path
+
+
+def command_line() -> str:
+    return "python -m training " + " ".join(sys.argv[1:])
