@@ -12,4 +12,7 @@ if __name__ == "__main__":
     package_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     sys.path[0] = os.path.dirname(package_dir)  # not worker/, whose modules would shadow others
     server = importlib.import_module(os.path.basename(package_dir) + ".worker.server")
-    sys.exit(server.main(sys.argv[1:]))
+    code = server.main(sys.argv[1:])
+    sys.stderr.flush()
+    # Skip interpreter teardown: TensorFlow's thread pools can abort it while a reader waits.
+    os._exit(code)

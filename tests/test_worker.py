@@ -1,0 +1,125 @@
+"""The worker process: warm reuse, crashes, hangs, cancel, shutdown."""
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from linerelifer_addon.core.client import Cancelled, WorkerClient, WorkerError, WorkerStartError
+from linerelifer_addon.worker.engine import Engine
+
+from conftest import line_image
+
+BIG = line_image(1400, 1400, seed=4)
+
+
+def _kill_on_first_progress(client: WorkerClient, sig: int):
+    fired = threading.Event()
+
+    def progress(done: int, total: int) -> None:
+        if not fired.is_set():
+            fired.set()
+            os.kill(client.pid, sig)
+    return progress, fired
+
+
+def test_warm_worker_serves_many_requests(random_style) -> None:
+    with WorkerClient() as client:
+        img = line_image(300, 200, seed=5)
+        first = client.refine(img, random_style, tile=256)
+        pid = client.pid
+        second = client.refine(img, random_style, tile=256)
+        assert client.pid == pid and client.starts == 1
+        expected = Engine(random_style).refine(img, tile=256, skip_blank=False)
+        assert np.abs(first - expected).max() < 2e-3  # float16 transfer
+        assert np.array_equal(first, second)
+        assert client.info()["tensorflow"]
+
+
+def test_killed_worker_gives_clear_error_then_recovers(random_style) -> None:
+    client = WorkerClient()
+    try:
+        client.info()
+        old = client.pid
+        progress, fired = _kill_on_first_progress(client, signal.SIGKILL)
+        with pytest.raises(WorkerError, match="exited unexpectedly"):
+            client.refine(BIG, random_style, tile=176, progress=progress)
+        assert fired.is_set()
+        out = client.refine(line_image(100, 100), random_style, tile=256)
+        assert out.shape == (100, 100) and client.pid != old and client.starts == 2
+    finally:
+        client.close()
+
+
+def test_hung_worker_times_out_then_recovers(random_style) -> None:
+    client = WorkerClient(reply_timeout=3)
+    try:
+        client.info()
+        progress, fired = _kill_on_first_progress(client, signal.SIGSTOP)
+        t0 = time.monotonic()
+        with pytest.raises(WorkerError, match="did not answer"):
+            client.refine(BIG, random_style, tile=176, progress=progress)
+        assert time.monotonic() - t0 < 30
+        assert client.refine(line_image(80, 80), random_style, tile=256).shape == (80, 80)
+    finally:
+        client.close()
+
+
+def test_cancel_stops_a_long_request(random_style) -> None:
+    with WorkerClient() as client:
+        client.info()
+        cancel = threading.Event()
+        seen = []
+
+        def progress(done: int, total: int) -> None:
+            seen.append((done, total))
+            cancel.set()
+        t0 = time.monotonic()
+        with pytest.raises(Cancelled):
+            client.refine(BIG, random_style, tile=176, progress=progress, cancel=cancel)
+        assert seen and seen[-1][0] < seen[-1][1], "cancel must stop before the last tile"
+        assert time.monotonic() - t0 < 20
+        pid = client.pid
+        assert client.refine(line_image(64, 64), random_style, tile=256).shape == (64, 64)
+        assert client.pid == pid  # the same warm worker serves the next request
+
+
+def test_shutdown_eof_and_idle_timeout(random_style) -> None:
+    client = WorkerClient(idle_timeout=2)
+    client.info()
+    proc = client._proc
+    time.sleep(5)
+    assert proc.poll() == 0, "an idle worker exits by itself"
+    assert client.refine(line_image(50, 50), random_style, tile=256).shape == (50, 50)
+    assert client.starts == 2
+    proc = client._proc
+    proc.stdin.close()  # end of input, as when the client's process dies
+    assert proc.wait(timeout=20) == 0
+    client.close()
+
+
+def test_missing_interpreter_or_tensorflow(tmp_path, random_style) -> None:
+    with pytest.raises(WorkerStartError, match="does not exist"):
+        WorkerClient(python=str(tmp_path / "nope" / "python")).info()
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "bare")], check=True)
+    bare = WorkerClient(python=str(tmp_path / "bare" / "bin" / "python"))
+    with pytest.raises(WorkerStartError, match="lacks the module"):
+        bare.refine(np.zeros((10, 10), np.float32), random_style)
+    assert not bare.alive
+
+
+def test_bad_style_is_a_request_error_and_worker_survives(tmp_path, random_style) -> None:
+    from linerelifer_addon.core.client import RequestError
+
+    broken = tmp_path / "broken.keras"
+    broken.write_bytes(b"not a zip")
+    broken.with_suffix(".json").write_text(random_style.with_suffix(".json").read_text())
+    with WorkerClient() as client:
+        with pytest.raises(RequestError, match="broken.keras"):
+            client.refine(np.zeros((10, 10), np.float32), broken)
+        assert client.refine(np.zeros((10, 10), np.float32), random_style).shape == (10, 10)
+        assert client.starts == 1
