@@ -125,6 +125,9 @@ def cmd_refine(args: argparse.Namespace) -> int:
             if not args.quiet:
                 progress.close()
                 print(f"{src} -> {dst} ({time.perf_counter() - t0:.2f} s)", file=sys.stderr)
+        if not args.quiet:
+            print(f"{len(pairs) - failures} refined, {failures} failed; worker started {client.starts} time(s)",
+                  file=sys.stderr)
     finally:
         client.close()
     return 2 if failures else 0

@@ -30,7 +30,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         pairs = None
         data = f"synthetic hand-inked drawings (training/synth.py), pool {cfg.pool}"
-    sampler = PairSampler(pairs, crop=cfg.crop, seed=cfg.seed, **({"pool": cfg.pool} if pairs is None else {}))
+    sampler = PairSampler(pairs, crop=cfg.crop, seed=cfg.seed, **({"pool_size": cfg.pool} if pairs is None else {}))
     run_dir = Path(args.run_dir or Path("runs") / args.name)
     trainer = Trainer(cfg, run_dir, sampler)
     if args.resume:

@@ -1,0 +1,110 @@
+"""The command line: real files, a real worker, exit codes and one-line messages."""
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+cv2 = pytest.importorskip("cv2")
+
+from conftest import ROOT, line_image  # noqa: E402
+
+
+def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "linerelifer_addon", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300, env=env)
+
+
+def write_drawing(path: Path, h: int = 120, w: int = 160, seed: int = 0) -> np.ndarray:
+    img = np.rint((1.0 - line_image(h, w, seed=seed)) * 255).astype(np.uint8)
+    cv2.imwrite(str(path), img)
+    return img
+
+
+def test_refine_file_and_folder(tmp_path, random_style) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    originals = {n: write_drawing(src / n, seed=i) for i, n in enumerate(["a.png", "b.png", "c d é.png"])}
+    r = run_cli("refine", str(src), "-o", str(tmp_path / "out"), "--style", str(random_style))
+    assert r.returncode == 0, r.stderr
+    assert "worker started 1 time" in r.stderr
+    for name, img in originals.items():
+        out = cv2.imread(str(tmp_path / "out" / name), cv2.IMREAD_UNCHANGED)
+        assert out is not None and out.shape == img.shape and out.dtype == np.uint8
+        assert np.array_equal(cv2.imread(str(src / name), cv2.IMREAD_UNCHANGED), img), "input modified"
+    one = run_cli("refine", str(src / "a.png"), "-o", str(tmp_path / "single.png"), "--style", str(random_style),
+                  "--strength", "0")
+    assert one.returncode == 0, one.stderr
+    # strength 0 gives back the input's lines
+    assert np.abs(cv2.imread(str(tmp_path / "single.png"), 0).astype(int) - originals["a.png"]).max() <= 1
+
+
+def test_rgba_pass_keeps_its_convention(tmp_path, random_style) -> None:
+    rgba = np.zeros((90, 100, 4), np.uint8)
+    rgba[..., :3] = (30, 60, 200)
+    rgba[..., 3] = np.rint(line_image(90, 100, seed=2) * 255)
+    cv2.imwrite(str(tmp_path / "pass.png"), cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGRA))
+    r = run_cli("refine", str(tmp_path / "pass.png"), "-o", str(tmp_path / "o.png"), "--style", str(random_style))
+    assert r.returncode == 0, r.stderr
+    out = cv2.imread(str(tmp_path / "o.png"), cv2.IMREAD_UNCHANGED)
+    assert out.shape == (90, 100, 4)
+
+
+@pytest.mark.parametrize("case", ["missing", "empty", "text", "same_as_input", "strength", "style", "usage"])
+def test_bad_input_exits_2_with_one_line(tmp_path, random_style, case: str) -> None:
+    good = tmp_path / "good.png"
+    write_drawing(good)
+    args = {
+        "missing": [str(tmp_path / "nope.png"), "-o", str(tmp_path / "o.png")],
+        "empty": [str(tmp_path / "empty.png"), "-o", str(tmp_path / "o.png")],
+        "text": [str(tmp_path / "text.png"), "-o", str(tmp_path / "o.png")],
+        "same_as_input": [str(good), "-o", str(good)],
+        "strength": [str(good), "-o", str(tmp_path / "o.png"), "--strength", "2"],
+        "style": [str(good), "-o", str(tmp_path / "o.png"), "--style", "no-such-style"],
+        "usage": ["--bogus"],
+    }[case]
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "text.png").write_text("hello, not an image")
+    if case not in ("style", "usage"):
+        args += ["--style", str(random_style)]
+    before = good.read_bytes()
+    r = run_cli("refine", *args)
+    assert r.returncode == 2, r.stderr
+    errors = [l for l in r.stderr.splitlines() if l.startswith("error:") or l.startswith("usage")]
+    assert errors, r.stderr
+    assert "Traceback" not in r.stderr
+    if case in ("missing", "empty", "text"):
+        assert Path(args[0]).name in errors[0]
+    assert good.read_bytes() == before
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_internal_error_exits_1(tmp_path, random_style) -> None:
+    style = tmp_path / "odd.keras"
+    shutil.copy(random_style, style)
+    meta = json.loads(random_style.with_suffix(".json").read_text())
+    meta["margin"] = 41  # not on the network's stride: inference cannot tile
+    style.with_suffix(".json").write_text(json.dumps(meta))
+    good = tmp_path / "good.png"
+    write_drawing(good)
+    r = run_cli("refine", str(good), "-o", str(tmp_path / "o.png"), "--style", str(style))
+    assert r.returncode == 1, r.stderr
+    assert "Traceback" not in r.stderr and "--debug" in r.stderr
+    r = run_cli("refine", str(good), "-o", str(tmp_path / "o.png"), "--style", str(style), "--debug")
+    assert r.returncode == 1 and "Traceback" in r.stderr
+
+
+def test_styles_lists_bundled_and_user(tmp_path, random_style) -> None:
+    user = tmp_path / "user"
+    user.mkdir()
+    shutil.copy(random_style, user / "mine.keras")
+    shutil.copy(random_style.with_suffix(".json"), user / "mine.json")
+    env = {**__import__("os").environ, "LINERELIFER_STYLES_DIR": str(user)}
+    r = run_cli("styles", env=env)
+    assert r.returncode == 0
+    lines = r.stdout.splitlines()
+    assert any(l.split()[:2] == ["mine", "user"] for l in lines)
+    assert any(l.split()[:2] == ["default", "bundled"] for l in lines)
