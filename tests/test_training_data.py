@@ -1,0 +1,266 @@
+"""Data side of training/: synthesis, degradation, preparation, sampling, eval set."""
+
+import re
+
+import cv2
+import numpy as np
+import pytest
+
+from training.dataset import PairSampler
+from training.degrade import add_gap, degrade
+from training.evalset import EVAL_SEED_BASE, make_evalset
+from training.metrics import gap_closed, line_prf, speck_removed
+from training.prepare import centerline, load_drawing, prepare_folder
+from training.synth import MAX_INK_WIDTH, Stroke, pen_stroke, render_inked, render_uniform, synth_pair, synth_sample
+
+
+def _ink(img):
+    return img > 0.25
+
+
+# ---------------------------------------------------------------- synth
+
+
+def test_synth_is_deterministic_per_seed():
+    a_in, a_tg = synth_pair(7)
+    b_in, b_tg = synth_pair(7)
+    c_in, c_tg = synth_pair(8)
+    assert a_in.dtype == np.float32 and a_in.shape == (256, 256) and a_tg.shape == (256, 256)
+    assert np.array_equal(a_in, b_in) and np.array_equal(a_tg, b_tg)
+    assert not np.array_equal(a_in, c_in) and not np.array_equal(a_tg, c_tg)
+
+
+def test_synth_ink_fraction_and_range():
+    fractions = []
+    for seed in range(8):
+        x, y = synth_pair(seed)
+        assert 0.0 <= x.min() and x.max() <= 1.0 and 0.0 <= y.min() and y.max() <= 1.0
+        fractions.append(_ink(y).mean())
+    assert all(0.03 <= f <= 0.2 for f in fractions), fractions
+    assert 0.05 <= np.median(fractions) <= 0.15
+
+
+def test_synth_size_parameter():
+    x, y = synth_pair(3, size=96)
+    assert x.shape == y.shape == (96, 96)
+    assert _ink(y).any()
+
+
+def _cross_section(img):
+    """Ink mass per column of a horizontal stroke = its width in px."""
+    return img.sum(axis=0)
+
+
+def test_inked_stroke_varies_and_tapers_uniform_does_not():
+    rng = np.random.default_rng(0)
+    pts = np.stack([np.linspace(10, 150, 50), np.full(50, 20.3)], axis=1)
+    stroke = pen_stroke(rng, pts)
+    inked = _cross_section(render_inked([stroke], 40, 160, rng, max_width=4.0))
+    uniform = _cross_section(render_uniform([stroke], 40, 160, 2.0))
+    body = slice(30, 130)
+    assert np.ptp(uniform[body]) < 0.05
+    assert abs(uniform[body].mean() - 2.0) < 0.1
+    assert np.ptp(inked[body]) > 0.5  # pressure changes the width
+    assert inked.max() <= MAX_INK_WIDTH
+    assert inked[11] < 0.5 * inked[body].mean() and inked[149] < 0.5 * inked[body].mean()  # tapered tips
+    assert uniform[11] > 0.9 * uniform[body].mean()  # the uniform line keeps its width to the end
+
+
+def _local_widths(cov, r=4):
+    """Ink mass in a disc around each skeleton pixel over the disc diameter = local line width."""
+    disc = np.zeros((2 * r + 1, 2 * r + 1), np.float32)
+    cv2.circle(disc, (r, r), r, 1.0, -1)
+    return (cv2.filter2D(cov, -1, disc) / (2 * r + 1))[centerline(cov)]
+
+
+@pytest.mark.parametrize("seed", [0, 2, 11])
+def test_synth_target_widths_vary_and_input_is_uniform(seed):
+    s = synth_sample(seed)
+    wx, wy = _local_widths(s.input), _local_widths(s.target)
+    # junctions and ends inflate the upper quantiles, so compare the lower half
+    straight = Stroke(np.array([[10.0, 30.3], [110.0, 37.1]]), np.ones(2))
+    reference = np.median(_local_widths(render_uniform([straight], 64, 120, s.width)))
+    assert abs(np.median(wx) - reference) < 0.1  # lines are as wide as the drawing's width says
+    assert np.percentile(wx, 50) - np.percentile(wx, 10) < 0.2
+    assert np.percentile(wy, 50) - np.percentile(wy, 10) > 0.4
+
+
+# ---------------------------------------------------------------- degrade
+
+
+def test_degrade_adds_gaps_and_specks_without_touching_arguments():
+    x, y = synth_pair(5)
+    x0, y0 = x.copy(), y.copy()
+    d = degrade(x, np.random.default_rng(1), gaps=(5, 5), specks=(4, 4), spurs=(0, 0), jitter=0.0)
+    assert np.array_equal(x, x0) and np.array_equal(y, y0)
+    removed = (x > 0.5) & (d < 0.25)
+    assert removed.sum() >= 5
+    # specks: new ink components that are far from every original line
+    far = cv2.distanceTransform((~_ink(x)).astype(np.uint8), cv2.DIST_L2, 3) > 3
+    n, _, stats, _ = cv2.connectedComponentsWithStats((_ink(d) & far).astype(np.uint8), connectivity=8)
+    assert n - 1 >= 4
+    assert stats[1:, cv2.CC_STAT_AREA].max() <= 9  # specks are 1-3 px blobs
+
+
+def test_degrade_is_deterministic_and_jitter_is_small():
+    x, _ = synth_pair(6)
+    a = degrade(x, np.random.default_rng(3))
+    b = degrade(x, np.random.default_rng(3))
+    assert np.array_equal(a, b)
+    j = degrade(x, np.random.default_rng(4), gaps=(0, 0), specks=(0, 0), spurs=(0, 0), jitter=0.4)
+    assert not np.array_equal(j, x)
+    assert line_prf(j, x, tol=1.0)["f1"] > 0.99  # lines move by well under a pixel
+
+
+def test_add_gap_fully_cuts_the_stroke():
+    x, _ = synth_pair(9)
+    rng = np.random.default_rng(2)
+    for length in (1, 2, 3, 4):
+        cut, a, b = add_gap(x, rng, length)
+        assert a is not None
+        assert gap_closed(x, a, b) and not gap_closed(cut, a, b)
+
+
+# ---------------------------------------------------------------- prepare
+
+
+def _marker_drawing(h=240, w=320):
+    """Thick uniform 6 px marker strokes, black on white, 8-bit."""
+    img = np.full((h, w), 255, np.uint8)
+    cv2.polylines(img, [np.array([[20, 200], [80, 40], [140, 190], [200, 60]], np.int32)], False, 0, 6, cv2.LINE_AA)
+    cv2.circle(img, (255, 150), 45, 0, 6, cv2.LINE_AA)
+    cv2.line(img, (30, 20), (300, 30), 0, 6, cv2.LINE_AA)
+    return img
+
+
+def _write_set(folder):
+    img = _marker_drawing()
+    cv2.imwrite(str(folder / "a_gray8.png"), img)
+    cv2.imwrite(str(folder / "b_gray16.png"), img.astype(np.uint16) * 257)
+    cv2.imwrite(str(folder / "c_inverted.png"), cv2.cvtColor(255 - img, cv2.COLOR_GRAY2BGR))
+    cv2.imwrite(str(folder / "d_photo.jpg"), img, [cv2.IMWRITE_JPEG_QUALITY, 75])
+    rgba = np.zeros((*img.shape, 4), np.uint8)  # black ink on a transparent sheet
+    rgba[:, :, 3] = 255 - img
+    cv2.imwrite(str(folder / "e_alpha.png"), rgba)
+    return (255 - img).astype(np.float32) / 255.0
+
+
+def test_load_drawing_formats(tmp_path):
+    ink = _write_set(tmp_path)
+    expect = 1.0 - ink
+    for name in ("a_gray8.png", "b_gray16.png", "e_alpha.png"):
+        lum = load_drawing(tmp_path / name)
+        assert lum.dtype == np.float32 and lum.shape == ink.shape
+        assert np.abs(lum - expect).max() < 0.01, name
+    assert np.abs(load_drawing(tmp_path / "c_inverted.png") - ink).max() < 0.01
+
+
+def test_prepare_folder_pairs_follow_the_drawing(tmp_path):
+    ink = _write_set(tmp_path)
+    pairs = prepare_folder(tmp_path)
+    assert len(pairs) == 5
+    stroke = _ink(ink)
+    near_stroke = cv2.dilate(stroke.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    for x, y in pairs:
+        assert x.shape == y.shape == ink.shape and x.dtype == np.float32 and y.dtype == np.float32
+        # target is the drawing itself, inverted one included
+        assert np.abs(y - ink).mean() < 0.01
+        iou = (_ink(y) & stroke).sum() / (_ink(y) | stroke).sum()
+        assert iou > 0.95
+        # input: thin uniform lines lying on the strokes and following all of them
+        assert near_stroke[_ink(x)].mean() > 0.99
+        assert _ink(x).sum() < 0.7 * stroke.sum()
+        assert line_prf(x, y, tol=4.0)["recall"] > 0.97
+
+
+def test_prepare_downscales_large_scans(tmp_path):
+    big = cv2.resize(_marker_drawing(), (960, 720), interpolation=cv2.INTER_NEAREST)
+    cv2.imwrite(str(tmp_path / "scan.png"), big)
+    (x, y), = prepare_folder(tmp_path, max_side=400)
+    assert max(x.shape) == 400 and x.shape == y.shape == (300, 400)
+
+
+def test_centerline_is_thin_and_on_the_stroke():
+    img = np.zeros((60, 80), np.float32)
+    cv2.line(img, (10, 30), (70, 30), 1.0, 7)
+    skel = centerline(img)
+    cols = skel[:, 15:65]
+    assert (cols.sum(axis=0) == 1).all()  # exactly one pixel thick
+    assert set(np.nonzero(cols)[0]) <= {29, 30, 31}
+
+
+def test_prepare_folder_uses_line_norm_pairs(tmp_path):
+    (tmp_path / "line").mkdir()
+    (tmp_path / "norm").mkdir()
+    line = np.full((100, 120), 255, np.uint8)
+    cv2.line(line, (10, 50), (110, 50), 0, 2, cv2.LINE_AA)
+    norm = np.full((100, 120), 255, np.uint8)
+    cv2.line(norm, (10, 50), (110, 50), 0, 5, cv2.LINE_AA)
+    cv2.imwrite(str(tmp_path / "line" / "shot01.png"), line)
+    cv2.imwrite(str(tmp_path / "norm" / "shot01.png"), norm)
+    cv2.imwrite(str(tmp_path / "line" / "unmatched.png"), line)
+    cv2.imwrite(str(tmp_path / "loose_drawing.png"), norm)  # ignored: explicit pairs win
+    pairs = prepare_folder(tmp_path)
+    assert len(pairs) == 1
+    x, y = pairs[0]
+    assert np.abs(x - (255 - line) / 255.0).mean() < 0.01
+    assert np.abs(y - (255 - norm) / 255.0).mean() < 0.01
+
+
+def test_prepare_folder_errors_name_the_problem(tmp_path):
+    empty = tmp_path / "empty_drawings"
+    empty.mkdir()
+    with pytest.raises(ValueError, match=re.escape(str(empty))):
+        prepare_folder(empty)
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "broken.png").write_bytes(b"not an image at all")
+    with pytest.raises(ValueError, match="broken.png"):
+        prepare_folder(bad)
+
+
+# ---------------------------------------------------------------- sampler
+
+
+def test_sampler_batches_are_aligned_deterministic_and_inky():
+    x, y = synth_pair(21)
+    off = {"gaps": (0, 0), "specks": (0, 0), "spurs": (0, 0), "jitter": 0.0}
+    same = PairSampler([(y, y)], crop=64, seed=1, degrade_kwargs=off)
+    bx, by = same.batch(6)
+    assert bx.shape == by.shape == (6, 64, 64, 1) and bx.dtype == np.float32
+    assert np.array_equal(bx, by)  # input and target get the very same crop and augmentation
+
+    s1 = PairSampler([(x, y)], crop=64, seed=4)
+    s2 = PairSampler([(x, y)], crop=64, seed=4)
+    a, b = s1.batch(8), s2.batch(8)
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    assert (np.mean(a[1] > 0.25, axis=(1, 2, 3)) >= 0.01).mean() >= 0.75
+
+    synthetic = PairSampler(None, crop=64, seed=2, pool_size=3)
+    sx, sy = synthetic.batch(4)
+    assert sx.shape == (4, 64, 64, 1) and not np.array_equal(sx, sy)
+
+
+def test_sampler_pads_small_drawings():
+    x = np.zeros((40, 50), np.float32)
+    x[20, 5:45] = 1.0
+    bx, by = PairSampler([(x, x)], crop=64, seed=0).batch(2)
+    assert bx.shape == (2, 64, 64, 1)
+
+
+# ---------------------------------------------------------------- eval set
+
+
+def test_evalset_is_deterministic_with_real_probes():
+    items = make_evalset(n=3)
+    again = make_evalset(n=3)
+    assert [i.seed for i in items] == [i.seed for i in again]
+    assert all(np.array_equal(a.input, b.input) for a, b in zip(items, again))
+    assert all(i.seed >= EVAL_SEED_BASE for i in items)
+    for item in items:
+        assert sorted(g[2] for g in item.gaps) == [1, 2, 3, 4]
+        for a, b, _ in item.gaps:
+            assert not gap_closed(item.input, a, b) and gap_closed(item.target, a, b)
+        assert len(item.specks) == 3
+        for p in item.specks:
+            assert not speck_removed(item.input, p) and speck_removed(item.target, p)

@@ -1,0 +1,1 @@
+"""Training kit for LineRelifer: data synthesis, preparation, metrics and evaluation."""

@@ -1,0 +1,82 @@
+"""Score a refine function on the held-out set and print styles side by side."""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable
+
+import numpy as np
+
+from training import metrics as m
+from training.evalset import EvalItem
+
+METRICS = ("l1", "precision", "recall", "f1", "chamfer", "gap_closure", "speck_removal",
+           "hallucinated", "width_hist")
+LOWER_IS_BETTER = frozenset({"l1", "chamfer", "hallucinated", "width_hist"})
+
+
+def identity(x: np.ndarray) -> np.ndarray:
+    """Reference 'style' that returns the degraded input unchanged."""
+    return x
+
+
+def _as_image(out, shape) -> np.ndarray:
+    out = np.asarray(out, np.float32)
+    out = out.reshape(out.shape[-3:-1]) if out.ndim > 2 else out  # accept [1,H,W,1] or [H,W,1]
+    if out.shape != shape:
+        raise ValueError(f"refine returned shape {out.shape} for an input of shape {shape}; it must keep HxW.")
+    return np.clip(out, 0.0, 1.0)
+
+
+def evaluate_items(refine: Callable[[np.ndarray], np.ndarray], items: Iterable[EvalItem]) -> dict[str, float]:
+    """Mean of each metric over items; gap_closure and speck_removal pool all probes."""
+    per: dict[str, list[float]] = {k: [] for k in ("l1", "precision", "recall", "f1", "chamfer",
+                                                   "hallucinated", "width_hist")}
+    gaps_closed = gaps_total = specks_gone = specks_total = 0
+    for item in items:
+        out = _as_image(refine(item.input.copy()), item.target.shape)  # copy: refine may work in place
+        prf = m.line_prf(out, item.target)
+        per["l1"].append(float(np.mean(np.abs(out - item.target))))
+        for k in ("precision", "recall", "f1"):
+            per[k].append(prf[k])
+        per["chamfer"].append(m.chamfer(out, item.target))
+        per["hallucinated"].append(m.hallucinated_ink(out, item.target))
+        per["width_hist"].append(m.width_hist_distance(out, item.target))
+        gaps_closed += sum(m.gap_closed(out, a, b) for a, b, _ in item.gaps)
+        gaps_total += len(item.gaps)
+        specks_gone += sum(m.speck_removed(out, p) for p in item.specks)
+        specks_total += len(item.specks)
+    result = {k: float(np.mean(v)) if v else float("nan") for k, v in per.items()}
+    result["gap_closure"] = gaps_closed / gaps_total if gaps_total else float("nan")
+    result["speck_removal"] = specks_gone / specks_total if specks_total else float("nan")
+    return {k: result[k] for k in METRICS}
+
+
+def _best(values: dict[str, float], lower: bool) -> list[str]:
+    finite = {k: v for k, v in values.items() if np.isfinite(v)}
+    if not finite:
+        return []
+    target = min(finite.values()) if lower else max(finite.values())
+    return [k for k, v in finite.items() if abs(v - target) <= 1e-9]
+
+
+def format_table(rows: dict[str, dict[str, float]]) -> str:
+    """Plain-text table: one column per style, one row per metric, best value starred."""
+    styles = list(rows)
+    metrics = [k for k in METRICS if any(k in rows[s] for s in styles)]
+    metrics += sorted({k for s in styles for k in rows[s]} - set(metrics))
+    head = ["metric"] + styles + ["best"]
+    body = []
+    for k in metrics:
+        lower = k in LOWER_IS_BETTER
+        vals = {s: float(rows[s].get(k, float("nan"))) for s in styles}
+        best = _best(vals, lower) if len(styles) > 1 else []
+        cells = [f"{k} ({'lower' if lower else 'higher'})"]
+        cells += [f"{vals[s]:.4f}{'*' if s in best else ' '}" for s in styles]
+        cells.append("=".join(best) if best else "-")
+        body.append(cells)
+    widths = [max(len(r[i]) for r in [head] + body) for i in range(len(head))]
+    fmt = lambda r: "  ".join(c.ljust(wd) if i == 0 or i == len(r) - 1 else c.rjust(wd)
+                              for i, (c, wd) in enumerate(zip(r, widths)))
+    lines = [fmt(head), "  ".join("-" * wd for wd in widths)] + [fmt(r) for r in body]
+    lines.append("* = best per metric; (lower)/(higher) says which direction is better.")
+    return "\n".join(lines)
