@@ -29,9 +29,10 @@ class TrainConfig:
     steps: int = 3000
     batch: int = 16
     crop: int = 128
-    lr: float = 2e-3
+    lr: float = 1e-3
     recon_weight: float = 20.0
     l1_weight: float = 0.0
+    bce_weight: float = 1.0  # cross-entropy keeps gradients alive where the sigmoid saturates
     gan_weight: float = 0.05
     gan_start: int = 500  # steps of reconstruction only before the discriminator joins
     seed: int = 1
@@ -44,7 +45,7 @@ class TrainConfig:
     @classmethod
     def seed_baseline(cls, **kw: Any) -> "TrainConfig":
         """The seed project's recipe: its generator, MSE×20 + GAN×1 from the first step."""
-        return cls(arch="seed", recon_weight=20.0, l1_weight=0.0, gan_weight=1.0, gan_start=0,
+        return cls(arch="seed", recon_weight=20.0, l1_weight=0.0, bce_weight=0.0, gan_weight=1.0, gan_start=0,
                    lr=2e-4, **kw)
 
 
@@ -114,15 +115,17 @@ class Trainer:
             d_fake = self.disc(tf.concat([x, fake], -1), training=True)
             mse = tf.reduce_mean(tf.square(fake - y))
             l1 = tf.reduce_mean(tf.abs(fake - y))
+            p = tf.clip_by_value(fake, 1e-6, 1.0 - 1e-6)
+            xent = -tf.reduce_mean(y * tf.math.log(p) + (1.0 - y) * tf.math.log(1.0 - p))
             adv = bce(1.0, d_fake)
-            g_loss = cfg.recon_weight * mse + cfg.l1_weight * l1 + gan_on * cfg.gan_weight * adv
+            g_loss = (cfg.recon_weight * mse + cfg.l1_weight * l1 + cfg.bce_weight * xent
+                      + gan_on * cfg.gan_weight * adv)
             d_loss = 0.5 * (bce(1.0, d_real) + bce(0.0, d_fake))
         g_grads = g_tape.gradient(g_loss, self.gen.trainable_variables)
         self.g_opt.apply_gradients(zip(g_grads, self.gen.trainable_variables))
-        if gan_on > 0:
-            d_grads = d_tape.gradient(d_loss, self.disc.trainable_variables)
-            self.d_opt.apply_gradients(zip(d_grads, self.disc.trainable_variables))
-        return {"loss": g_loss, "mse": mse, "l1": l1, "adv": adv, "d_loss": d_loss, "fake": fake}
+        d_grads = d_tape.gradient(d_loss, self.disc.trainable_variables)
+        self.d_opt.apply_gradients(zip(d_grads, self.disc.trainable_variables))
+        return {"loss": g_loss, "mse": mse, "xent": xent, "adv": adv, "d_loss": d_loss, "fake": fake}
 
     def restore(self) -> int:
         """Resume from the latest checkpoint in the run folder, if any."""
@@ -147,7 +150,7 @@ class Trainer:
         if start >= cfg.steps:
             return {}
         batches = _prefetch(self.sampler, cfg.batch)
-        bar = keras.utils.Progbar(cfg.steps, verbose=verbose, stateful_metrics=["loss", "mse", "adv", "d_loss"],
+        bar = keras.utils.Progbar(cfg.steps, verbose=verbose, stateful_metrics=["loss", "mse", "xent", "adv", "d_loss"],
                                   unit_name="step")
         bar.update(start)
         logs: dict[str, float] = {}

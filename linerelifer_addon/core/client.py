@@ -63,6 +63,7 @@ class WorkerClient:
         self._next_id = 1
         self._hello: dict[str, Any] = {}
         self.starts = 0
+        self.last_stats: dict[str, Any] = {}  # worker-side seconds and peak RSS of the last result
 
     # -- process lifetime -------------------------------------------------------------
     @property
@@ -244,7 +245,11 @@ class WorkerClient:
                     if progress is not None:
                         progress(int(head["done"]), int(head["total"]))
                 elif op == "result":
-                    out = protocol.array_from(head, payload)
+                    self.last_stats = {k: head.get(k) for k in ("seconds", "rss_peak_mb")}
+                    try:
+                        out = protocol.array_from(head, payload)
+                    except protocol.ProtocolError as exc:
+                        self._fail(f"sent a malformed result ({exc})")
                     return out.astype(np.float32)
                 elif op == "cancelled":
                     raise Cancelled("refinement cancelled")

@@ -79,11 +79,16 @@ def run_tiled(
     skip_blank: bool = False,
     progress: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    out_dtype: np.dtype = np.float32,
 ) -> np.ndarray | None:
-    """Apply `infer` (tile×tile → tile×tile) over the image; None when stopped early."""
+    """Apply `infer` (tile×tile → tile×tile) over the image; None when stopped early.
+
+    The image may be float16 (as it arrives from the client) and the result can be too:
+    each tile is converted on its way in and out, never the whole frame.
+    """
     h, w = image.shape[:2]
     tiles = plan(h, w, tile, margin, align)
-    result = np.zeros((h, w), np.float32)
+    result = np.zeros((h, w), out_dtype)
     buf = np.zeros((tile, tile), np.float32)
     for i, t in enumerate(tiles):
         if should_stop is not None and should_stop():

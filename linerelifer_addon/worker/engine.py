@@ -79,14 +79,15 @@ class Engine:
         skip_blank: bool = True,
         progress: Callable[[int, int], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
+        out_dtype: np.dtype = np.float32,
     ) -> np.ndarray | None:
         """Refined coverage by exact tiling; None when stopped."""
         tile = int(tile or self.default_tile())
         tile = tiling.round_up(max(tile, 2 * self.margin + self.align), self.align)
-        image = np.ascontiguousarray(coverage, dtype=np.float32)
+        image = coverage if coverage.dtype in (np.float16, np.float32) else coverage.astype(np.float32)
         skip = skip_blank and self.blank_output(tile) <= BLANK_TOLERANCE
-        return tiling.run_tiled(image, self._infer, tile, self.margin, self.align,
-                                skip_blank=skip, progress=progress, should_stop=should_stop)
+        return tiling.run_tiled(image, self._infer, tile, self.margin, self.align, skip_blank=skip,
+                                progress=progress, should_stop=should_stop, out_dtype=out_dtype)
 
     def refine_whole(self, coverage: np.ndarray) -> np.ndarray:
         """The reference: one pass over the blank-padded image (what tiling must equal)."""

@@ -12,6 +12,7 @@ import os
 import queue
 import sys
 import threading
+import time
 from typing import Any, BinaryIO
 
 import numpy as np
@@ -26,6 +27,18 @@ def _take_stdout() -> BinaryIO:
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     return out
+
+
+def _peak_rss_mb() -> float | None:
+    """This process's peak resident memory (Linux), for benchmarks and soak tests."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return None
 
 
 class Server:
@@ -86,15 +99,16 @@ class Server:
         def should_stop() -> bool:
             return rid in self.cancelled or self.stopping.is_set()
 
-        result = engine.refine(image.astype(np.float32), tile=header.get("tile"),
-                               skip_blank=bool(header.get("skip_blank", True)),
-                               progress=progress, should_stop=should_stop)
+        t0 = time.perf_counter()
+        result = engine.refine(image, tile=header.get("tile"), skip_blank=bool(header.get("skip_blank", True)),
+                               progress=progress, should_stop=should_stop, out_dtype=np.float16)
         if result is None:
             self.cancelled.discard(rid)
             self.send({"op": "cancelled", "id": rid})
             return
-        out = result.astype(np.float16)
-        self.send({"op": "result", "id": rid, **protocol.array_header(out)}, memoryview(out).cast("B"))
+        out = result
+        self.send({"op": "result", "id": rid, "seconds": round(time.perf_counter() - t0, 6),
+                   "rss_peak_mb": _peak_rss_mb(), **protocol.array_header(out)}, memoryview(out).cast("B"))
 
     def serve(self) -> int:
         threading.Thread(target=self.read_loop, daemon=True).start()
