@@ -6,13 +6,14 @@ an interrupted run never leaves a half-written image.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 os.environ.setdefault("OPENCV_IO_ENABLE_OPENEXR", "1")
 import cv2  # noqa: E402
+
+from .core.files import atomic_write_bytes  # noqa: E402
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".exr", ".bmp", ".webp")
 MAX_PIXELS = 16384 * 16384
@@ -72,15 +73,6 @@ def write_image(path: str | os.PathLike, pixels: np.ndarray) -> None:
     if not ok:
         raise ImageFileError(f"{path}: could not encode the image")
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=ext)
+        atomic_write_bytes(path, buf.tobytes())
     except OSError as exc:
-        raise ImageFileError(f"{path}: cannot write in {path.parent} ({exc.strerror})") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(buf.tobytes())
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise ImageFileError(f"{path}: cannot write ({exc.strerror})") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        raise ImageFileError(f"{path}: cannot write in {path.parent} ({exc.strerror or exc})") from None

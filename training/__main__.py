@@ -30,7 +30,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         pairs = None
         data = f"synthetic hand-inked drawings (training/synth.py), pool {cfg.pool}"
-    sampler = PairSampler(pairs, crop=cfg.crop, seed=cfg.seed, **({"pool_size": cfg.pool} if pairs is None else {}))
+    sampler = PairSampler(pairs, crop=cfg.crop, seed=cfg.seed, degrade_kwargs=cfg.degrade,
+                          **({"pool_size": cfg.pool} if pairs is None else {}))
     run_dir = Path(args.run_dir or Path("runs") / args.name)
     trainer = Trainer(cfg, run_dir, sampler)
     if args.resume:
@@ -40,7 +41,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     out_dir = Path(args.out) if args.out else user_styles_dir()
     desc = args.description or (f"Trained from {data}" if args.drawings else "Default hand-inked line style")
     training = {"command": command_line(), "data": data, "seed": cfg.seed, "steps": cfg.steps,
-                "wall_seconds": round(trainer.wall, 1), "config": {k: v for k, v in vars(cfg).items() if k != "extras"},
+                "wall_seconds": round(trainer.wall, 1), "config": dict(vars(cfg)),
                 "final_losses": {k: round(v, 5) for k, v in logs.items()}}
     path = export_style(trainer.gen, cfg.arch, out_dir, args.name, desc, training)
     print(f"style written: {path} ({cfg.steps} steps, {trainer.wall:.0f} s of training)")

@@ -10,19 +10,21 @@ import datetime
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from linerelifer_addon.core.files import atomic_write
 
 STYLE_FORMAT = 1
 
 
 def style_metadata(gen: Any, arch: str, name: str, description: str, training: dict[str, Any],
                    tile: int = 512) -> dict[str, Any]:
+    import importlib
+
     import keras
-    import tensorflow as tf
 
     from linerelifer_addon.core import tiling
     from linerelifer_addon.worker import model as models
@@ -31,7 +33,8 @@ def style_metadata(gen: Any, arch: str, name: str, description: str, training: d
     radius = models.receptive_radius(gen)
     grid = max(align, 8)
     margin = tiling.round_up(max(radius, 1), grid)
-    blank = float(gen(np.zeros((1, tile, tile, 1), np.float32), training=False).numpy().max())
+    blank = float(keras.ops.convert_to_numpy(gen(np.zeros((1, tile, tile, 1), np.float32), training=False)).max())
+    backend = keras.backend.backend()
     return {
         "format": STYLE_FORMAT,
         "name": name,
@@ -47,20 +50,10 @@ def style_metadata(gen: Any, arch: str, name: str, description: str, training: d
         "macs_per_pixel": round(models.macs_per_pixel(gen)),
         "parameters": int(gen.count_params()),
         "blank_output_max": blank,
-        "training": {**training, "tensorflow": tf.__version__, "keras": keras.__version__,
+        "training": {**training, "backend": backend,
+                     backend: importlib.import_module(backend).__version__, "keras": keras.__version__,
                      "exported": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")},
     }
-
-
-def _atomic_write(path: Path, write: Any, suffix: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=suffix)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def export_style(gen: Any, arch: str, out_dir: str | os.PathLike, name: str, description: str,
@@ -70,9 +63,9 @@ def export_style(gen: Any, arch: str, out_dir: str | os.PathLike, name: str, des
     out_dir.mkdir(parents=True, exist_ok=True)
     meta = style_metadata(gen, arch, name, description, training)
     path = out_dir / f"{name}.keras"
-    _atomic_write(path, lambda tmp: gen.save(tmp), ".keras")
-    _atomic_write(path.with_suffix(".json"),
-                  lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8"), ".json")
+    atomic_write(path, lambda tmp: gen.save(tmp))
+    atomic_write(path.with_suffix(".json"),
+                 lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8"))
     return path
 
 

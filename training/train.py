@@ -4,8 +4,9 @@ The generator learns to map uniform, degraded lines to inked ones. As in the see
 a reconstruction loss (weighted ×20) keeps lines where they belong and a conditional patch
 discriminator's loss pushes towards the texture and width variation of real drawings.
 
-Models are plain Keras 3 layers; the update step uses TensorFlow's GradientTape, the one
-backend this project ships.
+Models and losses are plain Keras 3; the update step has a TensorFlow version (what the
+project ships and CI runs) and a JAX version, so the same command can train on a GPU
+machine with KERAS_BACKEND=jax.
 """
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ class TrainConfig:
     recon_weight: float = 20.0
     l1_weight: float = 0.0
     bce_weight: float = 1.0  # cross-entropy keeps gradients alive where the sigmoid saturates
+    gap_weight: float = 4.0  # extra weight where the target has ink the input lacks (gaps)
     gan_weight: float = 0.05
     gan_start: int = 500  # steps of reconstruction only before the discriminator joins
     seed: int = 1
@@ -40,13 +42,13 @@ class TrainConfig:
     sample_every: int = 250
     checkpoint_every: int = 250
     pool: int = 240
-    extras: dict[str, Any] = field(default_factory=dict)
+    degrade: dict[str, Any] = field(default_factory=lambda: {"gaps": (1, 8)})
 
     @classmethod
     def seed_baseline(cls, **kw: Any) -> "TrainConfig":
         """The seed project's recipe: its generator, MSE×20 + GAN×1 from the first step."""
-        return cls(arch="seed", recon_weight=20.0, l1_weight=0.0, bce_weight=0.0, gan_weight=1.0, gan_start=0,
-                   lr=2e-4, **kw)
+        return cls(arch="seed", recon_weight=20.0, l1_weight=0.0, bce_weight=0.0, gap_weight=0.0, gan_weight=1.0,
+                   gan_start=0, lr=2e-4, **kw)
 
 
 def _prefetch(sampler: Any, batch: int, depth: int = 4) -> "queue.Queue":
@@ -76,17 +78,36 @@ def sample_sheet(x: np.ndarray, y_pred: np.ndarray, y: np.ndarray, path: Path, r
     cv2.imwrite(str(path), np.rint(np.clip(sheet, 0, 1) * 255).astype(np.uint8))
 
 
+def losses(cfg: TrainConfig, x: Any, y: Any, fake: Any, d_real: Any, d_fake: Any, gan_on: Any) -> dict[str, Any]:
+    """Generator and discriminator losses in keras.ops, shared by every backend."""
+    from keras import ops
+
+    weight = 1.0 + cfg.gap_weight * ops.relu(y - x)  # missing ink: gaps to bridge, strokes to widen
+    mse = ops.mean(weight * ops.square(fake - y))
+    l1 = ops.mean(ops.abs(fake - y))
+    p = ops.clip(fake, 1e-6, 1.0 - 1e-6)
+    xent = -ops.mean(weight * (y * ops.log(p) + (1.0 - y) * ops.log(1.0 - p)))
+    adv = ops.mean(ops.softplus(-d_fake))  # cross-entropy of logits against "real"
+    g_loss = cfg.recon_weight * mse + cfg.l1_weight * l1 + cfg.bce_weight * xent + gan_on * cfg.gan_weight * adv
+    d_loss = 0.5 * (ops.mean(ops.softplus(-d_real)) + ops.mean(ops.softplus(d_fake)))
+    return {"loss": g_loss, "mse": mse, "xent": xent, "adv": adv, "d_loss": d_loss}
+
+
 class Trainer:
-    """Holds models, optimisers and checkpoints for one run folder."""
+    """Models, optimisers and checkpoints for one run folder, on TensorFlow or JAX."""
 
     def __init__(self, cfg: TrainConfig, run_dir: str | os.PathLike, sampler: Any) -> None:
         import keras
-        import tensorflow as tf
 
         from linerelifer_addon.worker import model as models
-        from linerelifer_addon.worker.engine import configure_threads
 
-        configure_threads(cfg.threads)
+        self.backend = keras.backend.backend()
+        if self.backend == "tensorflow":
+            from linerelifer_addon.worker.engine import configure_threads
+
+            configure_threads(cfg.threads)
+        elif self.backend != "jax":
+            raise RuntimeError(f"training runs on the tensorflow or jax Keras backend, not {self.backend}")
         keras.utils.set_random_seed(cfg.seed)
         self.cfg, self.sampler = cfg, sampler
         self.run_dir = Path(run_dir)
@@ -95,83 +116,160 @@ class Trainer:
         self.disc = models.build_discriminator()
         self.g_opt = keras.optimizers.Adam(cfg.lr, beta_1=0.5)
         self.d_opt = keras.optimizers.Adam(cfg.lr, beta_1=0.5)
-        self.step = tf.Variable(0, dtype=tf.int64, trainable=False)
-        self.ckpt = tf.train.Checkpoint(gen=self.gen, disc=self.disc, g_opt=self.g_opt,
-                                        d_opt=self.d_opt, step=self.step)
-        self.manager = tf.train.CheckpointManager(self.ckpt, str(self.run_dir / "checkpoints"), max_to_keep=2)
-        self.writer = tf.summary.create_file_writer(str(self.run_dir / "logs"))
-        self._train_step = tf.function(self._step_fn, reduce_retracing=True)
+        self.g_opt.build(self.gen.trainable_variables)
+        self.d_opt.build(self.disc.trainable_variables)
+        self.step = 0
         self.wall = 0.0
+        self._groups = [self.gen.variables, self.disc.variables, self.g_opt.variables, self.d_opt.variables]
+        if self.backend == "tensorflow":
+            import tensorflow as tf
 
-    def _step_fn(self, x: Any, y: Any, gan_on: Any) -> dict[str, Any]:
+            self._train_step = tf.function(self._tf_step, reduce_retracing=True)
+            self.writer = tf.summary.create_file_writer(str(self.run_dir / "logs"))
+        else:
+            self._train_step = self._jax_step_fn()
+            self._state = None
+            self.writer = None  # TensorBoard's writer needs TensorFlow; metrics.csv has the same numbers
+
+    # -- one update per backend ---------------------------------------------------------
+    def _tf_step(self, x: Any, y: Any, gan_on: Any) -> dict[str, Any]:
         import tensorflow as tf
 
-        cfg = self.cfg
-        bce = lambda label, logits: tf.reduce_mean(  # noqa: E731
-            tf.nn.sigmoid_cross_entropy_with_logits(labels=tf.fill(tf.shape(logits), label), logits=logits))
         with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
             fake = self.gen(x, training=True)
             d_real = self.disc(tf.concat([x, y], -1), training=True)
             d_fake = self.disc(tf.concat([x, fake], -1), training=True)
-            mse = tf.reduce_mean(tf.square(fake - y))
-            l1 = tf.reduce_mean(tf.abs(fake - y))
-            p = tf.clip_by_value(fake, 1e-6, 1.0 - 1e-6)
-            xent = -tf.reduce_mean(y * tf.math.log(p) + (1.0 - y) * tf.math.log(1.0 - p))
-            adv = bce(1.0, d_fake)
-            g_loss = (cfg.recon_weight * mse + cfg.l1_weight * l1 + cfg.bce_weight * xent
-                      + gan_on * cfg.gan_weight * adv)
-            d_loss = 0.5 * (bce(1.0, d_real) + bce(0.0, d_fake))
-        g_grads = g_tape.gradient(g_loss, self.gen.trainable_variables)
+            logs = losses(self.cfg, x, y, fake, d_real, d_fake, gan_on)
+        g_grads = g_tape.gradient(logs["loss"], self.gen.trainable_variables)
         self.g_opt.apply_gradients(zip(g_grads, self.gen.trainable_variables))
-        d_grads = d_tape.gradient(d_loss, self.disc.trainable_variables)
+        d_grads = d_tape.gradient(logs["d_loss"], self.disc.trainable_variables)
         self.d_opt.apply_gradients(zip(d_grads, self.disc.trainable_variables))
-        return {"loss": g_loss, "mse": mse, "xent": xent, "adv": adv, "d_loss": d_loss, "fake": fake}
+        return {**logs, "fake": fake}
+
+    def _jax_step_fn(self) -> Any:
+        import jax
+        import jax.numpy as jnp
+
+        gen, disc, cfg = self.gen, self.disc, self.cfg
+
+        def g_objective(g_tv, g_ntv, d_tv, d_ntv, x, y, gan_on):
+            fake, g_ntv = gen.stateless_call(g_tv, g_ntv, x, training=True)
+            d_real, _ = disc.stateless_call(d_tv, d_ntv, jnp.concatenate([x, y], -1), training=True)
+            d_fake, _ = disc.stateless_call(d_tv, d_ntv, jnp.concatenate([x, fake], -1), training=True)
+            logs = losses(cfg, x, y, fake, d_real, d_fake, gan_on)
+            return logs["loss"], (logs, fake, g_ntv)
+
+        def d_objective(d_tv, d_ntv, x, y, fake):
+            fake = jax.lax.stop_gradient(fake)
+            d_real, _ = disc.stateless_call(d_tv, d_ntv, jnp.concatenate([x, y], -1), training=True)
+            d_fake, d_ntv = disc.stateless_call(d_tv, d_ntv, jnp.concatenate([x, fake], -1), training=True)
+            return losses(cfg, x, y, fake, d_real, d_fake, 0.0)["d_loss"], d_ntv
+
+        @jax.jit
+        def step(state, x, y, gan_on):
+            g_tv, g_ntv, d_tv, d_ntv, g_ov, d_ov = state
+            (_, (logs, fake, g_ntv)), g_grads = jax.value_and_grad(g_objective, has_aux=True)(
+                g_tv, g_ntv, d_tv, d_ntv, x, y, gan_on)
+            (d_loss, d_ntv), d_grads = jax.value_and_grad(d_objective, has_aux=True)(d_tv, d_ntv, x, y, fake)
+            g_tv, g_ov = self.g_opt.stateless_apply(g_ov, g_grads, g_tv)
+            d_tv, d_ov = self.d_opt.stateless_apply(d_ov, d_grads, d_tv)
+            return (g_tv, g_ntv, d_tv, d_ntv, g_ov, d_ov), {**logs, "d_loss": d_loss, "fake": fake}
+
+        def run(x, y, gan_on):
+            if self._state is None:
+                self._state = tuple([v.value for v in vs] for vs in (
+                    gen.trainable_variables, gen.non_trainable_variables, disc.trainable_variables,
+                    disc.non_trainable_variables, self.g_opt.variables, self.d_opt.variables))
+            self._state, logs = step(self._state, x, y, gan_on)
+            return logs
+
+        return run
+
+    def _sync(self) -> None:
+        """Write the JAX state back into the Keras variables (before saving or exporting)."""
+        if self.backend != "jax" or self._state is None:
+            return
+        owners = (self.gen.trainable_variables, self.gen.non_trainable_variables, self.disc.trainable_variables,
+                  self.disc.non_trainable_variables, self.g_opt.variables, self.d_opt.variables)
+        for variables, values in zip(owners, self._state):
+            for v, val in zip(variables, values):
+                v.assign(val)
+
+    # -- checkpoints: one .npz of every variable, any backend -----------------------------
+    def _ckpt_path(self) -> Path:
+        return self.run_dir / "checkpoint.npz"
 
     def restore(self) -> int:
-        """Resume from the latest checkpoint in the run folder, if any."""
-        if self.manager.latest_checkpoint:
-            self.ckpt.restore(self.manager.latest_checkpoint)
-            state = self.run_dir / "state.json"
-            if state.is_file():
-                self.wall = float(json.loads(state.read_text()).get("wall_seconds", 0.0))
-        return int(self.step.numpy())
+        """Resume from the run folder's checkpoint, if any; returns the step reached."""
+        path = self._ckpt_path()
+        if path.is_file():
+            from keras import ops
+
+            data = np.load(path)
+            for g, variables in enumerate(self._groups):
+                for i, v in enumerate(variables):
+                    v.assign(ops.convert_to_tensor(data[f"g{g}_{i}"]))
+            self.step = int(data["step"])
+            self.wall = float(data["wall"])
+            self._state = None if self.backend == "jax" else getattr(self, "_state", None)
+        return self.step
 
     def save(self) -> None:
-        self.manager.save(checkpoint_number=int(self.step.numpy()))
+        from keras import ops
+
+        self._sync()
+        arrays = {f"g{g}_{i}": ops.convert_to_numpy(v.value) for g, vs in enumerate(self._groups)
+                  for i, v in enumerate(vs)}
+        tmp = self.run_dir / "checkpoint.tmp.npz"
+        np.savez(tmp, step=self.step, wall=self.wall, **arrays)
+        os.replace(tmp, self._ckpt_path())
         (self.run_dir / "state.json").write_text(json.dumps(
-            {"step": int(self.step.numpy()), "wall_seconds": round(self.wall, 1), "config": asdict(self.cfg)}, indent=1))
+            {"step": self.step, "wall_seconds": round(self.wall, 1), "backend": self.backend,
+             "config": asdict(self.cfg)}, indent=1))
+
+    def _log(self, step: int, logs: dict[str, float]) -> None:
+        csv = self.run_dir / "metrics.csv"
+        if not csv.exists():
+            csv.write_text("step," + ",".join(logs) + "\n")
+        with csv.open("a") as f:
+            f.write(f"{step}," + ",".join(f"{v:.6g}" for v in logs.values()) + "\n")
+        if self.writer is not None:
+            import tensorflow as tf
+
+            with self.writer.as_default(step=step):
+                for k, v in logs.items():
+                    tf.summary.scalar(k, v)
 
     def fit(self, verbose: int = 1) -> dict[str, float]:
         import keras
-        import tensorflow as tf
+        from keras import ops
 
         cfg = self.cfg
-        start = int(self.step.numpy())
-        if start >= cfg.steps:
+        if self.step >= cfg.steps:
             return {}
         batches = _prefetch(self.sampler, cfg.batch)
-        bar = keras.utils.Progbar(cfg.steps, verbose=verbose, stateful_metrics=["loss", "mse", "xent", "adv", "d_loss"],
-                                  unit_name="step")
-        bar.update(start)
+        bar = keras.utils.Progbar(cfg.steps, verbose=verbose, unit_name="step",
+                                  stateful_metrics=["loss", "mse", "xent", "adv", "d_loss"])
+        bar.update(self.step)
         logs: dict[str, float] = {}
         t0 = time.perf_counter()
-        for s in range(start, cfg.steps):
+        while self.step < cfg.steps:
             x, y = batches.get()
-            gan_on = tf.constant(1.0 if s >= cfg.gan_start and cfg.gan_weight > 0 else 0.0)
-            out = self._train_step(tf.constant(x), tf.constant(y), gan_on)
-            self.step.assign_add(1)
-            logs = {k: float(v) for k, v in out.items() if k != "fake"}
+            gan_on = np.float32(1.0 if self.step >= cfg.gan_start and cfg.gan_weight > 0 else 0.0)
+            out = self._train_step(ops.convert_to_tensor(x), ops.convert_to_tensor(y), ops.convert_to_tensor(gan_on))
+            self.step += 1
+            s = self.step
+            logs = {k: float(ops.convert_to_numpy(v)) for k, v in out.items() if k != "fake"}
             if verbose:
-                bar.update(s + 1, values=list(logs.items()))
-            if (s + 1) % 25 == 0 or s + 1 == cfg.steps:
-                with self.writer.as_default(step=s + 1):
-                    for k, v in logs.items():
-                        tf.summary.scalar(k, v)
-            if cfg.sample_every and ((s + 1) % cfg.sample_every == 0 or s + 1 == cfg.steps):
-                sample_sheet(x, out["fake"].numpy(), y, self.run_dir / "samples" / f"step{s + 1:06d}.png")
-            if (s + 1) % cfg.checkpoint_every == 0 or s + 1 == cfg.steps:
+                bar.update(s, values=list(logs.items()))
+            if s % 25 == 0 or s == cfg.steps:
+                self._log(s, logs)
+            if cfg.sample_every and (s % cfg.sample_every == 0 or s == cfg.steps):
+                sample_sheet(x, ops.convert_to_numpy(out["fake"]), y, self.run_dir / "samples" / f"step{s:06d}.png")
+            if s % cfg.checkpoint_every == 0 or s == cfg.steps:
                 self.wall += time.perf_counter() - t0
                 t0 = time.perf_counter()
                 self.save()
-        self.writer.flush()
+        if self.writer is not None:
+            self.writer.flush()
         return logs

@@ -82,23 +82,32 @@ def receptive_radius(model: keras.Model, size: int = 256, trials: int = 3, seed:
     Random weights and random inputs leave no ReLU path dead by accident; the union over a few
     trials gives the footprint of the centre output pixel.
     """
-    import tensorflow as tf
-
     rng = np.random.default_rng(seed)
     c = size // 2
     reach = np.zeros((size, size), bool)
     for _ in range(trials):
-        x = tf.constant(rng.random((1, size, size, 1), dtype=np.float32))
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            y = model(x, training=False)
-            target = y[0, c, c, 0]
-        g = tape.gradient(target, x).numpy()[0, :, :, 0]
-        reach |= g != 0
+        x = rng.random((1, size, size, 1), dtype=np.float32)
+        reach |= _centre_gradient(model, x, c) != 0
     ys, xs = np.nonzero(reach)
     if ys.size == 0:
         return 0
     return int(max(c - ys.min(), ys.max() - c, c - xs.min(), xs.max() - c))
+
+
+def _centre_gradient(model: keras.Model, x: np.ndarray, c: int) -> np.ndarray:
+    """d output[c, c] / d input, on whichever backend Keras runs."""
+    if keras.backend.backend() == "jax":
+        import jax
+
+        g = jax.grad(lambda inp: model(inp, training=False)[0, c, c, 0])(x)
+        return np.asarray(g)[0, :, :, 0]
+    import tensorflow as tf
+
+    xt = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(xt)
+        target = model(xt, training=False)[0, c, c, 0]
+    return tape.gradient(target, xt).numpy()[0, :, :, 0]
 
 
 def macs_per_pixel(model: keras.Model, size: int = 256) -> float:
