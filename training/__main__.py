@@ -18,7 +18,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     base = TrainConfig.seed_baseline if args.arch == "seed" else TrainConfig
     overrides = {k: v for k, v in (("steps", args.steps), ("batch", args.batch), ("crop", args.crop),
                                    ("seed", args.seed), ("threads", args.threads), ("lr", args.lr),
-                                   ("sample_every", args.sample_every)) if v is not None}
+                                   ("sample_every", args.sample_every), ("gan_weight", args.gan_weight),
+                                   ("gap_weight", args.gap_weight)) if v is not None}
     cfg = base(**overrides) if args.arch == "seed" else base(arch=args.arch, **overrides)
     t0 = time.perf_counter()
     if args.drawings:
@@ -84,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--crop", type=int)
     t.add_argument("--lr", type=float)
     t.add_argument("--seed", type=int)
+    t.add_argument("--gan-weight", type=float, help="weight of the adversarial loss")
+    t.add_argument("--gap-weight", type=float, help="extra loss weight on missing ink (gaps)")
     t.add_argument("--threads", type=int)
     t.add_argument("--sample-every", type=int)
     t.add_argument("--run-dir", help="checkpoints, logs and sample sheets (default runs/NAME)")
