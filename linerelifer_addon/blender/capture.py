@@ -1,0 +1,212 @@
+"""Getting pixels out of Blender and back in.
+
+The Render Result's pixels cannot be read from Python, but
+``Image.save_render`` can write the whole result -- every pass -- to a file.
+So the render is captured by saving it, with the scene's output settings
+temporarily switched to a single-part multilayer EXR (uncompressed half
+floats), into a private temp folder; :mod:`.exr` reads it back with numpy.
+This works after a still render and inside ``render_write`` during animation
+renders, in the UI and in background mode, and never touches the user's
+node tree.
+
+All arrays here are float32, (H, W, C) with row 0 at the TOP.  Blender's
+``Image.pixels`` is bottom-up, hence the flips.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import bpy
+import numpy as np
+
+from . import exr
+from .common import IS_5
+
+RENDER_RESULT = "Render Result"
+
+
+class CaptureError(RuntimeError):
+    """The render cannot be read (one sentence for the user)."""
+
+
+@dataclass
+class RenderCapture:
+    combined: np.ndarray | None  # (H, W, 4) premultiplied, scene linear
+    freestyle: np.ndarray | None  # (H, W, 4) premultiplied, None without the pass
+    width: int
+    height: int
+
+
+# -- settings override ---------------------------------------------------------------
+
+_SETTING_NAMES = ("media_type", "file_format", "color_depth", "color_mode", "exr_codec",
+                  "use_exr_interleave", "use_preview", "color_management")
+
+
+@contextmanager
+def exr_output_settings(scene):
+    """Temporarily set the scene's output format to an uncompressed,
+    single-part multilayer EXR; restore every setting afterwards."""
+    ims = scene.render.image_settings
+    saved = [(n, getattr(ims, n)) for n in _SETTING_NAMES if hasattr(ims, n)]
+    try:
+        if IS_5 and hasattr(ims, "media_type"):
+            ims.media_type = "MULTI_LAYER_IMAGE"
+        else:  # Blender 4.x
+            ims.file_format = "OPEN_EXR_MULTILAYER"
+        ims.color_depth = "16"
+        ims.exr_codec = "NONE"
+        if hasattr(ims, "use_exr_interleave"):
+            ims.use_exr_interleave = True  # one part holding every pass
+        if hasattr(ims, "use_preview"):
+            ims.use_preview = False
+        if hasattr(ims, "color_management"):
+            ims.color_management = "FOLLOW_SCENE"
+        yield
+    finally:
+        # media_type first: setting it resets file_format.
+        for name, value in saved:
+            try:
+                setattr(ims, name, value)
+            except (TypeError, AttributeError, ValueError):
+                pass
+
+
+def has_render_result() -> bool:
+    img = bpy.data.images.get(RENDER_RESULT)
+    return img is not None and img.type == "RENDER_RESULT"
+
+
+def save_render_passes(scene, want_combined: bool = True) -> RenderCapture:
+    """Capture the latest render of ``scene`` (Combined and Freestyle passes)."""
+    img = bpy.data.images.get(RENDER_RESULT)
+    if img is None or img.type != "RENDER_RESULT":
+        raise CaptureError("There is no render to refine; render the scene first (F12)")
+    tmp = tempfile.mkdtemp(prefix="linerelifer-capture-")
+    path = os.path.join(tmp, "render.exr")
+    try:
+        with exr_output_settings(scene):
+            try:
+                img.save_render(path, scene=scene)
+            except RuntimeError as ex:
+                if "does not have any image data" in str(ex):
+                    raise CaptureError("There is no render to refine; render the scene first (F12)") from None
+                raise CaptureError(f"The render could not be read ({str(ex).strip()})") from None
+        if not os.path.isfile(path):
+            raise CaptureError("The render could not be read (Blender wrote no file)")
+
+        view_layer = scene.view_layers[0].name if len(scene.view_layers) else None
+        fs_settings = None
+        for vl in scene.view_layers:
+            if vl.use and vl.use_freestyle and vl.freestyle_settings.as_render_pass:
+                fs_settings = vl
+                break
+        if fs_settings is not None:
+            view_layer = fs_settings.name
+
+        names = exr.channel_names(path)
+        fake = dict.fromkeys(names)
+        fs_prefix = exr.find_layer(fake, "Freestyle", view_layer)
+        cb_prefix = exr.find_layer(fake, "Combined", view_layer) if want_combined else None
+        keep = tuple(p + "." for p in (fs_prefix, cb_prefix) if p)
+        if not keep:
+            channels = {}
+        else:
+            channels = exr.read_exr(path, want=lambda n: n.startswith(keep))
+        freestyle = exr.layer_rgba(channels, fs_prefix) if fs_prefix else None
+        combined = exr.layer_rgba(channels, cb_prefix) if cb_prefix else None
+        if combined is None and want_combined:
+            # A file without layers (should not happen for a render): plain RGBA.
+            combined = _plain_rgba(channels)
+        ref = freestyle if freestyle is not None else combined
+        if ref is None:
+            raise CaptureError("The render holds no image to refine")
+        h, w = ref.shape[:2]
+        return RenderCapture(combined=combined, freestyle=freestyle, width=w, height=h)
+    except exr.ExrError as ex:
+        raise CaptureError(f"The render could not be read ({ex})") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _plain_rgba(channels):
+    if all(c in channels for c in "RGB"):
+        a = channels.get("A")
+        if a is None:
+            a = np.ones_like(channels["R"])
+        return np.stack([channels["R"], channels["G"], channels["B"], a], axis=-1)
+    return None
+
+
+# -- colour helpers ------------------------------------------------------------------
+
+def unpremultiply(rgba: np.ndarray) -> np.ndarray:
+    a = rgba[..., 3:4]
+    rgb = np.where(a > 1e-6, rgba[..., :3] / np.maximum(a, 1e-6), 0.0)
+    return np.concatenate([rgb, a], axis=-1).astype(np.float32)
+
+
+def premultiply(rgba: np.ndarray) -> np.ndarray:
+    a = rgba[..., 3:4]
+    return np.concatenate([rgba[..., :3] * a, a], axis=-1).astype(np.float32)
+
+
+def linear_to_srgb(x: np.ndarray) -> np.ndarray:
+    x = np.clip(np.asarray(x, np.float32), 0.0, 1.0)
+    return np.where(x <= 0.0031308, x * 12.92, 1.055 * np.power(x, 1.0 / 2.4) - 0.055).astype(np.float32)
+
+
+def srgb_to_linear(x: np.ndarray) -> np.ndarray:
+    x = np.clip(np.asarray(x, np.float32), 0.0, 1.0)
+    return np.where(x <= 0.04045, x / 12.92, np.power((x + 0.055) / 1.055, 2.4)).astype(np.float32)
+
+
+# -- bpy images <-> numpy ------------------------------------------------------------
+
+def image_to_array(img) -> np.ndarray:
+    """(H, W, 4) float32, top row first, as stored (byte images: raw 0..1
+    display values with straight alpha; float images: linear premultiplied)."""
+    w, h = img.size[:]
+    if w == 0 or h == 0:
+        raise CaptureError(f"Image '{img.name}' has no pixels")
+    buf = np.empty(w * h * 4, np.float32)
+    img.pixels.foreach_get(buf)
+    return buf.reshape(h, w, 4)[::-1].copy()
+
+
+def array_to_image(name: str, rgba: np.ndarray, float_buffer: bool = True):
+    """Create or update the generated image ``name`` from (H, W, 4) floats
+    (top row first; premultiplied linear for float images)."""
+    h, w = rgba.shape[:2]
+    img = bpy.data.images.get(name)
+    if img is not None and img.source != "GENERATED":
+        img.name = name + ".old"  # a user's file image of that name stays as it was
+        img = None
+    if img is None:
+        img = bpy.data.images.new(name, width=w, height=h, alpha=True, float_buffer=float_buffer)
+    elif (tuple(img.size[:]) != (w, h) or img.use_generated_float != float_buffer):
+        img.generated_width = w
+        img.generated_height = h
+        img.use_generated_float = float_buffer
+    img.alpha_mode = "PREMUL" if float_buffer else "STRAIGHT"
+    img.pixels.foreach_set(np.ascontiguousarray(rgba[::-1], dtype=np.float32).ravel())
+    img.update()
+    return img
+
+
+def load_image_file(path: str):
+    """Load an image file as a temporary datablock; the caller removes it."""
+    try:
+        img = bpy.data.images.load(path, check_existing=False)
+    except RuntimeError as ex:
+        raise CaptureError(f"The frame {path} could not be read ({str(ex).strip()})") from None
+    try:
+        img.reload()
+    except RuntimeError:
+        pass
+    return img

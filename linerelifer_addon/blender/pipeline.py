@@ -1,0 +1,367 @@
+"""The refinement pipeline, without UI: capture -> coverage -> worker -> pixels.
+
+Each job is split in three steps so the UI can run the middle one (the
+worker call, seconds long) on a background thread while Blender data is only
+touched on the main thread:
+
+* ``prepare_*`` (main thread / render_write): read pixels, build coverage;
+* ``run`` (any thread): the worker refines the coverage;
+* ``finish_*`` + ``apply_*`` / ``write_frame`` (main thread): pixels back into
+  images or files.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import bpy
+import numpy as np
+
+from ..core.conversion import LineImage, blend, from_coverage, to_coverage
+from ..core.styles import StyleError
+from . import capture, nodes
+from .capture import (CaptureError, linear_to_srgb, premultiply, srgb_to_linear,
+                      unpremultiply)
+from .common import LINES_IMAGE, RESULT_IMAGE, log
+from .props import style_path
+
+
+class RefineError(RuntimeError):
+    """A problem the user can fix; the message is one sentence."""
+
+
+@dataclass
+class Job:
+    line_image: LineImage
+    style: Path
+    tile: int
+    strength: float
+    color: tuple | None
+    uses_pass: bool
+    # still jobs: the render's combined pass (premultiplied linear)
+    combined: np.ndarray | None = None
+    # frame jobs
+    frame: int = 0
+    frame_path: str = ""
+    frame_pixels: np.ndarray | None = None
+    frame_is_float: bool = False
+    frame_image_name: str = ""
+    refined: np.ndarray | None = None
+    started: float = field(default_factory=time.monotonic)
+    queued: float = field(default_factory=time.monotonic)
+    scene_name: str = ""
+
+    @property
+    def coverage(self) -> np.ndarray:
+        return self.line_image.coverage
+
+
+# -- helpers --------------------------------------------------------------------------
+
+def freestyle_pass_enabled(scene) -> bool:
+    return any(vl.use and vl.use_freestyle and vl.freestyle_settings.as_render_pass
+               for vl in scene.view_layers)
+
+
+def _settings(scene):
+    settings = getattr(scene, "linerelifer", None)
+    if settings is None:
+        raise RefineError("LineRelifer is not registered for this scene")
+    return settings
+
+
+def _style(settings) -> Path:
+    try:
+        return style_path(settings)
+    except StyleError as ex:
+        raise RefineError(str(ex)) from None
+
+
+def _lines_from_pass(freestyle_premul: np.ndarray) -> LineImage:
+    fs = unpremultiply(freestyle_premul)
+    if float(fs[..., 3].max(initial=0.0)) <= 0.0:
+        raise RefineError("The Freestyle pass holds no lines; check the line sets and render again")
+    fs[..., 3] = np.clip(fs[..., 3], 0.0, 1.0)
+    return to_coverage(fs)
+
+
+def _lines_from_drawing(rgb_display: np.ndarray) -> LineImage:
+    li = to_coverage(np.clip(rgb_display[..., :3], 0.0, 1.0))
+    if float(li.coverage.max(initial=0.0)) <= 0.0:
+        raise RefineError("No lines were found in the render; turn on Freestyle and render again")
+    return li
+
+
+# -- still renders --------------------------------------------------------------------
+
+def prepare_still(scene) -> Job:
+    """Capture the latest render of ``scene`` and build its coverage."""
+    settings = _settings(scene)
+    style = _style(settings)
+    uses_pass = freestyle_pass_enabled(scene)
+    if not uses_pass and not scene.render.use_freestyle:
+        raise RefineError("Freestyle is off; enable it in Render Properties and render again")
+    try:
+        cap = capture.save_render_passes(scene, want_combined=True)
+    except CaptureError as ex:
+        raise RefineError(str(ex)) from None
+    if uses_pass and cap.freestyle is None:
+        raise RefineError("The render has no Freestyle pass; render again after enabling it")
+    if cap.combined is None:
+        raise RefineError("The render has no combined image")
+    if uses_pass:
+        li = _lines_from_pass(cap.freestyle)
+    else:
+        # Lines are baked into the image: refine the drawing as it is displayed.
+        li = _lines_from_drawing(linear_to_srgb(unpremultiply(cap.combined)[..., :3]))
+    return Job(line_image=li, style=style, tile=int(settings.tile_size),
+               strength=float(settings.strength), color=settings.line_color(),
+               uses_pass=uses_pass, combined=cap.combined)
+
+
+def run(job: Job, client, progress=None, cancel=None) -> np.ndarray:
+    """The worker call (blocking; safe on a background thread)."""
+    refined = client.refine(job.coverage, job.style, tile=job.tile, progress=progress, cancel=cancel)
+    job.refined = refined
+    return refined
+
+
+def finish_still(job: Job) -> tuple[np.ndarray, np.ndarray]:
+    """(result, lines): premultiplied linear float RGBA, top row first."""
+    li, refined = job.line_image, job.refined
+    comb = job.combined
+    if job.uses_pass:
+        lines = from_coverage(li, refined, job.strength, job.color)  # straight, linear
+        lines_p = premultiply(np.clip(lines, 0.0, None))
+        a = lines_p[..., 3:4]
+        result = lines_p + comb * (1.0 - a)
+    else:
+        color_disp = tuple(linear_to_srgb(np.asarray(job.color))) if job.color is not None else None
+        out_disp = from_coverage(li, refined, job.strength, color_disp)
+        alpha = comb[..., 3:4]
+        result = np.concatenate([srgb_to_linear(out_disp[..., :3]) * alpha, alpha], axis=-1)
+        cov = blend(li.coverage, refined, job.strength)[..., None]
+        ink = srgb_to_linear(np.asarray(color_disp if color_disp is not None else li.line_color))
+        lines_p = np.concatenate([np.broadcast_to(ink, cov.shape[:2] + (3,)) * cov, cov], axis=-1)
+    return result.astype(np.float32), lines_p.astype(np.float32)
+
+
+def apply_still(context, scene, result: np.ndarray, lines: np.ndarray, show: bool = True):
+    """Store the results as images, feed the compositor node, show the result."""
+    res_img = capture.array_to_image(RESULT_IMAGE, result, float_buffer=True)
+    lines_img = capture.array_to_image(LINES_IMAGE, lines, float_buffer=True)
+    try:
+        nodes.attach_lines_image(scene, lines_img)
+    except Exception as ex:  # the compositor is optional; never fail the refinement
+        log(f"could not add the compositor node ({ex})")
+    if show:
+        show_in_image_editor(context, res_img)
+    return res_img, lines_img
+
+
+def show_in_image_editor(context, img) -> bool:
+    wm = getattr(context, "window_manager", None) or bpy.context.window_manager
+    editors = []
+    for window in wm.windows:
+        screen = window.screen
+        if screen is None:
+            continue
+        for area in screen.areas:
+            if area.type == "IMAGE_EDITOR":
+                editors.append(area)
+    if not editors:
+        return False
+    # Prefer the editor showing the render (or our result), else the first one.
+    def rank(area):
+        shown = area.spaces.active.image
+        if shown is not None and shown.name in (RESULT_IMAGE, capture.RENDER_RESULT):
+            return 0
+        return 1
+    area = sorted(editors, key=rank)[0]
+    area.spaces.active.image = img
+    area.tag_redraw()
+    return True
+
+
+def refine_still_sync(context, scene, client, show: bool = True):
+    job = prepare_still(scene)
+    run(job, client)
+    result, lines = finish_still(job)
+    return apply_still(context, scene, result, lines, show=show)
+
+
+# -- animation frames ----------------------------------------------------------------
+
+def frame_output_problem(scene) -> str | None:
+    """Why written frames cannot be refined, or None."""
+    r = scene.render
+    ims = r.image_settings
+    if getattr(r, "is_movie_format", False) or getattr(ims, "media_type", "") == "VIDEO":
+        return "movie output is not supported; render image frames to refine them"
+    if getattr(ims, "media_type", "") == "MULTI_LAYER_IMAGE" or ims.file_format == "OPEN_EXR_MULTILAYER":
+        return "multilayer EXR output is not supported; use PNG, TIFF or EXR frames"
+    return None
+
+
+def written_frame_path(scene, since: float) -> str | None:
+    """The file Blender has just written for the current frame."""
+    r = scene.render
+    frame_path = r.frame_path(frame=scene.frame_current)
+    candidates = [frame_path]
+    # Still renders (write_still) are written without a frame number.
+    ext = os.path.splitext(frame_path)[1]
+    still = bpy.path.abspath(r.filepath)
+    if r.use_file_extension and ext and not still.lower().endswith(ext.lower()):
+        still += ext
+    candidates.append(still)
+    found = []
+    for p in candidates:
+        try:
+            m = os.path.getmtime(p)
+        except OSError:
+            continue
+        if os.path.isfile(p) and m >= since - 2.0:
+            found.append((m, p))
+    if not found:
+        return None
+    return max(found)[1]
+
+
+def capture_frame_lines(scene):
+    """In render_write: the Freestyle pass of the frame just rendered, or None
+    when the lines are baked into the frame (pass off)."""
+    if not freestyle_pass_enabled(scene):
+        return None
+    try:
+        cap = capture.save_render_passes(scene, want_combined=False)
+    except CaptureError as ex:
+        raise RefineError(str(ex)) from None
+    if cap.freestyle is None:
+        raise RefineError("The render has no Freestyle pass")
+    return cap.freestyle
+
+
+def prepare_frame(scene, frame_path: str, freestyle: np.ndarray | None, frame: int) -> Job:
+    """Load the written frame (main thread) and build its coverage."""
+    settings = _settings(scene)
+    style = _style(settings)
+    img = capture.load_image_file(frame_path)
+    try:
+        pixels = capture.image_to_array(img)
+        is_float = bool(img.is_float)
+    except Exception:
+        bpy.data.images.remove(img)
+        raise
+    if freestyle is not None:
+        if freestyle.shape[:2] != pixels.shape[:2]:
+            bpy.data.images.remove(img)
+            raise RefineError("The Freestyle pass and the written frame differ in size")
+        try:
+            li = _lines_from_pass(freestyle)
+        except RefineError:
+            bpy.data.images.remove(img)
+            raise
+    else:
+        rgb = pixels[..., :3]
+        if is_float:
+            rgb = linear_to_srgb(unpremultiply(pixels)[..., :3])
+        try:
+            li = _lines_from_drawing(rgb)
+        except RefineError:
+            bpy.data.images.remove(img)
+            raise
+    return Job(line_image=li, style=style, tile=int(settings.tile_size),
+               strength=float(settings.strength), color=settings.line_color(),
+               uses_pass=freestyle is not None, frame=frame, frame_path=frame_path,
+               frame_pixels=pixels, frame_is_float=is_float, frame_image_name=img.name)
+
+
+def finish_frame(job: Job) -> np.ndarray:
+    """The refined frame, in the loaded image's own storage convention."""
+    li, refined, px = job.line_image, job.refined, job.frame_pixels
+    if job.uses_pass:
+        lines = from_coverage(li, refined, job.strength, job.color)  # straight, linear colour
+        lines = np.clip(lines, 0.0, 1.0)
+        a = lines[..., 3:4]
+        if job.frame_is_float:  # premultiplied linear
+            out = premultiply(lines) + px * (1.0 - a)
+        else:  # straight alpha, display values
+            lc = linear_to_srgb(lines[..., :3])
+            ba = px[..., 3:4]
+            out_a = a + ba * (1.0 - a)
+            num = lc * a + px[..., :3] * ba * (1.0 - a)
+            rgb = np.where(out_a > 1e-6, num / np.maximum(out_a, 1e-6), 0.0)
+            out = np.concatenate([rgb, out_a], axis=-1)
+    else:
+        color_disp = tuple(linear_to_srgb(np.asarray(job.color))) if job.color is not None else None
+        out_disp = from_coverage(li, refined, job.strength, color_disp)[..., :3]
+        alpha = px[..., 3:4]
+        if job.frame_is_float:
+            out = np.concatenate([srgb_to_linear(out_disp) * alpha, alpha], axis=-1)
+        else:
+            out = np.concatenate([out_disp, alpha], axis=-1)
+    return np.clip(out, 0.0, None).astype(np.float32)
+
+
+def output_paths(frame_path: str, output_mode: str) -> tuple[str, str | None]:
+    """(refined frame path, copy of the original or None)."""
+    folder, name = os.path.split(os.path.abspath(frame_path))
+    if output_mode == "OVERWRITE_KEEP_ORIGINALS":
+        return frame_path, os.path.join(folder.rstrip(os.sep) + "_originals", name)
+    return os.path.join(folder, "linerelifer", name), None
+
+
+def _atomic_copy(src: str, dst: str) -> None:
+    os.makedirs(os.path.dirname(dst), exist_ok=True)
+    tmp = os.path.join(os.path.dirname(dst), f".{os.path.basename(dst)}.lr-tmp")
+    shutil.copy2(src, tmp)
+    os.replace(tmp, dst)
+
+
+def write_frame(job: Job, pixels: np.ndarray, output_mode: str) -> str:
+    """Write the refined frame per the output mode (temp file, then rename)."""
+    img = bpy.data.images.get(job.frame_image_name)
+    if img is None:
+        raise RefineError(f"The frame {job.frame_path} was unloaded before it could be written")
+    dst, original_copy = output_paths(job.frame_path, output_mode)
+    try:
+        if original_copy is not None:
+            _atomic_copy(job.frame_path, original_copy)
+        os.makedirs(os.path.dirname(dst), exist_ok=True)
+        base, ext = os.path.splitext(os.path.basename(dst))
+        tmp = os.path.join(os.path.dirname(dst), f".{base}.lr-tmp{ext}")
+        img.pixels.foreach_set(np.ascontiguousarray(pixels[::-1], dtype=np.float32).ravel())
+        img.filepath_raw = tmp
+        img.save()
+        os.replace(tmp, dst)
+    except (OSError, RuntimeError) as ex:
+        raise RefineError(f"The refined frame could not be written to {dst} ({str(ex).strip()})") from None
+    finally:
+        release_frame(job)
+    return dst
+
+
+def release_frame(job: Job) -> None:
+    img = bpy.data.images.get(job.frame_image_name) if job.frame_image_name else None
+    if img is not None:
+        bpy.data.images.remove(img)
+    job.frame_image_name = ""
+
+
+def refine_frame_sync(scene, client, frame_path: str, freestyle, frame: int) -> str:
+    settings = _settings(scene)
+    t0 = time.monotonic()
+    job = prepare_frame(scene, frame_path, freestyle, frame)
+    try:
+        run(job, client)
+        out = finish_frame(job)
+    except BaseException:
+        release_frame(job)
+        raise
+    dst = write_frame(job, out, settings.output_mode)
+    log(f"frame {frame}: {frame_path} -> {dst} ({time.monotonic() - t0:.2f} s)")
+    return dst

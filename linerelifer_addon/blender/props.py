@@ -1,0 +1,130 @@
+"""Scene settings (``scene.linerelifer``) and the add-on preferences."""
+
+from __future__ import annotations
+
+import zlib
+
+import bpy
+from bpy.props import (BoolProperty, EnumProperty, FloatProperty, FloatVectorProperty,
+                       IntProperty, StringProperty)
+
+from ..core import styles as _core_styles
+from ..core.styles import StyleError, list_styles, resolve_style
+from .common import ADDON_ID, style_dirs
+
+NO_STYLE = "__NONE__"
+DEFAULT_STYLE = getattr(_core_styles, "DEFAULT_STYLE", "default")
+
+# Dynamic enum items must stay referenced while Blender uses them: the
+# latest lists returned by style_items().
+_style_items: list[list[tuple]] = []
+
+
+def _style_value(name: str) -> int:
+    """A stable enum value per style name, so adding a style does not shift
+    the selection stored in .blend files.  The default style gets 0, the
+    value of an unset property."""
+    if name == DEFAULT_STYLE:
+        return 0
+    return (zlib.crc32(name.encode("utf-8")) & 0x7FFFFFFF) or 1
+
+
+def style_items(self, context):
+    try:
+        styles = list_styles(style_dirs())
+    except (OSError, StyleError):
+        styles = []
+    styles.sort(key=lambda s: (s.name != DEFAULT_STYLE, not s.bundled, s.name))
+    items = []
+    for s in styles:
+        where = "bundled" if s.bundled else str(s.path.parent)
+        desc = s.description or f"Style {s.name}"
+        items.append((s.name, s.name.replace("_", " ").title(), f"{desc} ({where})", "", _style_value(s.name)))
+    if not items:
+        items = [(NO_STYLE, "No styles installed", "Train a style or reinstall the extension", "ERROR", 1)]
+    if not _style_items or _style_items[-1] != items:
+        # Keep earlier lists alive too: Blender may still hold their strings.
+        _style_items.append(items)
+        del _style_items[:-4]
+    return _style_items[-1]
+
+
+def style_path(settings):
+    """The .keras file for the selected style (StyleError if none)."""
+    name = settings.style
+    if not name or name == NO_STYLE:
+        # A stored value that matches no installed style reads as '': use the
+        # first one offered (the default style when it is installed).
+        items = style_items(settings, None)
+        name = items[0][0] if items and items[0][0] != NO_STYLE else None
+    return resolve_style(name, style_dirs()).path
+
+
+class LINERELIFER_PG_settings(bpy.types.PropertyGroup):
+    style: EnumProperty(
+        name="Style", items=style_items,
+        description="Trained line style applied to the Freestyle lines",
+    )
+    strength: FloatProperty(
+        name="Strength", default=1.0, min=0.0, max=1.0, subtype="FACTOR",
+        description="Mix between the original lines (0) and the refined lines (1)",
+    )
+    color_mode: EnumProperty(
+        name="Line Colour",
+        items=(
+            ("KEEP", "Keep Freestyle's", "Use the colour of the Freestyle lines"),
+            ("OVERRIDE", "Override", "Draw the refined lines in a colour of your choice"),
+        ),
+        default="KEEP",
+    )
+    color: FloatVectorProperty(
+        name="Colour", subtype="COLOR", size=3, min=0.0, max=1.0, default=(0.0, 0.0, 0.0),
+        description="Colour of the refined lines when overriding",
+    )
+    tile_size: IntProperty(
+        name="Tile Size", default=512, min=64, max=4096, step=64,
+        description="Size of the tiles the network processes; smaller uses less memory",
+    )
+    auto_refine: BoolProperty(
+        name="Auto-Refine", default=False,
+        description=("Refine the lines after every render: still renders update the result "
+                     "images, animation frames are written per the output mode"),
+    )
+    output_mode: EnumProperty(
+        name="Animation Output",
+        items=(
+            ("SEPARATE_FOLDER", "Separate Folder",
+             "Write refined frames to a 'linerelifer' folder inside the output folder, with the same names"),
+            ("OVERWRITE_KEEP_ORIGINALS", "Overwrite, Keep Originals",
+             "Copy the original frames to '<output folder>_originals' and overwrite them with the refined ones"),
+        ),
+        default="SEPARATE_FOLDER",
+    )
+
+    def line_color(self):
+        return tuple(self.color) if self.color_mode == "OVERRIDE" else None
+
+
+class LINERELIFER_AP_preferences(bpy.types.AddonPreferences):
+    bl_idname = ADDON_ID
+
+    python_path: StringProperty(
+        name="Worker Python", subtype="FILE_PATH", default="",
+        description=("Python interpreter with TensorFlow that runs the network; empty uses the "
+                     "installed runtime, $LINERELIFER_PYTHON or Blender's own Python"),
+    )
+    system_python: StringProperty(
+        name="System Python", subtype="FILE_PATH", default="",
+        description="Python 3.10-3.12 used to create the runtime (empty: python3 on PATH)",
+    )
+    threads: IntProperty(
+        name="Worker Threads", default=0, min=0, max=256,
+        description="CPU threads for the network (0: automatic)",
+    )
+
+    def draw(self, context):
+        from . import ui
+        ui.draw_runtime(self.layout, context, prefs=self, full=True)
+
+
+classes = (LINERELIFER_PG_settings, LINERELIFER_AP_preferences)

@@ -1,0 +1,122 @@
+"""Panels: Render Properties (after Freestyle) and the Image Editor sidebar."""
+
+from __future__ import annotations
+
+import os
+
+import bpy
+
+from . import ops, session
+from .common import RESULT_IMAGE, get_prefs
+from .pipeline import freestyle_pass_enabled
+
+
+def draw_runtime(layout, context, prefs=None, full=False):
+    """Runtime status (cheap: no process is started while drawing)."""
+    prefs = prefs or get_prefs(context)
+    python = session.worker_python(prefs)
+    box = layout.box()
+    col = box.column(align=True)
+    status = session.runtime_status
+    if ops.install_state.get("running"):
+        col.label(text="Installing runtime...", icon="SORTTIME")
+        col.label(text=ops.install_state.get("line", "")[:90])
+    elif status.get("checking") and ops._busy["probe"]:
+        col.label(text="Checking runtime...", icon="SORTTIME")
+    elif status.get("python") == python and status.get("ok"):
+        v = status.get("versions", {})
+        col.label(text=f"Runtime found: TensorFlow {v.get('tensorflow', '?')}, Keras {v.get('keras', '?')}",
+                  icon="CHECKMARK")
+    elif status.get("python") == python and not status.get("ok"):
+        col.label(text="Runtime missing", icon="ERROR")
+        col.label(text=status.get("error", "")[:120])
+    elif not os.path.isfile(python):
+        col.label(text="Runtime missing: interpreter not found", icon="ERROR")
+    else:
+        col.label(text="Runtime not tested yet", icon="QUESTION")
+    if full:
+        col.label(text=f"Interpreter: {python}")
+        if session.worker_alive():
+            col.label(text="Worker running (kept warm between renders)", icon="PLAY")
+        if ops.install_state.get("error"):
+            col.label(text=ops.install_state["error"][:120], icon="ERROR")
+    row = box.row(align=True)
+    row.operator("linerelifer.test_runtime", icon="CHECKBOX_HLT")
+    if full:
+        row.operator("linerelifer.install_runtime", icon="IMPORT")
+    if full and hasattr(prefs, "bl_rna"):
+        layout.prop(prefs, "python_path")
+        layout.prop(prefs, "system_python")
+        layout.prop(prefs, "threads")
+
+
+def draw_settings(layout, context):
+    scene = context.scene
+    settings = scene.linerelifer
+    view_layer = context.view_layer or scene.view_layers[0]
+
+    if not scene.render.use_freestyle or not freestyle_pass_enabled(scene):
+        box = layout.box()
+        if not scene.render.use_freestyle:
+            box.label(text="Freestyle is off", icon="INFO")
+        else:
+            box.label(text="Lines are baked into the image", icon="INFO")
+        box.operator("linerelifer.enable_freestyle_pass", icon="RENDERLAYERS")
+    elif not view_layer.freestyle_settings.as_render_pass:
+        layout.label(text="This view layer draws its lines into the image", icon="INFO")
+
+    col = layout.column()
+    col.use_property_split = True
+    col.use_property_decorate = False
+    col.prop(settings, "style")
+    col.prop(settings, "strength", slider=True)
+    col.prop(settings, "color_mode")
+    sub = col.column()
+    sub.active = settings.color_mode == "OVERRIDE"
+    sub.prop(settings, "color")
+    col.prop(settings, "tile_size")
+    col.separator()
+    col.prop(settings, "auto_refine")
+    col.prop(settings, "output_mode")
+
+    row = layout.row()
+    row.scale_y = 1.4
+    row.operator("linerelifer.refine_lines", icon="GREASEPENCIL")
+    if bpy.data.images.get(RESULT_IMAGE) is not None:
+        layout.label(text=f"Result: image '{RESULT_IMAGE}'", icon="IMAGE_DATA")
+    draw_runtime(layout, context)
+
+
+class LINERELIFER_PT_render(bpy.types.Panel):
+    bl_label = "LineRelifer"
+    bl_idname = "LINERELIFER_PT_render"
+    bl_space_type = "PROPERTIES"
+    bl_region_type = "WINDOW"
+    bl_context = "render"
+    bl_order = 11  # right after Freestyle (10)
+    bl_options = {"DEFAULT_CLOSED"}
+
+    @classmethod
+    def poll(cls, context):
+        return context.scene is not None and hasattr(context.scene, "linerelifer")
+
+    def draw(self, context):
+        draw_settings(self.layout, context)
+
+
+class LINERELIFER_PT_image(bpy.types.Panel):
+    bl_label = "LineRelifer"
+    bl_idname = "LINERELIFER_PT_image"
+    bl_space_type = "IMAGE_EDITOR"
+    bl_region_type = "UI"
+    bl_category = "LineRelifer"
+
+    @classmethod
+    def poll(cls, context):
+        return context.scene is not None and hasattr(context.scene, "linerelifer")
+
+    def draw(self, context):
+        draw_settings(self.layout, context)
+
+
+classes = (LINERELIFER_PT_render, LINERELIFER_PT_image)
