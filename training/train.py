@@ -27,14 +27,17 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 @dataclass
 class TrainConfig:
     arch: str = "lite"
+    widths: tuple[int, int] = (32, 48)  # lite: channels at 1/4 and 1/8 resolution
     steps: int = 3000
     batch: int = 16
     crop: int = 128
     lr: float = 1e-3
+    lr_schedule: str = "cosine"  # "cosine" decays to 0 at the last step; "constant"
     recon_weight: float = 20.0
     l1_weight: float = 0.0
     bce_weight: float = 1.0  # cross-entropy keeps gradients alive where the sigmoid saturates
     gap_weight: float = 4.0  # extra weight where the target has ink the input lacks (gaps)
+    ink_weight: float = 1.0  # extra weight on target ink, so faint strokes are not dropped
     gan_weight: float = 0.05
     gan_start: int = 500  # steps of reconstruction only before the discriminator joins
     seed: int = 1
@@ -47,8 +50,8 @@ class TrainConfig:
     @classmethod
     def seed_baseline(cls, **kw: Any) -> "TrainConfig":
         """The seed project's recipe: its generator, MSE×20 + GAN×1 from the first step."""
-        return cls(arch="seed", recon_weight=20.0, l1_weight=0.0, bce_weight=0.0, gap_weight=0.0, gan_weight=1.0,
-                   gan_start=0, lr=2e-4, **kw)
+        return cls(arch="seed", recon_weight=20.0, l1_weight=0.0, bce_weight=0.0, gap_weight=0.0, ink_weight=0.0,
+                   gan_weight=1.0, gan_start=0, lr=2e-4, lr_schedule="constant", **kw)
 
 
 def _prefetch(sampler: Any, batch: int, depth: int = 4) -> "queue.Queue":
@@ -82,7 +85,8 @@ def losses(cfg: TrainConfig, x: Any, y: Any, fake: Any, d_real: Any, d_fake: Any
     """Generator and discriminator losses in keras.ops, shared by every backend."""
     from keras import ops
 
-    weight = 1.0 + cfg.gap_weight * ops.relu(y - x)  # missing ink: gaps to bridge, strokes to widen
+    # Missing ink (gaps to bridge, strokes to widen) and target ink weigh more than paper.
+    weight = 1.0 + cfg.gap_weight * ops.relu(y - x) + cfg.ink_weight * y
     mse = ops.mean(weight * ops.square(fake - y))
     l1 = ops.mean(ops.abs(fake - y))
     p = ops.clip(fake, 1e-6, 1.0 - 1e-6)
@@ -112,10 +116,13 @@ class Trainer:
         self.cfg, self.sampler = cfg, sampler
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.gen = models.build_generator(cfg.arch)
+        self.gen = models.build_generator(cfg.arch, tuple(cfg.widths))
         self.disc = models.build_discriminator()
-        self.g_opt = keras.optimizers.Adam(cfg.lr, beta_1=0.5)
-        self.d_opt = keras.optimizers.Adam(cfg.lr, beta_1=0.5)
+        lr: Any = cfg.lr
+        if cfg.lr_schedule == "cosine":
+            lr = keras.optimizers.schedules.CosineDecay(cfg.lr, decay_steps=cfg.steps)
+        self.g_opt = keras.optimizers.Adam(lr, beta_1=0.5)
+        self.d_opt = keras.optimizers.Adam(lr, beta_1=0.5)
         self.g_opt.build(self.gen.trainable_variables)
         self.d_opt.build(self.disc.trainable_variables)
         self.step = 0

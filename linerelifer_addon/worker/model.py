@@ -52,9 +52,9 @@ def build_seed() -> keras.Model:
     return keras.Model(inp, out, name="linerelifer_seed")
 
 
-def build_generator(arch: str = "lite") -> keras.Model:
+def build_generator(arch: str = "lite", widths: tuple[int, int] = (32, 48)) -> keras.Model:
     if arch == "lite":
-        return build_lite()
+        return build_lite(widths)
     if arch == "seed":
         return build_seed()
     raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHS)}")
