@@ -126,8 +126,9 @@ def cmd_refine(args: argparse.Namespace) -> int:
                 progress.close()
                 print(f"{src} -> {dst} ({time.perf_counter() - t0:.2f} s)", file=sys.stderr)
         if not args.quiet:
-            print(f"{len(pairs) - failures} refined, {failures} failed; worker started {client.starts} time(s)",
-                  file=sys.stderr)
+            peak = client.last_stats.get("rss_peak_mb")
+            print(f"{len(pairs) - failures} refined, {failures} failed; worker started {client.starts} time(s)"
+                  + (f", peak memory {peak:.0f} MB" if peak else ""), file=sys.stderr)
     finally:
         client.close()
     return 2 if failures else 0
