@@ -33,7 +33,7 @@ def drawing(h: int, w: int, seed: int = 0, piece: int = 512) -> np.ndarray:
     """A frame of synthetic drawings (uniform Freestyle-like lines), tiled from 512² pieces."""
     from training.synth import synth_pair
 
-    pieces = [synth_pair(seed + i, piece, density=2.2)[0] for i in range(6)]
+    pieces = [synth_pair(seed + i, piece, density=0.6)[0] for i in range(6)]
     frame = np.zeros((h, w), np.float32)
     k = 0
     for y in range(0, h, piece):
