@@ -33,7 +33,9 @@ def style_metadata(gen: Any, arch: str, name: str, description: str, training: d
     radius = models.receptive_radius(gen)
     grid = max(align, 8)
     margin = tiling.round_up(max(radius, 1), grid)
-    blank = float(keras.ops.convert_to_numpy(gen(np.zeros((1, tile, tile, 1), np.float32), training=False)).max())
+    blank_out = keras.ops.convert_to_numpy(gen(np.zeros((1, tile, tile, 1), np.float32), training=False))
+    # Only a tile's inner part reaches the result; its border sees the layers' zero padding.
+    blank = float(blank_out[0, margin:tile - margin, margin:tile - margin, 0].max())
     backend = keras.backend.backend()
     return {
         "format": STYLE_FORMAT,
