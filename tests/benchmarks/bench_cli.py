@@ -1,0 +1,63 @@
+"""Benchmark: the whole CLI on a 1920×1080 and a 3840×2160 PNG (process start to file written).
+
+    .venv/bin/python tests/benchmarks/bench_cli.py [--runs 3]
+
+Each run is a fresh `python -m linerelifer_addon refine IN -o OUT`, so the time includes
+Python and TensorFlow start-up, reading, refining and writing. Peak memory is the worker's
+(reported by the CLI) and the largest process of the run, CLI or worker (from the OS).
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_refine import SIZES, drawing  # noqa: E402
+
+
+def main() -> int:
+    import cv2
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=int, default=3)
+    args = ap.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for size in ("1080p", "4K"):
+            src = Path(tmp) / f"lines_{size}.png"
+            cv2.imwrite(str(src), np.rint((1.0 - drawing(*SIZES[size])) * 255).astype(np.uint8))
+            times, worker_mb, cli_mb = [], [], []
+            for i in range(args.runs):
+                before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+                t0 = time.perf_counter()
+                r = subprocess.run([sys.executable, "-m", "linerelifer_addon", "refine", str(src), "-o",
+                                    str(Path(tmp) / f"out_{size}.png")], cwd=ROOT, capture_output=True, text=True)
+                times.append(time.perf_counter() - t0)
+                if r.returncode != 0:
+                    print(r.stderr, file=sys.stderr)
+                    return 1
+                m = re.search(r"peak memory (\d+) MB", r.stderr)
+                worker_mb.append(int(m.group(1)) if m else 0)
+                after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+                cli_mb.append(max(after, before) / 1024)
+            rows.append((size, statistics.median(times), min(times), max(worker_mb), max(cli_mb)))
+    print(f"{'input':<8}{'median s':>10}{'min s':>8}{'worker peak MB':>16}{'largest process MB':>20}")
+    for size, med, lo, wmb, cmb in rows:
+        print(f"{size:<8}{med:>10.2f}{lo:>8.2f}{wmb:>16.0f}{cmb:>20.0f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
