@@ -47,3 +47,40 @@ def test_blank_tiles_skipped_only_when_blank_maps_to_blank(default_style) -> Non
     skipped = engine.refine(img, tile=256, skip_blank=True)
     full = engine.refine(img, tile=256, skip_blank=False)
     assert np.abs(skipped - full).max() <= 1e-3
+
+
+@pytest.mark.parametrize("h, w, tile", [(1000, 700, 256), (1, 20000, 512), (20000, 1, 512), (1, 1, 176), (433, 97, 512)])
+def test_banded_equals_tiled(h: int, w: int, tile: int) -> None:
+    """The streamed run: the same result as run_tiled, every row fetched once, top to
+    bottom, and never more than a tile row's window held."""
+    margin, align = 40, 8
+    rng = np.random.default_rng(h + w)
+    img = np.where(rng.random((h, w)) < 0.002, 1.0, 0.0).astype(np.float32)
+
+    def infer(x: np.ndarray) -> np.ndarray:  # a local, shift-invariant function (radius 3 < margin)
+        out = x.copy()
+        for d in (1, 2, 3):
+            out += 0.5 ** d * (np.roll(x, d, 0) + np.roll(x, -d, 0) + np.roll(x, d, 1) + np.roll(x, -d, 1))
+        return out
+
+    expected = tiling.run_tiled(img, infer, tile, margin, align, skip_blank=True)
+    got = np.full((h, w), np.nan, np.float32)
+    fetched: list[tuple[int, int]] = []
+
+    def fetch(y0: int, y1: int) -> np.ndarray:
+        fetched.append((y0, y1))
+        return img[y0:y1]
+
+    def emit(y0: int, band: np.ndarray) -> None:
+        assert np.isnan(got[y0:y0 + band.shape[0]]).all(), "a band was emitted twice"
+        got[y0:y0 + band.shape[0]] = band
+
+    assert tiling.run_banded(h, w, fetch, emit, infer, tile, margin, align, skip_blank=True)
+    np.testing.assert_array_equal(got, expected)
+    assert fetched[0][0] == 0 and fetched[-1][1] == h
+    assert all(a[1] == b[0] for a, b in zip(fetched, fetched[1:])), "rows fetched twice or skipped"
+    assert max(y1 - y0 for y0, y1 in fetched) <= tile
+    fetched.clear()
+    assert not tiling.run_banded(h, w, fetch, lambda y0, band: None, infer, tile, margin, align,
+                                 should_stop=lambda: True)
+    assert fetched == [], "a stopped run asked for rows"

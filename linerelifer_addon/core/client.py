@@ -10,6 +10,7 @@ from __future__ import annotations
 import collections
 import os
 import queue
+import signal
 import subprocess
 import threading
 import time
@@ -22,6 +23,14 @@ from . import protocol
 from .runtime import REQUIREMENTS, resolve_python
 
 WORKER_SCRIPT = Path(__file__).resolve().parent.parent / "worker" / "bootstrap.py"
+
+
+def _blank_rows(head: dict[str, Any]) -> np.ndarray:
+    """A result band the worker announced as blank (shape only), as a broadcast zero view."""
+    shape = head.get("shape")
+    if not (isinstance(shape, list) and len(shape) == 2 and all(isinstance(s, int) and s >= 0 for s in shape)):
+        raise protocol.ProtocolError(f"blank rows of shape {shape!r} are invalid")
+    return np.broadcast_to(np.float16(0), tuple(shape))
 
 
 class WorkerError(RuntimeError):
@@ -84,8 +93,11 @@ class WorkerClient:
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
                "PYTHONNOUSERSITE": "1"}
         try:
+            # Its own process group, so that killing it also ends anything it started (a wrapper
+            # script's child, for one) and a Ctrl+C meant for the client does not reach it.
             self._proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                          stderr=subprocess.PIPE, env=env, close_fds=True)
+                                          stderr=subprocess.PIPE, env=env, close_fds=True,
+                                          start_new_session=os.name == "posix")
         except OSError as exc:
             raise WorkerStartError(f"worker Python {self.python} could not be started ({exc})") from None
         self.starts += 1
@@ -95,7 +107,7 @@ class WorkerClient:
         threading.Thread(target=self._read_stderr, args=(self._proc,), daemon=True).start()
         header, _ = self._receive(self.start_timeout, starting=True)
         if header.get("op") != "hello":
-            self._fail(f"worker sent {header.get('op')!r} instead of its greeting")
+            self._fail(f"sent {header.get('op')!r} instead of its greeting", starting=True)
         self._hello = header
 
     def _read_stdout(self, proc: subprocess.Popen, messages: queue.Queue) -> None:
@@ -119,6 +131,11 @@ class WorkerClient:
         proc, self._proc = self._proc, None
         if proc is None:
             return
+        if os.name == "posix":
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)  # the worker and whatever it started
+            except OSError:
+                pass
         if proc.poll() is None:
             proc.kill()
         try:
@@ -132,7 +149,11 @@ class WorkerClient:
                 pass
 
     def _fail(self, reason: str, starting: bool = False) -> None:
-        """Kill the worker and raise one error naming the cause and its last words."""
+        """Kill the worker and raise one error naming the cause and its last words.
+
+        The first line of the message is a complete sentence (Blender's report and the CLI
+        show only that line); the worker's last output follows on the next lines.
+        """
         proc = self._proc
         if proc is not None:
             try:
@@ -147,23 +168,54 @@ class WorkerClient:
             missing = tail.rsplit("No module named", 1)[1].strip().splitlines()[0]
             raise cls(f"worker Python {self.python} lacks the module {missing}; install the runtime "
                       f"({' '.join(REQUIREMENTS)}) or point LINERELIFER_PYTHON at one that has it")
-        raise cls(f"LineRelifer worker {reason}" + (f"; its last output:\n{tail}" if tail else ""))
+        raise cls(f"LineRelifer worker {reason}." + (f"\nIts last output:\n{tail}" if tail else ""))
+
+    def _next_message(self, timeout: float, starting: bool = False) -> Any:
+        """The next message from the reader thread; queue.Empty after `timeout`.
+
+        Waits in short steps and checks the process itself meanwhile: a worker that died
+        while something it started still holds its stdout open gives no end of stream.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return self._messages.get(timeout=max(min(deadline - time.monotonic(), 0.5), 0.001))
+            except queue.Empty:
+                proc = self._proc
+                if proc is not None and proc.poll() is not None:
+                    try:  # its last message may still be on the way
+                        return self._messages.get(timeout=0.2)
+                    except queue.Empty:
+                        self._fail(f"exited unexpectedly (exit code {proc.returncode})", starting)
+                if time.monotonic() >= deadline:
+                    raise
 
     def _receive(self, timeout: float, starting: bool = False) -> tuple[dict[str, Any], bytes]:
         try:
-            msg = self._messages.get(timeout=timeout)
+            msg = self._next_message(timeout, starting)
         except queue.Empty:
             self._fail(f"did not answer within {timeout:.0f} s", starting)
         if msg is None:
-            code = self._proc.wait(timeout=10) if self._proc is not None else None
+            proc = self._proc
+            try:
+                code = proc.wait(timeout=10) if proc is not None else None
+            except subprocess.TimeoutExpired:
+                code = None
             self._fail(f"exited unexpectedly (exit code {code})", starting)
         if isinstance(msg, Exception):
             self._fail(f"sent a malformed reply ({msg})", starting)
         return msg
 
     def close(self) -> None:
-        """Ask the worker to stop, then make sure it has."""
-        with self._lock:
+        """Ask the worker to stop, then make sure it has.
+
+        Never waits for a running request: when one holds the lock (Blender quitting in the
+        middle of a refinement), the worker is killed and that request fails with WorkerError.
+        """
+        if not self._lock.acquire(timeout=0.5):
+            self._kill()
+            return
+        try:
             proc = self._proc
             if proc is not None and proc.poll() is None:
                 try:
@@ -173,6 +225,8 @@ class WorkerClient:
                 except (OSError, ValueError, subprocess.TimeoutExpired):
                     pass
             self._kill()
+        finally:
+            self._lock.release()
 
     def __enter__(self) -> "WorkerClient":
         return self
@@ -207,60 +261,116 @@ class WorkerClient:
         cancel: threading.Event | None = None,
         skip_blank: bool = True,
     ) -> np.ndarray:
-        """Refined coverage (float32, same shape) for an H×W coverage image."""
-        cov = np.ascontiguousarray(coverage, dtype=np.float16)
-        if cov.ndim != 2:
+        """Refined coverage (float32, same shape) for an H×W coverage image.
+
+        The pixels travel in bands of rows, as the worker asks for them (float16), and the
+        result comes back band by band: neither process copies the whole frame at once.
+        """
+        coverage = np.asarray(coverage)
+        if coverage.ndim != 2:
             raise ValueError(f"coverage must be a 2-D array, not {coverage.shape}")
+        h, w = coverage.shape
+        if h == 0 or w == 0:
+            raise ValueError(f"coverage of shape {coverage.shape} is empty")
+        out = np.zeros((h, w), np.float32)
         with self._lock:
             self._ensure()
             rid = self._next_id
             self._next_id += 1
             header = {"op": "refine", "id": rid, "style": str(style), "tile": int(tile),
-                      "skip_blank": bool(skip_blank), **protocol.array_header(cov)}
-            self._send(header, memoryview(cov).cast("B"))
-            cancel_sent = False
-            deadline = time.monotonic() + self.reply_timeout
-            while True:
-                if cancel is not None and cancel.is_set() and not cancel_sent:
-                    self._send({"op": "cancel", "id": rid})
-                    cancel_sent = True
-                    deadline = time.monotonic() + self.reply_timeout
-                remaining = deadline - time.monotonic()
-                watching = cancel is not None and not cancel_sent
-                try:
-                    msg = self._messages.get(timeout=max(min(remaining, 0.1) if watching else remaining, 0.01))
-                except queue.Empty:
-                    if time.monotonic() >= deadline:
-                        self._fail(f"did not answer within {self.reply_timeout:.0f} s")
-                    continue
-                if msg is None or isinstance(msg, Exception):
-                    self._messages.put(msg)
-                    self._receive(0.1)
+                      "skip_blank": bool(skip_blank), "stream": True, "shape": [h, w], "dtype": "float16"}
+            try:
+                return self._serve_request(rid, header, coverage, out, progress, cancel)
+            except (WorkerError, Cancelled):
+                raise  # the worker finished with the request, or _fail() has stopped it
+            except BaseException:
+                # Ctrl+C, or the caller's progress callback failed: the worker is mid-request
+                # and would wait for rows nobody sends; a new one serves the next request.
+                self._kill()
+                raise
+
+    def _serve_request(self, rid: int, header: dict[str, Any], coverage: np.ndarray, out: np.ndarray,
+                       progress: Callable[[int, int], None] | None,
+                       cancel: threading.Event | None) -> np.ndarray:
+        h, w = coverage.shape
+        received = 0
+        self._send(header)
+        cancel_sent = False
+        deadline = time.monotonic() + self.reply_timeout
+        while True:
+            if cancel is not None and cancel.is_set() and not cancel_sent:
+                self._send({"op": "cancel", "id": rid})
+                cancel_sent = True
                 deadline = time.monotonic() + self.reply_timeout
-                head, payload = msg
-                if head.get("id") not in (None, rid):
-                    continue  # a late reply to an earlier, cancelled request
-                op = head.get("op")
-                if op == "progress":
-                    if progress is not None:
-                        progress(int(head["done"]), int(head["total"]))
-                elif op == "result":
-                    self.last_stats = {k: head.get(k) for k in ("seconds", "rss_peak_mb")}
-                    try:
-                        out = protocol.array_from(head, payload)
-                    except protocol.ProtocolError as exc:
-                        self._fail(f"sent a malformed result ({exc})")
-                    return out.astype(np.float32)
-                elif op == "cancelled":
-                    raise Cancelled("refinement cancelled")
-                elif op == "error":
-                    cls = RequestError if head.get("kind") == "request" else WorkerError
-                    raise cls(str(head.get("message", "unknown worker error")))
-                else:
-                    self._fail(f"sent an unknown message {op!r}")
+            remaining = deadline - time.monotonic()
+            watching = cancel is not None and not cancel_sent
+            try:
+                msg = self._next_message(max(min(remaining, 0.1) if watching else remaining, 0.01))
+            except queue.Empty:
+                if time.monotonic() >= deadline:
+                    self._fail(f"did not answer within {self.reply_timeout:.0f} s")
+                continue
+            if msg is None or isinstance(msg, Exception):
+                self._messages.put(msg)
+                self._receive(0.1)
+            deadline = time.monotonic() + self.reply_timeout
+            head, payload = msg
+            if head.get("id") not in (None, rid):
+                continue  # a late reply to an earlier, cancelled request
+            op = head.get("op")
+            if op == "progress":
+                try:
+                    done, total = int(head["done"]), int(head["total"])
+                except (KeyError, TypeError, ValueError):
+                    self._fail(f"sent a malformed progress message {head!r}")
+                if progress is not None:
+                    progress(done, total)
+            elif op == "need":
+                y0, y1 = head.get("y0"), head.get("y1")
+                if not (isinstance(y0, int) and isinstance(y1, int) and 0 <= y0 < y1 <= h):
+                    self._fail(f"asked for rows {y0!r}..{y1!r} of an image of {h} rows")
+                rows = np.ascontiguousarray(coverage[y0:y1], dtype=np.float16)
+                if not np.isfinite(rows).all():  # NaN would spread through the network
+                    rows = np.nan_to_num(rows, nan=0.0, posinf=1.0, neginf=0.0)
+                head = {"op": "rows", "id": rid, "y0": y0, **protocol.array_header(rows)}
+                if rows.any():
+                    self._send(head, memoryview(rows).cast("B"))
+                else:  # blank paper: its shape says it all
+                    self._send({**head, "blank": True})
+            elif op == "rows":
+                try:
+                    if head.get("blank") and not payload:
+                        band = _blank_rows(head)
+                    else:
+                        band = protocol.array_from(head, payload)
+                except protocol.ProtocolError as exc:
+                    self._fail(f"sent a malformed result ({exc})")
+                y0 = head.get("y0")
+                if not (isinstance(y0, int) and band.ndim == 2 and band.shape[1] == w
+                        and 0 <= y0 and y0 + band.shape[0] <= h):
+                    self._fail(f"sent result rows of shape {band.shape} at row {y0!r} for an image of shape {(h, w)}")
+                if not head.get("blank"):  # `out` is zeros already; untouched pages cost no memory
+                    out[y0:y0 + band.shape[0]] = band
+                received += band.shape[0]
+            elif op == "result":
+                self.last_stats = {k: head.get(k) for k in ("seconds", "rss_peak_mb")}
+                if head.get("shape") != [h, w] or received != h:
+                    self._fail(f"sent {received} result rows of shape {head.get('shape')} for an image of "
+                               f"shape {(h, w)}")
+                return out
+            elif op == "cancelled":
+                raise Cancelled("refinement cancelled")
+            elif op == "error":
+                cls = RequestError if head.get("kind") == "request" else WorkerError
+                raise cls(str(head.get("message", "unknown worker error")))
+            else:
+                self._fail(f"sent an unknown message {op!r}")
 
     def _send(self, header: dict[str, Any], payload: bytes | memoryview = b"") -> None:
+        proc = self._proc
+        if proc is None:  # close() killed it from another thread
+            self._fail("was stopped while serving the request")
         try:
-            protocol.write_message(self._proc.stdin, header, payload)
+            protocol.write_message(proc.stdin, header, payload)
         except (OSError, ValueError):
             self._fail("stopped while receiving the request")

@@ -3,10 +3,18 @@
 Each message is a fixed magic, a little-endian u32 header length, a UTF-8 JSON header and
 `nbytes` of raw array data. Nothing is pickled, and a peer that writes anything else (a
 stray print, a crash dump) is detected at the next magic instead of being misread.
+
+A refinement (`refine` with `stream: true`, the image's shape and dtype) carries no
+pixels: the worker asks for the rows its next row of tiles reads (`need`, y0..y1), the
+client answers with `rows` (y0 + the array), and each finished band comes back as `rows`
+too, then `result`. Rows of blank paper travel as their shape alone (`blank: true`). So
+neither side copies a whole frame, and the worker's memory does not grow with the image.
+(A `refine` carrying the whole array as its payload is still served.)
 """
 from __future__ import annotations
 
 import json
+import math
 import struct
 from typing import Any, BinaryIO
 
@@ -83,7 +91,7 @@ def array_from(header: dict[str, Any], payload: bytes) -> np.ndarray:
         raise ProtocolError(f"array dtype {dtype!r} is not allowed")
     if not (isinstance(shape, list) and all(isinstance(s, int) and s >= 0 for s in shape)):
         raise ProtocolError(f"array shape {shape!r} is invalid")
-    expected = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+    expected = math.prod(shape) * np.dtype(dtype).itemsize  # Python ints: a huge shape cannot wrap around
     if expected != len(payload):
         raise ProtocolError(f"array payload has {len(payload)} bytes, header says {expected}")
     return np.frombuffer(payload, dtype=dtype).reshape(shape)

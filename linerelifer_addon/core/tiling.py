@@ -105,3 +105,63 @@ def whole_size(h: int, w: int, margin: int, align: int) -> tuple[int, int]:
     """Size of the padded canvas the reference whole-image pass runs on."""
     return round_up(h + 2 * margin, align), round_up(w + 2 * margin, align)
 
+
+def run_banded(
+    h: int,
+    w: int,
+    fetch: Callable[[int, int], np.ndarray],
+    emit: Callable[[int, np.ndarray], None],
+    infer: Callable[[np.ndarray], np.ndarray],
+    tile: int,
+    margin: int,
+    align: int,
+    skip_blank: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    out_dtype: np.dtype = np.float32,
+) -> bool:
+    """`run_tiled` over an image that is never whole in memory; False when stopped early.
+
+    The tiles are run one row of tiles at a time. `fetch(y0, y1)` returns image rows
+    y0..y1-1 (each row is asked for once, top to bottom) and `emit(y0, band)` receives the
+    finished result rows from y0 on. Only the rows the current tile row reads are held
+    (tile size + one tile step, at most), so memory does not grow with the image. The
+    result equals `run_tiled`'s: every tile sees exactly the same window.
+    """
+    tiles = plan(h, w, tile, margin, align)
+    buf = np.zeros((tile, tile), np.float32)
+    window: np.ndarray | None = None  # image rows win_y0..have-1
+    win_y0 = have = 0
+    done = 0
+    i = 0
+    while i < len(tiles):
+        oy0, oy1 = tiles[i].oy0, tiles[i].oy1
+        row = []
+        while i < len(tiles) and tiles[i].oy0 == oy0:
+            row.append(tiles[i])
+            i += 1
+        lo, hi = max(oy0 - margin, 0), min(oy0 - margin + tile, h)
+        parts = [] if window is None else [window[lo - win_y0:]]
+        if hi > have:
+            if should_stop is not None and should_stop():
+                return False
+            rows = np.asarray(fetch(have, hi))
+            if rows.shape != (hi - have, w):
+                raise ValueError(f"rows {have}..{hi} arrived with shape {rows.shape}, not {(hi - have, w)}")
+            parts.append(rows)
+            have = hi
+        window = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        win_y0 = lo
+        band = np.zeros((oy1 - oy0, w), out_dtype)
+        for t in row:
+            if should_stop is not None and should_stop():
+                return False
+            local = Tile(t.y - win_y0, t.x, t.oy0 - win_y0, t.ox0, t.oy1 - win_y0, t.ox1)
+            if not (skip_blank and window_is_blank(window, local, tile)):
+                y = infer(extract(window, local, buf))
+                band[:, t.ox0:t.ox1] = y[t.oy0 - t.y:t.oy1 - t.y, t.ox0 - t.x:t.ox1 - t.x]
+            done += 1
+            if progress is not None:
+                progress(done, len(tiles))
+        emit(oy0, band)
+    return True

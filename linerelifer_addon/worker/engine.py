@@ -6,6 +6,7 @@ One tile shape means the graph is traced once; the tile grid and margins come fr
 from __future__ import annotations
 
 import os
+import zipfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -27,18 +28,42 @@ def configure_threads(threads: int | None) -> None:
         tf.config.threading.set_inter_op_parallelism_threads(1)
 
 
+def _load_failure_cause(exc: BaseException) -> str:
+    """The telling sentence of a Keras load error (its messages run to several paragraphs)."""
+    text = str(exc).strip()
+    if "Exception encountered:" in text:  # a wrapped error: the inner one names the cause
+        text = text.rsplit("Exception encountered:", 1)[1].strip()
+    if not text:
+        return type(exc).__name__
+    first = text.splitlines()[0].strip()
+    end = first.find(". ")
+    sentence = first[:end] if end > 0 else first.rstrip(".")
+    return sentence if len(sentence) <= 200 else sentence[:197] + "..."
+
+
 def load_style_model(path: str | os.PathLike) -> Any:
-    """Load a .keras style in safe mode; StyleError names the file on any failure."""
+    """Load a .keras style in safe mode; StyleError names the file on any failure.
+
+    Safe mode refuses Lambda layers holding Python code; custom or unknown classes fail to
+    resolve. Either way nothing from the file is executed.
+    """
     import keras
 
     path = Path(path)
     if not path.is_file():
         raise StyleError(f"style file {path} does not exist")
+    if not zipfile.is_zipfile(path):
+        raise StyleError(f"style file {path} is not a .keras file (not a zip archive); re-export the style")
     try:
-        return keras.saving.load_model(path, compile=False, safe_mode=True)
+        model = keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as exc:  # Keras raises many kinds for broken or unsafe files
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise StyleError(f"style file {path} could not be loaded safely ({first[:200]})") from None
+        raise StyleError(f"style file {path} could not be loaded safely ({_load_failure_cause(exc)})") from None
+    inputs, outputs = getattr(model, "inputs", None) or [], getattr(model, "outputs", None) or []
+    shapes = [tuple(t.shape) for t in (*inputs, *outputs)]
+    if len(inputs) != 1 or len(outputs) != 1 or any(len(sh) != 4 or sh[-1] != 1 for sh in shapes):
+        raise StyleError(f"style file {path} is not a line style (it maps {shapes[:len(inputs)]} to "
+                         f"{shapes[len(inputs):]}, not one [batch, H, W, 1] coverage image to another)")
+    return model
 
 
 class Engine:
@@ -51,12 +76,18 @@ class Engine:
         self.path = Path(style_path)
         self.meta = meta if meta is not None else read_meta(self.path)
         self.model = model if model is not None else load_style_model(self.path)
-        self.margin = int(self.meta["margin"])
-        self.align = int(self.meta["align"])
+        try:
+            self.margin = int(self.meta["margin"])
+            self.align = int(self.meta["align"])
+        except (KeyError, TypeError, ValueError):
+            raise StyleError(f"style metadata of {self.path} has no valid margin and align; re-export the style") from None
         self._fn = tf.function(
             lambda x: self.model(x, training=False),
             input_signature=[tf.TensorSpec([1, None, None, 1], tf.float32)],
             reduce_retracing=True,
+            # No Python control flow to convert; autograph would also leave a generated
+            # module file in the temp folder at every worker start.
+            autograph=False,
         )
         self._blank_max: dict[int, float] = {}
 
@@ -64,9 +95,17 @@ class Engine:
         return self._fn(x[None, :, :, None]).numpy()[0, :, :, 0]
 
     def blank_output(self, tile: int) -> float:
-        """Largest output for a blank tile (measured once per tile size)."""
+        """Largest output a blank tile contributes (measured once per tile size).
+
+        Only the tile's inner part (inside the margin) is ever copied into the result; its
+        border sees the convolutions' zero padding of intermediate features and may glow
+        even when blank paper maps to blank, so it is not measured.
+        """
         if tile not in self._blank_max:
-            self._blank_max[tile] = float(self._infer(np.zeros((tile, tile), np.float32)).max())
+            y = self._infer(np.zeros((tile, tile), np.float32))
+            m = self.margin
+            inner = y[m:tile - m, m:tile - m] if tile > 2 * m else y
+            self._blank_max[tile] = float(inner.max())
         return self._blank_max[tile]
 
     def default_tile(self) -> int:
@@ -88,6 +127,25 @@ class Engine:
         skip = skip_blank and self.blank_output(tile) <= BLANK_TOLERANCE
         return tiling.run_tiled(image, self._infer, tile, self.margin, self.align, skip_blank=skip,
                                 progress=progress, should_stop=should_stop, out_dtype=out_dtype)
+
+    def refine_banded(
+        self,
+        shape: tuple[int, int],
+        fetch: Callable[[int, int], np.ndarray],
+        emit: Callable[[int, np.ndarray], None],
+        tile: int | None = None,
+        skip_blank: bool = True,
+        progress: Callable[[int, int], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+        out_dtype: np.dtype = np.float32,
+    ) -> bool:
+        """`refine` for an image that arrives and leaves in bands of rows (see tiling.run_banded)."""
+        tile = int(tile or self.default_tile())
+        tile = tiling.round_up(max(tile, 2 * self.margin + self.align), self.align)
+        skip = skip_blank and self.blank_output(tile) <= BLANK_TOLERANCE
+        h, w = shape
+        return tiling.run_banded(h, w, fetch, emit, self._infer, tile, self.margin, self.align, skip_blank=skip,
+                                 progress=progress, should_stop=should_stop, out_dtype=out_dtype)
 
     def refine_whole(self, coverage: np.ndarray) -> np.ndarray:
         """The reference: one pass over the blank-padded image (what tiling must equal)."""

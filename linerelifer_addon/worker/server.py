@@ -21,6 +21,33 @@ from ..core import protocol
 from ..core.styles import StyleError
 
 
+def _rows_from(head: dict[str, Any], data: bytes, expected: tuple[int, int]) -> np.ndarray:
+    """A band of rows: an array, or `blank` rows announced by their shape alone."""
+    if head.get("blank") and not data:
+        shape = head.get("shape")
+        if not (isinstance(shape, list) and tuple(shape) == expected):
+            raise protocol.ProtocolError(f"blank rows of shape {shape!r} are not the {expected} asked for")
+        if head.get("dtype") not in protocol.ARRAY_DTYPES:
+            raise protocol.ProtocolError(f"array dtype {head.get('dtype')!r} is not allowed")
+        return np.zeros(shape, head["dtype"])
+    return protocol.array_from(head, data)
+
+
+MAX_SIDE = 65536  # Blender's largest render size
+
+
+class _Stopped(Exception):
+    """Cancelled, shut down or the client went away while the worker waited for rows."""
+
+
+class _BadRows(Exception):
+    """The client sent something other than the rows asked for."""
+
+
+class ClientGone(Exception):
+    """stdout is closed: the client has gone and nobody reads the replies."""
+
+
 def _take_stdout() -> BinaryIO:
     """A private handle on the real stdout; fd 1 then points at stderr."""
     out = os.fdopen(os.dup(1), "wb", buffering=0)
@@ -53,7 +80,10 @@ class Server:
 
     def send(self, header: dict[str, Any], payload: bytes | memoryview = b"") -> None:
         with self.write_lock:
-            protocol.write_message(self.outbox, header, payload)
+            try:
+                protocol.write_message(self.outbox, header, payload)
+            except (OSError, ValueError) as exc:
+                raise ClientGone(str(exc)) from None
 
     def read_loop(self) -> None:
         try:
@@ -76,13 +106,20 @@ class Server:
     def engine(self, style: str) -> Any:
         from .engine import Engine
 
-        key = os.path.realpath(style)
+        path = os.path.realpath(style)
+        try:
+            st = os.stat(path)
+            key = (path, st.st_mtime_ns, st.st_size)  # a style re-exported in place is reloaded
+        except OSError:
+            key = (path, 0, 0)
         if key not in self.engines:
             self.engines.clear()  # one style at a time keeps memory bounded
             self.engines[key] = Engine(style)
         return self.engines[key]
 
     def handle_refine(self, header: dict[str, Any], payload: bytes) -> None:
+        if header.get("stream"):
+            return self.handle_refine_stream(header)
         rid = header.get("id")
         try:
             image = protocol.array_from(header, payload)
@@ -110,6 +147,83 @@ class Server:
         self.send({"op": "result", "id": rid, "seconds": round(time.perf_counter() - t0, 6),
                    "rss_peak_mb": _peak_rss_mb(), **protocol.array_header(out)}, memoryview(out).cast("B"))
 
+    def handle_refine_stream(self, header: dict[str, Any]) -> None:
+        """A refinement whose pixels travel in bands of rows: the worker asks for the rows
+        the next row of tiles reads and sends back each finished band, so it never holds a
+        whole frame (a 16k×16k coverage is 512 MB as float16, its result as much again)."""
+        rid = header.get("id")
+        shape = header.get("shape")
+        try:
+            if not (isinstance(shape, list) and len(shape) == 2
+                    and all(isinstance(s, int) and 0 < s <= MAX_SIDE for s in shape)):
+                raise ValueError(f"coverage shape {shape!r} is not that of a 2-D image")
+            if header.get("dtype") not in protocol.ARRAY_DTYPES:
+                raise ValueError(f"array dtype {header.get('dtype')!r} is not allowed")
+            engine = self.engine(str(header.get("style", "")))
+        except (StyleError, ValueError) as exc:
+            self.send({"op": "error", "id": rid, "kind": "request", "message": str(exc)})
+            return
+        h, w = shape
+        dtype = header["dtype"]
+
+        def should_stop() -> bool:
+            return rid in self.cancelled or self.stopping.is_set()
+
+        def fetch(y0: int, y1: int) -> np.ndarray:
+            self.send({"op": "need", "id": rid, "y0": y0, "y1": y1})
+            waited = 0.0
+            while True:
+                try:
+                    msg = self.requests.get(timeout=0.1)
+                except queue.Empty:
+                    waited += 0.1
+                    if should_stop() or waited > self.idle_timeout:
+                        raise _Stopped() from None
+                    continue
+                if msg is None:
+                    self.requests.put(None)  # keep the end of input for serve()
+                    raise _Stopped()
+                head, data = msg
+                if head.get("op") == "rows" and head.get("id") != rid:
+                    continue  # late rows for a request that was cancelled
+                if head.get("op") != "rows" or head.get("id") != rid or head.get("y0") != y0:
+                    raise _BadRows(f"expected rows {y0}..{y1} of request {rid}, got {head.get('op')!r}")
+                try:
+                    rows = _rows_from(head, data, (y1 - y0, w))
+                except protocol.ProtocolError as exc:
+                    raise _BadRows(str(exc)) from None
+                if rows.shape != (y1 - y0, w) or rows.dtype.name != dtype:
+                    raise _BadRows(f"rows {y0}..{y1} arrived as {rows.dtype.name} {rows.shape}, "
+                                   f"not {dtype} {(y1 - y0, w)}")
+                return rows
+
+        def emit(y0: int, band: np.ndarray) -> None:
+            head = {"op": "rows", "id": rid, "y0": y0, **protocol.array_header(band)}
+            if band.any():
+                self.send(head, memoryview(band).cast("B"))
+            else:  # blank paper (most of a sparse frame) is not worth sending
+                self.send({**head, "blank": True})
+
+        def progress(done: int, total: int) -> None:
+            self.send({"op": "progress", "id": rid, "done": done, "total": total})
+
+        t0 = time.perf_counter()
+        try:
+            finished = engine.refine_banded((h, w), fetch, emit, tile=header.get("tile"),
+                                            skip_blank=bool(header.get("skip_blank", True)),
+                                            progress=progress, should_stop=should_stop, out_dtype=np.float16)
+        except _Stopped:
+            finished = False
+        except _BadRows as exc:
+            self.send({"op": "error", "id": rid, "kind": "request", "message": f"bad request data ({exc})"})
+            return
+        if not finished:
+            self.cancelled.discard(rid)
+            self.send({"op": "cancelled", "id": rid})
+            return
+        self.send({"op": "result", "id": rid, "seconds": round(time.perf_counter() - t0, 6),
+                   "rss_peak_mb": _peak_rss_mb(), "shape": [h, w], "dtype": "float16", "streamed": True})
+
     def serve(self) -> int:
         threading.Thread(target=self.read_loop, daemon=True).start()
         while True:
@@ -121,20 +235,34 @@ class Server:
             if msg is None or self.stopping.is_set():
                 return 0
             header, payload = msg
-            if header.get("op") == "refine":
-                try:
-                    self.handle_refine(header, payload)
-                except Exception as exc:  # report, stay alive for the next request
-                    import traceback
+            del msg
+            try:
+                self.dispatch(header, payload)
+            except ClientGone as exc:  # nobody to answer: stop instead of dying noisily
+                print(f"linerelifer worker: cannot reply ({exc}); stopping", file=sys.stderr)
+                return 0
+            del header, payload  # an idle worker holds no frame
 
-                    traceback.print_exc()
-                    self.send({"op": "error", "id": header.get("id"), "kind": "internal",
-                               "message": f"refinement failed inside the worker ({type(exc).__name__}: {exc})"})
-            elif header.get("op") == "ping":
-                self.send({"op": "pong", "id": header.get("id")})
-            else:
-                self.send({"op": "error", "id": header.get("id"), "kind": "request",
-                           "message": f"unknown request {header.get('op')!r}"})
+    def dispatch(self, header: dict[str, Any], payload: bytes) -> None:
+        if header.get("op") == "refine":
+            try:
+                self.handle_refine(header, payload)
+            except ClientGone:
+                raise
+            except Exception as exc:  # report, stay alive for the next request
+                import traceback
+
+                traceback.print_exc()
+                first = (str(exc).strip().splitlines() or [""])[0]
+                self.send({"op": "error", "id": header.get("id"), "kind": "internal",
+                           "message": f"refinement failed inside the worker ({type(exc).__name__}: {first})"})
+        elif header.get("op") == "ping":
+            self.send({"op": "pong", "id": header.get("id")})
+        elif header.get("op") == "rows":
+            pass  # late rows for a request that was cancelled
+        else:
+            self.send({"op": "error", "id": header.get("id"), "kind": "request",
+                       "message": f"unknown request {header.get('op')!r}"})
 
 
 def main(argv: list[str]) -> int:
@@ -153,5 +281,8 @@ def main(argv: list[str]) -> int:
     versions = {"python": sys.version.split()[0], "tensorflow": tf.__version__,
                 "keras": keras.__version__, "numpy": np.__version__}
     server = Server(sys.stdin.buffer, outbox, args.idle_timeout)
-    server.send({"op": "hello", "versions": versions, "pid": os.getpid()})
+    try:
+        server.send({"op": "hello", "versions": versions, "pid": os.getpid()})
+    except ClientGone:
+        return 0
     return server.serve()
