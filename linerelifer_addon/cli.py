@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import tempfile
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -63,6 +66,47 @@ def plan_outputs(inputs: Sequence[str], output: str) -> list[tuple[Path, Path]]:
     return pairs
 
 
+def check_outputs(pairs: Sequence[tuple[Path, Path]]) -> None:
+    """Refuse, before any work, outputs that could not be written: a refinement can take
+    long, and finding out afterwards loses it."""
+    from .imagefiles import EXTENSIONS
+
+    folders: dict[Path, Path] = {}
+    for _, dst in pairs:
+        if dst.suffix.lower() not in EXTENSIONS:
+            raise UsageError(f"{dst}: unsupported output format; use one of {', '.join(EXTENSIONS)}")
+        if dst.is_dir():
+            raise UsageError(f"{dst}: is a directory; choose another output name")
+        folders.setdefault(dst.parent, dst)
+    for folder, dst in folders.items():
+        if not folder.is_dir():
+            raise UsageError(f"{dst}: output folder {folder} does not exist")
+        try:  # the way the output will be written: a temp file in that folder, renamed
+            fd, probe = tempfile.mkstemp(dir=folder, prefix=f".{dst.stem}-", suffix=".probe")
+        except OSError as exc:
+            raise UsageError(f"{dst}: cannot write in {folder} ({exc.strerror or exc})") from None
+        os.close(fd)
+        os.unlink(probe)
+
+
+def _indent(text: str) -> str:
+    return "\n".join("  " + line for line in text.splitlines())
+
+
+def _error_lines(exc: BaseException, src: Path | None = None, hint: bool = False) -> str:
+    """One `error:` line naming the file and the cause; any detail (a worker's last output)
+    follows indented on the next lines."""
+    from .imagefiles import ImageFileError
+
+    first, _, rest = (str(exc).strip() or type(exc).__name__).partition("\n")
+    # ImageFileError messages start with the path they are about (the input or the output).
+    if src is not None and not isinstance(exc, ImageFileError) and str(src) not in first:
+        first = f"{src}: {first}"
+    if hint:
+        first += " (run with --debug for details)"
+    return f"error: {first}" + ("\n" + _indent(rest) if rest.strip() else "")
+
+
 class _Progress:
     """One status line on stderr: files done and tiles of the current file."""
 
@@ -104,24 +148,33 @@ def cmd_refine(args: argparse.Namespace) -> int:
             pairs[0][1].parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise UsageError(f"{pairs[0][1].parent}: cannot create the output folder ({exc.strerror})") from None
+    check_outputs(pairs)
     progress = _Progress(len(pairs), not args.quiet)
-    failures = 0
+    failures = crashes = 0
     client = WorkerClient(python=args.python, threads=args.threads)
     try:
         for i, (src, dst) in enumerate(pairs, 1):
             progress.file(i, src.name)
             t0 = time.perf_counter()
             try:
-                pixels = read_image(src)
-                line = to_coverage(pixels)
+                line = to_coverage(read_image(src))
                 refined = client.refine(line.coverage, style.path, tile=args.tile or 0, progress=progress.tiles)
                 write_image(dst, from_coverage(line, refined, strength=args.strength))
-            except (ImageFileError, ValueError) as exc:
+            except (WorkerStartError, RequestError):
+                raise  # the setup or the style: every file would fail the same way
+            except (ImageFileError, ValueError, WorkerError) as exc:
+                # A bad file, or a worker that died on one: report it and go on with the next
+                # file (the client starts a new worker).
                 progress.close()
-                msg = str(exc) if str(src) in str(exc) else f"{src}: {exc}"
-                print(f"error: {msg}", file=sys.stderr)
+                if getattr(args, "debug", False):
+                    traceback.print_exc()
+                crashed = isinstance(exc, WorkerError)
+                print(_error_lines(exc, src, hint=crashed and not getattr(args, "debug", False)), file=sys.stderr)
                 failures += 1
+                crashes += crashed
                 continue
+            finally:
+                line = refined = None  # hold no frame while the next one is read
             if not args.quiet:
                 progress.close()
                 print(f"{src} -> {dst} ({time.perf_counter() - t0:.2f} s)", file=sys.stderr)
@@ -131,7 +184,7 @@ def cmd_refine(args: argparse.Namespace) -> int:
                   + (f", peak memory {peak:.0f} MB" if peak else ""), file=sys.stderr)
     finally:
         client.close()
-    return 2 if failures else 0
+    return 1 if crashes else 2 if failures else 0
 
 
 def cmd_styles(args: argparse.Namespace) -> int:
@@ -164,7 +217,14 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _terminate(signum: int, frame: object) -> None:
+    # Unwind as Ctrl+C does, so that the worker is stopped and temp files are removed.
+    raise SystemExit(128 + signum)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -176,7 +236,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UsageError, StyleError, WorkerStartError, RequestError) as exc:
         if debug:
             traceback.print_exc()
-        print(f"error: {exc}", file=sys.stderr)
+        print(_error_lines(exc), file=sys.stderr)
         return 2
     except Cancelled:
         print("error: cancelled", file=sys.stderr)
@@ -187,6 +247,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (WorkerError, Exception) as exc:  # noqa: BLE001 - the CLI's last line of defence
         if debug:
             traceback.print_exc()
-        print(f"error: internal error: {exc}" + ("" if debug else " (run with --debug for details)"),
-              file=sys.stderr)
+        first, _, rest = (str(exc).strip() or type(exc).__name__).partition("\n")
+        print(f"error: internal error: {first}" + ("" if debug else " (run with --debug for details)")
+              + ("\n" + _indent(rest) if rest.strip() else ""), file=sys.stderr)
         return 1

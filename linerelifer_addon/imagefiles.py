@@ -10,13 +10,18 @@ from pathlib import Path
 
 import numpy as np
 
+EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".exr", ".bmp", ".webp")
+MAX_PIXELS = 16384 * 16384
+
 os.environ.setdefault("OPENCV_IO_ENABLE_OPENEXR", "1")
+# Refuse larger images from their header, before OpenCV allocates their pixels (its own
+# limit is 2^30 pixels), and keep OpenCV's warnings about broken files off the console:
+# the CLI reports them in one line.
+os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_PIXELS))
+os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
 import cv2  # noqa: E402
 
 from .core.files import atomic_write_bytes  # noqa: E402
-
-EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".exr", ".bmp", ".webp")
-MAX_PIXELS = 16384 * 16384
 
 
 class ImageFileError(ValueError):
@@ -34,6 +39,8 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     try:
         img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     except cv2.error as exc:
+        if "MAX_IMAGE_PIXELS" in str(exc):
+            raise ImageFileError(f"{path}: image is larger than 16384×16384 pixels") from None
         raise ImageFileError(f"{path}: not a readable image ({str(exc).strip().splitlines()[-1]})") from None
     if img is None:
         raise ImageFileError(f"{path}: not a readable image (unknown format or truncated file)")
@@ -62,14 +69,19 @@ def write_image(path: str | os.PathLike, pixels: np.ndarray) -> None:
         img = np.dstack([g, g, g, a])
     if ext in (".jpg", ".jpeg") and img.ndim == 3 and img.shape[2] == 4:
         img = img[:, :, :3]
+    params: list[int] = []
     if ext == ".exr":
         img = img.astype(np.float32)
+    elif ext in (".tif", ".tiff") and img.dtype.kind == "f":
+        # Float stays float; LZW, because OpenCV's default for float RGB is lossy (SGILOG).
+        img = img.astype(np.float32)
+        params = [cv2.IMWRITE_TIFF_COMPRESSION, 5]
     elif img.dtype not in (np.uint8, np.uint16):
         img = np.rint(np.clip(img, 0, 1) * 65535).astype(np.uint16) if ext in (".png", ".tif", ".tiff") \
             else np.rint(np.clip(img, 0, 1) * 255).astype(np.uint8)
     if img.dtype == np.uint16 and ext in (".jpg", ".jpeg", ".bmp", ".webp"):
         img = (img // 257).astype(np.uint8)
-    ok, buf = cv2.imencode(ext, img)
+    ok, buf = cv2.imencode(ext, img, params)
     if not ok:
         raise ImageFileError(f"{path}: could not encode the image")
     try:

@@ -34,10 +34,20 @@ class LineImage:
     mode: str
     dtype: np.dtype
     channels: int  # 0 for a 2-D array
-    rgb: np.ndarray | None = None  # pass mode: the input colour (H, W, 3), float32
-    alpha: np.ndarray | None = None  # drawing mode with an alpha channel: kept as is
+    pixels: np.ndarray | None = None  # the input as given (not copied): its colours and alpha
     line_color: np.ndarray | None = None  # float32 (3,): typical ink colour
     paper_color: np.ndarray | None = None  # drawing mode: background colour
+
+
+# Conversions run over blocks of about this many pixels, so a 16k×16k frame needs its
+# coverage and output arrays but no full-size float RGB temporaries (several GB each).
+_BLOCK_PIXELS = 1 << 20
+
+
+def _row_blocks(h: int, w: int):
+    rows = max(1, _BLOCK_PIXELS // max(w, 1))
+    for y0 in range(0, h, rows):
+        yield y0, min(h, y0 + rows)
 
 
 def to_float(pixels: np.ndarray) -> np.ndarray:
@@ -73,8 +83,22 @@ def from_float(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return v.astype(dtype)
 
 
+def _check_shape(pixels: np.ndarray) -> int:
+    """The channel count (0 for a 2-D array); ValueError for what is not an image."""
+    if pixels.ndim < 2 or pixels.shape[0] == 0 or pixels.shape[1] == 0:
+        raise ValueError(f"image shape {pixels.shape} is empty")
+    if pixels.ndim == 2:
+        channels = 0
+    elif pixels.ndim == 3 and pixels.shape[2] in (1, 2, 3, 4):
+        channels = pixels.shape[2]
+    else:
+        raise ValueError(f"image shape {pixels.shape} is not an image; expected H×W or H×W×1..4")
+    to_float(pixels.reshape(-1)[:1])  # an unsupported pixel type fails here, before any work
+    return channels
+
+
 def _split(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, int]:
-    """(colour as H×W×3 float, alpha or None, channel count)."""
+    """(colour as H×W×3 float, alpha or None, channel count) of an image or a block of rows."""
     if pixels.ndim == 2:
         f = to_float(pixels)
         return np.repeat(f[:, :, None], 3, axis=2), None, 0
@@ -91,43 +115,69 @@ def _split(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, int]:
     return f[:, :, :3], f[:, :, 3], 4
 
 
+def _alpha_block(pixels: np.ndarray) -> np.ndarray:
+    return to_float(pixels[:, :, -1])
+
+
+def _mean_color(total: np.ndarray, count: int, fallback: np.ndarray) -> np.ndarray:
+    return (total / count).astype(np.float32) if count else np.asarray(fallback, np.float32)
+
+
 def to_coverage(pixels: np.ndarray) -> LineImage:
     """Detect the convention of `pixels` and reduce it to line coverage."""
     pixels = np.asarray(pixels)
-    if pixels.ndim < 2 or pixels.shape[0] == 0 or pixels.shape[1] == 0:
-        raise ValueError(f"image shape {pixels.shape} is empty")
-    rgb, alpha, channels = _split(pixels)
-    if alpha is not None and float(np.mean(alpha < 0.99)) >= _TRANSPARENT_FRACTION:
-        inked = alpha > 0.5
-        if inked.any():
-            line_color = rgb[inked].mean(axis=0)
-        else:
-            line_color = np.zeros(3, np.float32)
-        return LineImage(
-            coverage=alpha.astype(np.float32), mode=PASS, dtype=pixels.dtype, channels=channels,
-            rgb=rgb, line_color=line_color.astype(np.float32),
-        )
-    lum = rgb @ _LUMA
+    channels = _check_shape(pixels)
+    h, w = pixels.shape[:2]
+    blocks = list(_row_blocks(h, w))
+    if channels in (2, 4):
+        see_through = sum(int(np.count_nonzero(_alpha_block(pixels[y0:y1]) < 0.99)) for y0, y1 in blocks)
+        if see_through / float(h * w) >= _TRANSPARENT_FRACTION:
+            coverage = np.empty((h, w), np.float32)
+            total, count = np.zeros(3, np.float64), 0
+            for y0, y1 in blocks:
+                rgb, alpha, _ = _split(pixels[y0:y1])
+                coverage[y0:y1] = alpha
+                inked = alpha > 0.5
+                total += rgb[inked].sum(axis=0, dtype=np.float64)
+                count += int(np.count_nonzero(inked))
+            return LineImage(coverage=coverage, mode=PASS, dtype=pixels.dtype, channels=channels,
+                             pixels=pixels, line_color=_mean_color(total, count, np.zeros(3)))
+    lum = np.empty((h, w), np.float32)
+    for y0, y1 in blocks:
+        lum[y0:y1] = _split(pixels[y0:y1])[0] @ _LUMA
     paper = float(np.median(lum))
     # Ink lies on the far side of the paper: the darkest pixels on light paper, else the lightest.
     light_paper = paper >= 0.5
     # Ink: the extreme of the pixels that clearly differ from the paper (robust to JPEG noise).
-    candidates = lum[np.abs(lum - paper) > 2 * _MIN_CONTRAST]
+    candidates = np.concatenate(
+        [lum[y0:y1][np.abs(lum[y0:y1] - paper) > 2 * _MIN_CONTRAST] for y0, y1 in blocks])
     ink = float(np.percentile(candidates, 2 if light_paper else 98)) if candidates.size else paper
+    del candidates
     contrast = paper - ink if light_paper else ink - paper
+    coverage = lum  # computed in place, block by block
+    ink_total, ink_count = np.zeros(3, np.float64), 0
+    paper_total, paper_count = np.zeros(3, np.float64), 0
+    for y0, y1 in blocks:
+        cov = coverage[y0:y1]
+        if contrast < _MIN_CONTRAST:
+            cov.fill(0.0)
+        else:
+            np.clip((cov - paper) / (ink - paper), 0.0, 1.0, out=cov)
+        rgb = _split(pixels[y0:y1])[0]
+        strong = cov > 0.9
+        ink_total += rgb[strong].sum(axis=0, dtype=np.float64)
+        ink_count += int(np.count_nonzero(strong))
+        on_paper = cov < 0.02
+        paper_total += rgb[on_paper].sum(axis=0, dtype=np.float64)
+        paper_count += int(np.count_nonzero(on_paper))
     if contrast < _MIN_CONTRAST:
-        coverage = np.zeros(lum.shape, np.float32)
         ink_color = np.full(3, 0.0 if light_paper else 1.0, np.float32)
     else:
-        coverage = np.clip((lum - paper) / (ink - paper), 0.0, 1.0).astype(np.float32)
-        strong = coverage > 0.9
-        ink_color = rgb[strong].mean(axis=0) if strong.any() else np.full(3, ink, np.float32)
-    paper_mask = coverage < 0.02
-    paper_color = rgb[paper_mask].mean(axis=0) if paper_mask.any() else np.full(3, paper, np.float32)
+        ink_color = _mean_color(ink_total, ink_count, np.full(3, ink))
+    paper_color = _mean_color(paper_total, paper_count, np.full(3, paper))
     return LineImage(
-        coverage=coverage, mode=DRAWING, dtype=pixels.dtype, channels=channels, alpha=alpha,
-        line_color=np.asarray(ink_color, np.float32), paper_color=np.asarray(paper_color, np.float32),
-        rgb=rgb,
+        coverage=coverage, mode=DRAWING, dtype=pixels.dtype, channels=channels, pixels=pixels,
+        line_color=ink_color, paper_color=paper_color,
     )
 
 
@@ -147,28 +197,36 @@ def from_coverage(
     color: tuple[float, float, float] | None = None,
 ) -> np.ndarray:
     """Write refined coverage back in the input's convention, shape and dtype."""
-    cov = blend(src.coverage, coverage, strength)
-    h, w = cov.shape
-    if src.mode == PASS:
-        if color is not None:
-            rgb = np.broadcast_to(np.asarray(color, np.float32), (h, w, 3)).copy()
+    if not 0.0 <= strength <= 1.0:
+        raise ValueError(f"strength {strength} is outside [0, 1]")
+    if coverage.shape != src.coverage.shape:
+        raise ValueError(f"refined coverage {coverage.shape} does not match the input {src.coverage.shape}")
+    h, w = src.coverage.shape
+    out_shape = (h, w) if src.channels == 0 else (h, w, src.channels)
+    out = np.empty(out_shape, np.dtype(src.dtype))
+    for y0, y1 in _row_blocks(h, w):
+        orig = src.coverage[y0:y1]
+        cov = blend(orig, coverage[y0:y1], strength)
+        rgb_in, alpha_in, _ = _split(src.pixels[y0:y1])
+        if src.mode == PASS:
+            if color is not None:
+                rgb = np.broadcast_to(np.asarray(color, np.float32), cov.shape + (3,))
+            else:
+                # Keep the input's own colour where it had lines; new ink takes the typical colour.
+                rgb = np.where((orig > 0.01)[:, :, None], rgb_in, src.line_color)
+            block = np.concatenate([rgb, cov[:, :, None]], axis=2)
         else:
-            # Keep the input's own colour where it had lines; new ink takes the typical colour.
-            rgb = np.where((src.coverage > 0.01)[:, :, None], src.rgb, src.line_color)
-        out = np.concatenate([rgb, cov[:, :, None]], axis=2)
-    else:
-        ink = np.asarray(color, np.float32) if color is not None else src.line_color
-        if color is None and src.channels in (0, 1, 2):
-            ink = np.full(3, float(ink @ _LUMA), np.float32)
-        # Untouched paper keeps its exact pixels; elsewhere mix paper and ink colours.
-        mixed = src.paper_color * (1.0 - cov[:, :, None]) + ink * cov[:, :, None]
-        exact = (np.abs(cov - src.coverage) < 1e-6)[:, :, None]
-        rgb = np.where(exact, src.rgb, mixed) if src.rgb is not None else mixed
-        out = rgb
-        if src.alpha is not None:
-            out = np.concatenate([rgb, src.alpha[:, :, None]], axis=2)
-    out = _shape_like(out, src.channels)
-    return from_float(out, src.dtype)
+            ink = np.asarray(color, np.float32) if color is not None else src.line_color
+            if color is None and src.channels in (0, 1, 2):
+                ink = np.full(3, float(ink @ _LUMA), np.float32)
+            # Untouched paper keeps its exact pixels; elsewhere mix paper and ink colours.
+            mixed = src.paper_color * (1.0 - cov[:, :, None]) + ink * cov[:, :, None]
+            exact = (np.abs(cov - orig) < 1e-6)[:, :, None]
+            block = np.where(exact, rgb_in, mixed)
+            if alpha_in is not None:
+                block = np.concatenate([block, alpha_in[:, :, None]], axis=2)
+        out[y0:y1] = from_float(_shape_like(block, src.channels), src.dtype)
+    return out
 
 
 def _shape_like(rgb_or_rgba: np.ndarray, channels: int) -> np.ndarray:
