@@ -200,7 +200,11 @@ def array_to_image(name: str, rgba: np.ndarray, float_buffer: bool = True):
 
 
 def load_image_file(path: str):
-    """Load an image file as a temporary datablock; the caller removes it."""
+    """Load an image file as a temporary datablock; the caller removes it.
+
+    Blender loads an empty, truncated or non-image file as an image without pixels; that
+    is refused here, naming the file, instead of failing later without it.
+    """
     try:
         img = bpy.data.images.load(path, check_existing=False)
     except RuntimeError as ex:
@@ -209,4 +213,12 @@ def load_image_file(path: str):
         img.reload()
     except RuntimeError:
         pass
+    if 0 in tuple(img.size[:]):
+        bpy.data.images.remove(img)
+        try:
+            empty = os.path.getsize(path) == 0
+        except OSError:
+            empty = False
+        cause = "the file is empty" if empty else "not a readable image: unknown format or truncated file"
+        raise CaptureError(f"The frame {path} could not be read ({cause})")
     return img

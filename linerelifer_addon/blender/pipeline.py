@@ -81,18 +81,19 @@ def _style(settings) -> Path:
         raise RefineError(str(ex)) from None
 
 
-def _lines_from_pass(freestyle_premul: np.ndarray) -> LineImage:
+def _lines_from_pass(freestyle_premul: np.ndarray, where: str = "", allow_empty: bool = False) -> LineImage:
     fs = unpremultiply(freestyle_premul)
-    if float(fs[..., 3].max(initial=0.0)) <= 0.0:
-        raise RefineError("The Freestyle pass holds no lines; check the line sets and render again")
+    if not allow_empty and not float(np.nan_to_num(fs[..., 3]).max(initial=0.0)) > 0.0:
+        raise RefineError(f"The Freestyle pass{where} holds no lines; check the line sets and render again")
     fs[..., 3] = np.clip(fs[..., 3], 0.0, 1.0)
     return to_coverage(fs)
 
 
-def _lines_from_drawing(rgb_display: np.ndarray) -> LineImage:
+def _lines_from_drawing(rgb_display: np.ndarray, where: str = " in the render",
+                        allow_empty: bool = False) -> LineImage:
     li = to_coverage(np.clip(rgb_display[..., :3], 0.0, 1.0))
-    if float(li.coverage.max(initial=0.0)) <= 0.0:
-        raise RefineError("No lines were found in the render; turn on Freestyle and render again")
+    if not allow_empty and float(li.coverage.max(initial=0.0)) <= 0.0:
+        raise RefineError(f"No lines were found{where}; turn on Freestyle and render again")
     return li
 
 
@@ -147,7 +148,7 @@ def finish_still(job: Job) -> tuple[np.ndarray, np.ndarray]:
         cov = blend(li.coverage, refined, job.strength)[..., None]
         ink = srgb_to_linear(np.asarray(color_disp if color_disp is not None else li.line_color))
         lines_p = np.concatenate([np.broadcast_to(ink, cov.shape[:2] + (3,)) * cov, cov], axis=-1)
-    return result.astype(np.float32), lines_p.astype(np.float32)
+    return _finite(result), _finite(lines_p)
 
 
 def apply_still(context, scene, result: np.ndarray, lines: np.ndarray, show: bool = True):
@@ -246,34 +247,29 @@ def capture_frame_lines(scene):
 
 
 def prepare_frame(scene, frame_path: str, freestyle: np.ndarray | None, frame: int) -> Job:
-    """Load the written frame (main thread) and build its coverage."""
+    """Load the written frame (main thread) and build its coverage.
+
+    A frame without lines (a blank or a fade) is refined all the same, which gives it back
+    unchanged, so the refined sequence has no gaps.
+    """
     settings = _settings(scene)
     style = _style(settings)
     img = capture.load_image_file(frame_path)
     try:
         pixels = capture.image_to_array(img)
         is_float = bool(img.is_float)
+        if freestyle is not None:
+            if freestyle.shape[:2] != pixels.shape[:2]:
+                raise RefineError(f"The Freestyle pass and the written frame {frame_path} differ in size")
+            li = _lines_from_pass(freestyle, f" of frame {frame_path}", allow_empty=True)
+        else:
+            rgb = pixels[..., :3]
+            if is_float:
+                rgb = linear_to_srgb(unpremultiply(pixels)[..., :3])
+            li = _lines_from_drawing(rgb, f" in the frame {frame_path}", allow_empty=True)
     except Exception:
         bpy.data.images.remove(img)
         raise
-    if freestyle is not None:
-        if freestyle.shape[:2] != pixels.shape[:2]:
-            bpy.data.images.remove(img)
-            raise RefineError("The Freestyle pass and the written frame differ in size")
-        try:
-            li = _lines_from_pass(freestyle)
-        except RefineError:
-            bpy.data.images.remove(img)
-            raise
-    else:
-        rgb = pixels[..., :3]
-        if is_float:
-            rgb = linear_to_srgb(unpremultiply(pixels)[..., :3])
-        try:
-            li = _lines_from_drawing(rgb)
-        except RefineError:
-            bpy.data.images.remove(img)
-            raise
     return Job(line_image=li, style=style, tile=int(settings.tile_size),
                strength=float(settings.strength), color=settings.line_color(),
                uses_pass=freestyle is not None, frame=frame, frame_path=frame_path,
@@ -304,7 +300,13 @@ def finish_frame(job: Job) -> np.ndarray:
             out = np.concatenate([srgb_to_linear(out_disp) * alpha, alpha], axis=-1)
         else:
             out = np.concatenate([out_disp, alpha], axis=-1)
-    return np.clip(out, 0.0, None).astype(np.float32)
+    return np.clip(_finite(out), 0.0, None)
+
+
+def _finite(pixels: np.ndarray) -> np.ndarray:
+    """float32 without NaN or inf: a render's broken pixels must not spread into the result
+    (NaN becomes 0, +inf 1, as the conversion reads them)."""
+    return np.nan_to_num(np.asarray(pixels, np.float32), nan=0.0, posinf=1.0, neginf=0.0)
 
 
 def output_paths(frame_path: str, output_mode: str) -> tuple[str, str | None]:
@@ -318,8 +320,19 @@ def output_paths(frame_path: str, output_mode: str) -> tuple[str, str | None]:
 def _atomic_copy(src: str, dst: str) -> None:
     os.makedirs(os.path.dirname(dst), exist_ok=True)
     tmp = os.path.join(os.path.dirname(dst), f".{os.path.basename(dst)}.lr-tmp")
-    shutil.copy2(src, tmp)
-    os.replace(tmp, dst)
+    try:
+        shutil.copy2(src, tmp)
+        os.replace(tmp, dst)
+    finally:
+        _remove_quietly(tmp)
+
+
+def _remove_quietly(path: str) -> None:
+    try:
+        if os.path.lexists(path):
+            os.unlink(path)
+    except OSError:
+        pass
 
 
 def write_frame(job: Job, pixels: np.ndarray, output_mode: str) -> str:
@@ -328,19 +341,21 @@ def write_frame(job: Job, pixels: np.ndarray, output_mode: str) -> str:
     if img is None:
         raise RefineError(f"The frame {job.frame_path} was unloaded before it could be written")
     dst, original_copy = output_paths(job.frame_path, output_mode)
+    base, ext = os.path.splitext(os.path.basename(dst))
+    tmp = os.path.join(os.path.dirname(dst), f".{base}.lr-tmp{ext}")
     try:
         if original_copy is not None:
             _atomic_copy(job.frame_path, original_copy)
         os.makedirs(os.path.dirname(dst), exist_ok=True)
-        base, ext = os.path.splitext(os.path.basename(dst))
-        tmp = os.path.join(os.path.dirname(dst), f".{base}.lr-tmp{ext}")
         img.pixels.foreach_set(np.ascontiguousarray(pixels[::-1], dtype=np.float32).ravel())
         img.filepath_raw = tmp
         img.save()
         os.replace(tmp, dst)
     except (OSError, RuntimeError) as ex:
-        raise RefineError(f"The refined frame could not be written to {dst} ({str(ex).strip()})") from None
+        cause = (str(ex).strip().splitlines() or [type(ex).__name__])[0]
+        raise RefineError(f"The refined frame could not be written to {dst} ({cause})") from None
     finally:
+        _remove_quietly(tmp)  # only left there when the save or the rename failed
         release_frame(job)
     return dst
 
