@@ -87,18 +87,14 @@ def run_tiled(
     each tile is converted on its way in and out, never the whole frame.
     """
     h, w = image.shape[:2]
-    tiles = plan(h, w, tile, margin, align)
     result = np.zeros((h, w), out_dtype)
-    buf = np.zeros((tile, tile), np.float32)
-    for i, t in enumerate(tiles):
-        if should_stop is not None and should_stop():
-            return None
-        if not (skip_blank and window_is_blank(image, t, tile)):
-            y = infer(extract(image, t, buf))
-            result[t.oy0:t.oy1, t.ox0:t.ox1] = y[t.oy0 - t.y:t.oy1 - t.y, t.ox0 - t.x:t.ox1 - t.x]
-        if progress is not None:
-            progress(i + 1, len(tiles))
-    return result
+
+    def emit(y0: int, band: np.ndarray) -> None:
+        result[y0:y0 + band.shape[0]] = band
+
+    done = run_banded(h, w, lambda y0, y1: image[y0:y1], emit, infer, tile, margin, align,
+                      skip_blank=skip_blank, progress=progress, should_stop=should_stop, out_dtype=out_dtype)
+    return result if done else None
 
 
 def whole_size(h: int, w: int, margin: int, align: int) -> tuple[int, int]:
@@ -120,13 +116,12 @@ def run_banded(
     should_stop: Callable[[], bool] | None = None,
     out_dtype: np.dtype = np.float32,
 ) -> bool:
-    """`run_tiled` over an image that is never whole in memory; False when stopped early.
+    """Tiled inference over an image that is never whole in memory; False when stopped early.
 
     The tiles are run one row of tiles at a time. `fetch(y0, y1)` returns image rows
     y0..y1-1 (each row is asked for once, top to bottom) and `emit(y0, band)` receives the
     finished result rows from y0 on. Only the rows the current tile row reads are held
-    (tile size + one tile step, at most), so memory does not grow with the image. The
-    result equals `run_tiled`'s: every tile sees exactly the same window.
+    (tile size + one tile step, at most), so memory does not grow with the image.
     """
     tiles = plan(h, w, tile, margin, align)
     buf = np.zeros((tile, tile), np.float32)
