@@ -82,8 +82,8 @@ class LINERELIFER_PG_settings(bpy.types.PropertyGroup):
         description="Colour of the refined lines when overriding",
     )
     tile_size: IntProperty(
-        name="Tile Size", default=512, min=64, max=4096, step=64,
-        description="Size of the tiles the network processes; smaller uses less memory",
+        name="Tile Size", default=0, min=0, max=4096, step=64,
+        description="Size of the tiles the network processes (0 = the fastest for the frame); smaller uses less memory",
     )
     auto_refine: BoolProperty(
         name="Auto-Refine", default=False,

@@ -48,6 +48,24 @@ def plan(h: int, w: int, tile: int, margin: int, align: int) -> list[Tile]:
     return tiles
 
 
+def auto_tile(h: int, w: int, margin: int, align: int, hi: int = 768) -> int:
+    """The tile size that computes the fewest pixels for an h×w frame.
+
+    Every tile pays its margins, and the last row and column of tiles overhang the frame,
+    so the best size depends on the frame (1080p: 624 computes 3.1 Mpx, 512 computes 3.9).
+    A per-tile cost of 32k pixels stands for the call overhead.
+    """
+    step = max(align, 16)
+    first = round_up(2 * margin + step, step)
+    best, best_cost = first, None
+    for tile in range(first, max(hi, first) + 1, step):
+        inner = tile - 2 * margin
+        cost = -(-h // inner) * -(-w // inner) * (tile * tile + 32768)
+        if best_cost is None or cost < best_cost:
+            best, best_cost = tile, cost
+    return best
+
+
 def extract(image: np.ndarray, t: Tile, out: np.ndarray) -> np.ndarray:
     """Copy the tile's window into `out` (tile×tile), blank where it lies outside the image."""
     th, tw = out.shape[:2]

@@ -108,8 +108,11 @@ class Engine:
             self._blank_max[tile] = float(inner.max())
         return self._blank_max[tile]
 
-    def default_tile(self) -> int:
-        return int(self.meta.get("tile", 512))
+    def tile_for(self, h: int, w: int, tile: int | None) -> int:
+        """The requested tile size on the stride grid, or the best one for the frame (0/None)."""
+        if not tile:
+            return tiling.auto_tile(h, w, self.margin, self.align)
+        return tiling.round_up(max(int(tile), 2 * self.margin + self.align), self.align)
 
     def refine(
         self,
@@ -121,8 +124,7 @@ class Engine:
         out_dtype: np.dtype = np.float32,
     ) -> np.ndarray | None:
         """Refined coverage by exact tiling; None when stopped."""
-        tile = int(tile or self.default_tile())
-        tile = tiling.round_up(max(tile, 2 * self.margin + self.align), self.align)
+        tile = self.tile_for(*coverage.shape[:2], tile)
         image = coverage if coverage.dtype in (np.float16, np.float32) else coverage.astype(np.float32)
         skip = skip_blank and self.blank_output(tile) <= BLANK_TOLERANCE
         return tiling.run_tiled(image, self._infer, tile, self.margin, self.align, skip_blank=skip,
@@ -140,10 +142,9 @@ class Engine:
         out_dtype: np.dtype = np.float32,
     ) -> bool:
         """`refine` for an image that arrives and leaves in bands of rows (see tiling.run_banded)."""
-        tile = int(tile or self.default_tile())
-        tile = tiling.round_up(max(tile, 2 * self.margin + self.align), self.align)
-        skip = skip_blank and self.blank_output(tile) <= BLANK_TOLERANCE
         h, w = shape
+        tile = self.tile_for(h, w, tile)
+        skip = skip_blank and self.blank_output(tile) <= BLANK_TOLERANCE
         return tiling.run_banded(h, w, fetch, emit, self._infer, tile, self.margin, self.align, skip_blank=skip,
                                  progress=progress, should_stop=should_stop, out_dtype=out_dtype)
 
