@@ -142,7 +142,7 @@ def run_banded(
     (tile size + one tile step, at most), so memory does not grow with the image.
     """
     tiles = plan(h, w, tile, margin, align)
-    buf = np.zeros((tile, tile), np.float32)
+    buf = np.zeros((tile, tile), out_dtype)  # infer keeps this dtype: no numpy casts per tile
     window: np.ndarray | None = None  # image rows win_y0..have-1
     win_y0 = have = 0
     done = 0
