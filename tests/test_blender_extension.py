@@ -138,7 +138,7 @@ def test_zip_builds_validates_and_installs(build_mod, built_zip, addon):
     assert hasattr(bpy.context.scene, "linerelifer")
     assert hasattr(bpy.types, "LINERELIFER_PT_render") and hasattr(bpy.types, "LINERELIFER_PT_image")
     settings = bpy.context.scene.linerelifer
-    assert settings.strength == 1.0 and settings.tile_size == 512
+    assert settings.strength == 1.0 and settings.tile_size == 0  # 0: tile size chosen per frame
     assert settings.output_mode == "SEPARATE_FOLDER" and not settings.auto_refine
     prefs = bpy.context.preferences.addons[addon].preferences
     assert hasattr(prefs, "python_path")
