@@ -56,3 +56,14 @@ def line_image(h: int, w: int, seed: int = 0, width: float = 2.0) -> np.ndarray:
 @pytest.fixture
 def python_exe() -> str:
     return sys.executable
+
+
+def dilate(mask: np.ndarray, r: int) -> np.ndarray:
+    """Square (Chebyshev) dilation by r pixels with numpy shifts: ink 'within r px'."""
+    out = mask.copy()
+    h, w = mask.shape
+    padded = np.pad(mask, r)
+    for dy in range(-r, r + 1):
+        for dx in range(-r, r + 1):
+            out |= padded[r + dy:r + dy + h, r + dx:r + dx + w]
+    return out

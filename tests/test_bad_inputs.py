@@ -31,7 +31,7 @@ import pytest
 
 cv2 = pytest.importorskip("cv2")
 
-from conftest import ROOT, line_image  # noqa: E402
+from conftest import ROOT, dilate, line_image  # noqa: E402
 from linerelifer_addon.core.client import RequestError, WorkerClient  # noqa: E402
 from linerelifer_addon.core.conversion import from_coverage, to_coverage  # noqa: E402
 from linerelifer_addon.imagefiles import read_image  # noqa: E402
@@ -88,16 +88,6 @@ def write_la_png(path: Path, gray: np.ndarray, alpha: np.ndarray) -> None:
     from PIL import Image
 
     Image.fromarray(np.dstack([gray, alpha]).astype(np.uint8), "LA").save(path)
-
-
-def dilate(mask: np.ndarray, r: int) -> np.ndarray:
-    out = mask.copy()
-    h, w = mask.shape
-    p = np.pad(mask, r)
-    for dy in range(-r, r + 1):
-        for dx in range(-r, r + 1):
-            out |= p[r + dy:r + dy + h, r + dx:r + dx + w]
-    return out
 
 
 FAR = ~dilate(COV > 0, MARGIN)

@@ -37,6 +37,7 @@ bpy = pytest.importorskip("bpy")
 
 sys.path.insert(0, str(TESTS))
 from blender_scene import build_scene  # noqa: E402
+from conftest import dilate  # noqa: E402
 
 PKG = "bl_ext.user_default.linerelifer"
 W, H = 160, 120
@@ -59,17 +60,6 @@ def _image_rgba(name: str) -> np.ndarray:
     buf = np.empty(w * h * 4, np.float32)
     img.pixels.foreach_get(buf)
     return buf.reshape(h, w, 4)[::-1]
-
-
-def _dilate(mask: np.ndarray, r: int) -> np.ndarray:
-    """Square (Chebyshev) dilation by r pixels with numpy shifts."""
-    out = mask.copy()
-    h, w = mask.shape
-    padded = np.pad(mask, r)
-    for dy in range(-r, r + 1):
-        for dx in range(-r, r + 1):
-            out |= padded[r + dy:r + dy + h, r + dx:r + dx + w]
-    return out
 
 
 # -- fixtures ------------------------------------------------------------------------
@@ -186,7 +176,7 @@ def test_refine_lines_still(still_scene):
     assert np.abs(out_alpha - in_alpha).mean() > 1e-3, "the lines were not changed"
     ink = out_alpha > 0.25
     assert ink.sum() > 0.3 * (in_alpha > 0.25).sum(), "most of the lines disappeared"
-    near = _dilate(in_alpha > 0.25, 3)
+    near = dilate(in_alpha > 0.25, 3)
     precision = float((ink & near).sum()) / float(ink.sum())
     assert precision >= 0.95, f"ink off the input's lines: precision {precision:.3f}"
 
