@@ -57,7 +57,17 @@ def test_train_from_drawings_makes_a_listed_usable_style(tmp_path) -> None:
                         "--resume", "--quiet"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "resuming" in r.stdout and "at step 6" in r.stdout
-    assert json.loads(style.with_suffix(".json").read_text())["training"]["steps"] == 8
+    first = json.loads(style.with_suffix(".json").read_text())["training"]
+    assert first["steps"] == 8 and first["final_losses"]
+    # Resuming a finished run trains nothing and exports it again with the same record.
+    again = tmp_path / "again"
+    r = subprocess.run([sys.executable, "-m", "training", "train", "--drawings", str(drawings), "--name", "again",
+                        "--steps", "8", "--batch", "2", "--crop", "64", "--run-dir", str(tmp_path / "run"),
+                        "--out", str(again), "--resume", "--quiet"], cwd=ROOT, env=env, capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    second = json.loads((again / "again.json").read_text())["training"]
+    assert second["final_losses"] == first["final_losses"] and second["wall_seconds"] == first["wall_seconds"]
 
 
 def test_evaluate_prints_table_and_json(tmp_path, random_style) -> None:
@@ -73,3 +83,13 @@ def test_evaluate_prints_table_and_json(tmp_path, random_style) -> None:
     # identity keeps every probe gap open and every speck in place: the probes are real
     assert rows["identity (input)"]["gap_closure"] == 0.0
     assert rows["identity (input)"]["speck_removal"] == 0.0
+
+
+def test_training_defaults_build_the_shipped_architecture() -> None:
+    """A studio style trained with the defaults gets the same network as the bundled one."""
+    from linerelifer_addon.worker import model as models
+    from training.train import TrainConfig
+
+    shipped = json.loads((ROOT / "linerelifer_addon" / "styles" / "default.json").read_text())
+    assert tuple(TrainConfig().widths) == models.LITE_WIDTHS == tuple(shipped["training"]["config"]["widths"])
+    assert shipped["parameters"] == models.build_generator("lite").count_params()
