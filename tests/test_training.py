@@ -67,7 +67,8 @@ def test_train_from_drawings_makes_a_listed_usable_style(tmp_path) -> None:
                        text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     second = json.loads((again / "again.json").read_text())["training"]
-    assert second["final_losses"] == first["final_losses"] and second["wall_seconds"] == first["wall_seconds"]
+    assert second["final_losses"] == pytest.approx(first["final_losses"], rel=1e-4)  # the CSV keeps 6 digits
+    assert second["wall_seconds"] == first["wall_seconds"]
 
 
 def test_evaluate_prints_table_and_json(tmp_path, random_style) -> None:
