@@ -670,7 +670,7 @@ def test_16k_image_worker_memory(client, default_style) -> None:
     assert peak <= 1024, f"worker peak RSS {peak:.0f} MB is over 1 GB"
     assert refined.shape == (BIG, BIG)
     assert refined[1000:1080, 2000:2100].max() > 0.5
-    # far from the lines the result is paper, within the blank tolerance tiles are skipped by
+    # far from the lines the result is paper, up to the blank tolerance the engine skips tiles by
     assert refined[:900].max() <= 1e-3 and refined[1200:].max() <= 1e-3
 
 

@@ -232,6 +232,24 @@ def test_caller_interrupted_mid_request(real_client, default_style) -> None:
 
 # -- concurrency -------------------------------------------------------------------------
 
+def run_twice_at_once(work, timeout: float) -> None:
+    """Run work(0) and work(1) on two threads; fail the test with whatever either raised."""
+    errors: list[BaseException] = []
+
+    def guarded(i: int) -> None:
+        try:
+            work(i)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    pair = [threading.Thread(target=guarded, args=(i,)) for i in (0, 1)]
+    for t in pair:
+        t.start()
+    for t in pair:
+        t.join(timeout)
+    assert not errors, errors
+
+
 def test_two_threads_share_one_client(real_client, default_style) -> None:
     """Two refinements at once on one client: both right, one after the other, one worker."""
     images = [line_image(700, 700, seed=s) for s in (21, 22)]
@@ -239,25 +257,16 @@ def test_two_threads_share_one_client(real_client, default_style) -> None:
     starts = real_client.starts
     spans: dict[int, list[float]] = {0: [], 1: []}
     results: dict[int, np.ndarray] = {}
-    errors: list[BaseException] = []
     go = threading.Barrier(2)
 
     def work(i: int) -> None:
-        try:
-            go.wait()
-            out = real_client.refine(images[i], default_style, tile=256,
-                                     progress=lambda d, t: spans[i].append(time.monotonic()))
-            spans[i].append(time.monotonic())
-            results[i] = out
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
+        go.wait()
+        out = real_client.refine(images[i], default_style, tile=256,
+                                 progress=lambda d, t: spans[i].append(time.monotonic()))
+        spans[i].append(time.monotonic())
+        results[i] = out
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in (0, 1)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
-    assert not errors, errors
+    run_twice_at_once(work, 120)
     for i in (0, 1):
         np.testing.assert_array_equal(results[i], expected[i])
     first, second = sorted((0, 1), key=lambda i: spans[i][0])
@@ -269,22 +278,13 @@ def test_two_clients_at_once(default_style) -> None:
     img = line_image(600, 600, seed=23)
     results: dict[int, np.ndarray] = {}
     pids: dict[int, int] = {}
-    errors: list[BaseException] = []
 
     def work(i: int) -> None:
-        try:
-            with WorkerClient(threads=1) as c:
-                results[i] = c.refine(img, default_style, tile=256)
-                pids[i] = c.pid
-        except BaseException as exc:  # noqa: BLE001
-            errors.append(exc)
+        with WorkerClient(threads=1) as c:
+            results[i] = c.refine(img, default_style, tile=256)
+            pids[i] = c.pid
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in (0, 1)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(180)
-    assert not errors, errors
+    run_twice_at_once(work, 180)
     np.testing.assert_array_equal(results[0], results[1])
     assert pids[0] != pids[1]
     for pid in pids.values():
