@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from linerelifer_addon.core import tiling
-from linerelifer_addon.worker.engine import Engine
+from linerelifer_addon.worker.engine import PRECISION_ENV, Engine, choose_precision
 
 from conftest import line_image
 
@@ -37,6 +37,29 @@ def test_tiled_equals_untiled(random_style) -> None:
     # The check can fail: a margin smaller than the receptive field breaks exactness.
     small = tiling.run_tiled(img, engine._infer, 256, engine.margin - 16, engine.align)
     assert np.abs(small - whole).max() > max(10 * worst, 1e-5)
+
+
+def test_bfloat16_tiles_exactly_and_stays_close_to_float32(default_style) -> None:
+    """bfloat16 (the fast path on CPUs that have it) keeps exact tiling and changes little."""
+    f32, bf16 = Engine(default_style, precision="float32"), Engine(default_style, precision="bfloat16")
+    assert {l.compute_dtype for l in f32.model.layers} == {"float32"}
+    assert bf16.model.get_layer("mid0").compute_dtype == "bfloat16"
+    assert bf16.model.layers[-1].compute_dtype == "float32"  # the coverage itself keeps float32
+    img = line_image(600, 500, seed=3)
+    whole = bf16.refine_whole(img)
+    assert np.abs(bf16.refine(img, tile=256, skip_blank=False) - whole).max() <= 1e-4
+    diff = np.abs(whole - f32.refine_whole(img))
+    assert 0 < diff.max() <= 0.03 and diff.mean() < 1e-3
+    assert bf16.blank_output(256) <= 1e-3
+
+
+def test_precision_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(PRECISION_ENV, "float32")
+    assert choose_precision() == "float32"
+    assert choose_precision("bfloat16") == "bfloat16"  # an explicit choice wins over the environment
+    monkeypatch.setenv(PRECISION_ENV, "half")
+    with pytest.raises(ValueError, match=PRECISION_ENV):
+        choose_precision()
 
 
 def test_blank_tiles_skipped_only_when_blank_maps_to_blank(default_style) -> None:

@@ -34,10 +34,25 @@ def test_warm_worker_serves_many_requests(random_style) -> None:
         pid = client.pid
         second = client.refine(img, random_style, tile=256)
         assert client.pid == pid and client.starts == 1
-        expected = Engine(random_style).refine(img, tile=256, skip_blank=False)
+        engine = Engine(random_style)
+        expected = engine.refine(img, tile=256, skip_blank=False)
         assert np.abs(first - expected).max() < 2e-3  # float16 transfer
+        assert client.last_stats["precision"] == engine.precision
         assert np.array_equal(first, second)
         assert client.info()["tensorflow"]
+
+
+def test_worker_precision_follows_the_setting(random_style, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LINERELIFER_PRECISION", "float32")
+    img = line_image(200, 200, seed=6)
+    with WorkerClient() as client:
+        out = client.refine(img, random_style, tile=256)
+        assert client.last_stats["precision"] == "float32"
+    expected = Engine(random_style, precision="float32").refine(img, tile=256, skip_blank=False)
+    assert np.abs(out - expected).max() < 2e-3
+    monkeypatch.setenv("LINERELIFER_PRECISION", "half")
+    with WorkerClient() as client, pytest.raises(WorkerError, match="LINERELIFER_PRECISION"):
+        client.refine(img, random_style, tile=256)
 
 
 def test_killed_worker_gives_clear_error_then_recovers(random_style) -> None:

@@ -72,7 +72,7 @@ class WorkerClient:
         self._next_id = 1
         self._hello: dict[str, Any] = {}
         self.starts = 0
-        self.last_stats: dict[str, Any] = {}  # worker-side seconds and peak RSS of the last result
+        self.last_stats: dict[str, Any] = {}  # worker-side seconds, peak RSS and precision of the last result
 
     # -- process lifetime -------------------------------------------------------------
     @property
@@ -353,7 +353,7 @@ class WorkerClient:
                     out[y0:y0 + band.shape[0]] = band
                 received += band.shape[0]
             elif op == "result":
-                self.last_stats = {k: head.get(k) for k in ("seconds", "rss_peak_mb")}
+                self.last_stats = {k: head.get(k) for k in ("seconds", "rss_peak_mb", "precision")}
                 if head.get("shape") != [h, w] or received != h:
                     self._fail(f"sent {received} result rows of shape {head.get('shape')} for an image of "
                                f"shape {(h, w)}")

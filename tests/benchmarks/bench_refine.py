@@ -5,7 +5,9 @@
 Inputs are synthetic line drawings (training/synth.py) tiled up to each frame size, with
 5-10 % ink. Each configuration gets a fresh worker, so cold start and peak RSS are its own.
 The seed architecture runs with random weights (timing only), exported by the project's
-own export code to a temporary style. Not part of the test run.
+own export code to a temporary style, in float32 as the seed ran it (`--seed-precision`);
+the default style runs in the worker's own choice (bfloat16 where the CPU has it natively,
+LINERELIFER_PRECISION overrides). Not part of the test run.
 """
 from __future__ import annotations
 
@@ -55,7 +57,11 @@ def seed_style(folder: Path) -> Path:
                         {"command": "benchmark (random weights, timing only)"})
 
 
-def measure(style: Path, image: np.ndarray, runs: int, threads: int | None, tile: int | None) -> dict:
+def measure(style: Path, image: np.ndarray, runs: int, threads: int | None, tile: int | None,
+            precision: str | None = None) -> dict:
+    saved = os.environ.get("LINERELIFER_PRECISION")
+    if precision:
+        os.environ["LINERELIFER_PRECISION"] = precision  # read when the worker starts
     client = WorkerClient(threads=threads, reply_timeout=600)
     try:
         t0 = time.perf_counter()
@@ -68,12 +74,17 @@ def measure(style: Path, image: np.ndarray, runs: int, threads: int | None, tile
             rounds.append(time.perf_counter() - t)
             infer.append(float(client.last_stats["seconds"]))
         peak = float(client.last_stats["rss_peak_mb"] or 0)
+        used = str(client.last_stats.get("precision") or "?")
     finally:
         client.close()
+        if saved is None:
+            os.environ.pop("LINERELIFER_PRECISION", None)
+        else:
+            os.environ["LINERELIFER_PRECISION"] = saved
     med, med_inf = statistics.median(rounds), statistics.median(infer)
     return {"median_s": med, "min_s": min(rounds), "max_s": max(rounds), "inference_s": med_inf,
             "overhead_pct": 100.0 * (med - med_inf) / med_inf, "mpix_per_s": image.size / 1e6 / med,
-            "cold_start_s": cold, "peak_rss_mb": peak, "runs": runs}
+            "cold_start_s": cold, "peak_rss_mb": peak, "runs": runs, "precision": used}
 
 
 def main() -> int:
@@ -83,6 +94,8 @@ def main() -> int:
     ap.add_argument("--tile", type=int, default=None)
     ap.add_argument("--style", default=str(ROOT / "linerelifer_addon" / "styles" / "default.keras"))
     ap.add_argument("--skip-seed", action="store_true", help="only the default style")
+    ap.add_argument("--seed-precision", default="float32", choices=("float32", "bfloat16", "auto"),
+                    help="precision the seed architecture runs in (default: float32, as the seed ran)")
     ap.add_argument("--json", default=str(ROOT / "out" / "bench_refine.json"))
     args = ap.parse_args()
 
@@ -99,20 +112,21 @@ def main() -> int:
             print(f"measuring {label} at {size} ({img.shape[1]}x{img.shape[0]}, ink {100 * np.mean(img > 0.25):.1f} %)",
                   file=sys.stderr, flush=True)
             runs = args.runs if label == "default" or size == "1080p" else max(3, args.runs // 2 + 1)
-            r = measure(style, img, runs, args.threads, args.tile)
+            r = measure(style, img, runs, args.threads, args.tile,
+                        args.seed_precision if label == "seed arch" else None)
             rows.append({"style": label, "size": size, **r})
     by = {(r["style"], r["size"]): r for r in rows}
     for r in rows:
         base = by.get(("seed arch", r["size"]))
         r["speedup_vs_seed"] = base["median_s"] / r["median_s"] if base and r["style"] == "default" else None
 
-    head = (f"{'style':<10}{'size':<7}{'median s':>9}{'min s':>8}{'MPix/s':>8}{'vs seed':>9}"
+    head = (f"{'style':<10}{'size':<7}{'precision':>10}{'median s':>9}{'min s':>8}{'MPix/s':>8}{'vs seed':>9}"
             f"{'peak RSS MB':>12}{'cold s':>8}{'overhead':>9}{'runs':>5}")
     print(head)
     print("-" * len(head))
     for r in rows:
         sp = f"{r['speedup_vs_seed']:.1f}x" if r["speedup_vs_seed"] else "-"
-        print(f"{r['style']:<10}{r['size']:<7}{r['median_s']:>9.3f}{r['min_s']:>8.3f}{r['mpix_per_s']:>8.2f}"
+        print(f"{r['style']:<10}{r['size']:<7}{r['precision']:>10}{r['median_s']:>9.3f}{r['min_s']:>8.3f}{r['mpix_per_s']:>8.2f}"
               f"{sp:>9}{r['peak_rss_mb']:>12.0f}{r['cold_start_s']:>8.2f}{r['overhead_pct']:>8.1f}%{r['runs']:>5}")
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
