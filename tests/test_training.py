@@ -93,4 +93,6 @@ def test_training_defaults_build_the_shipped_architecture() -> None:
 
     shipped = json.loads((ROOT / "linerelifer_addon" / "styles" / "default.json").read_text())
     assert tuple(TrainConfig().widths) == models.LITE_WIDTHS == tuple(shipped["training"]["config"]["widths"])
+    assert TrainConfig().stem == models.LITE_STEM == shipped["training"]["config"]["stem"]
+    assert TrainConfig().ink_weight == shipped["training"]["config"]["ink_weight"]
     assert shipped["parameters"] == models.build_generator("lite").count_params()

@@ -27,7 +27,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 @dataclass
 class TrainConfig:
     arch: str = "lite"
-    widths: tuple[int, int] = (32, 96)  # lite: channels at 1/4 and 1/8 resolution (model.LITE_WIDTHS)
+    widths: tuple[int, int] = (48, 96)  # lite: channels at 1/4 and 1/8 resolution (model.LITE_WIDTHS)
+    stem: int = 8  # lite: full-resolution 3×3 features before the fold (model.LITE_STEM; 0 = none)
     steps: int = 3000
     batch: int = 16
     crop: int = 128
@@ -37,7 +38,7 @@ class TrainConfig:
     l1_weight: float = 0.0
     bce_weight: float = 1.0  # cross-entropy keeps gradients alive where the sigmoid saturates
     gap_weight: float = 4.0  # extra weight where the target has ink the input lacks (gaps)
-    ink_weight: float = 6.0  # extra weight on target ink: bolder lines, more recall (0, 1, 2.5, 6, 9 tried)
+    ink_weight: float = 9.0  # extra weight on target ink: bolder lines, more recall (0-15 tried)
     gan_weight: float = 0.05
     gan_start: int = 500  # steps of reconstruction only before the discriminator joins
     seed: int = 1
@@ -116,7 +117,7 @@ class Trainer:
         self.cfg, self.sampler = cfg, sampler
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.gen = models.build_generator(cfg.arch, tuple(cfg.widths))
+        self.gen = models.build_generator(cfg.arch, tuple(cfg.widths), cfg.stem)
         self.disc = models.build_discriminator()
         lr: Any = cfg.lr
         if cfg.lr_schedule == "cosine":
