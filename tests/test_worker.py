@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from linerelifer_addon.core.client import Cancelled, WorkerClient, WorkerError, WorkerStartError
-from linerelifer_addon.worker.engine import Engine
+from linerelifer_addon.worker.engine import PRECISION_ENV, Engine
 
 from conftest import line_image
 
@@ -43,15 +43,15 @@ def test_warm_worker_serves_many_requests(random_style) -> None:
 
 
 def test_worker_precision_follows_the_setting(random_style, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("LINERELIFER_PRECISION", "float32")
+    monkeypatch.setenv(PRECISION_ENV, "float32")
     img = line_image(200, 200, seed=6)
     with WorkerClient() as client:
         out = client.refine(img, random_style, tile=256)
         assert client.last_stats["precision"] == "float32"
     expected = Engine(random_style, precision="float32").refine(img, tile=256, skip_blank=False)
     assert np.abs(out - expected).max() < 2e-3
-    monkeypatch.setenv("LINERELIFER_PRECISION", "half")
-    with WorkerClient() as client, pytest.raises(WorkerError, match="LINERELIFER_PRECISION"):
+    monkeypatch.setenv(PRECISION_ENV, "half")
+    with WorkerClient() as client, pytest.raises(WorkerError, match=PRECISION_ENV):
         client.refine(img, random_style, tile=256)
 
 

@@ -53,26 +53,14 @@ def with_precision(model: Any, precision: str) -> Any:
     """The same network and weights computing in `precision` (float32 returns the model itself)."""
     if precision == "float32":
         return model
-    import keras
-
     config = model.get_config()
     # Layers that make one channel (the output and its last steps) stay float32, so coverage
     # keeps float32 resolution; they are a sliver of the work.
     single = {layer.name for layer in model.layers if tuple(layer.output.shape)[-1:] == (1,)}
-
-    def retype(node: Any, policy: str) -> None:
-        if isinstance(node, dict):
-            for key, value in node.items():
-                if key == "dtype" and isinstance(value, dict) and value.get("class_name") == "DTypePolicy":
-                    value["config"]["name"] = policy
-                else:
-                    retype(value, policy)
-        elif isinstance(node, list):
-            for value in node:
-                retype(value, policy)
-
     for layer in config.get("layers", []):
-        retype(layer, "float32" if layer.get("name") in single else "mixed_bfloat16")
+        policy = layer.get("config", {}).get("dtype")
+        if isinstance(policy, dict) and policy.get("class_name") == "DTypePolicy":
+            policy["config"]["name"] = "float32" if layer.get("name") in single else "mixed_bfloat16"
     clone = model.__class__.from_config(config)
     clone.set_weights(model.get_weights())
     return clone

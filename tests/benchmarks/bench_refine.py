@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from linerelifer_addon.core.client import WorkerClient  # noqa: E402
+from linerelifer_addon.worker.engine import PRECISION_ENV, PRECISIONS  # noqa: E402
 
 SIZES = {"1080p": (1080, 1920), "4K": (2160, 3840), "8K": (4320, 7680)}
 
@@ -59,9 +60,9 @@ def seed_style(folder: Path) -> Path:
 
 def measure(style: Path, image: np.ndarray, runs: int, threads: int | None, tile: int | None,
             precision: str | None = None) -> dict:
-    saved = os.environ.get("LINERELIFER_PRECISION")
+    saved = os.environ.get(PRECISION_ENV)
     if precision:
-        os.environ["LINERELIFER_PRECISION"] = precision  # read when the worker starts
+        os.environ[PRECISION_ENV] = precision  # read when the worker starts
     client = WorkerClient(threads=threads, reply_timeout=600)
     try:
         t0 = time.perf_counter()
@@ -78,9 +79,9 @@ def measure(style: Path, image: np.ndarray, runs: int, threads: int | None, tile
     finally:
         client.close()
         if saved is None:
-            os.environ.pop("LINERELIFER_PRECISION", None)
+            os.environ.pop(PRECISION_ENV, None)
         else:
-            os.environ["LINERELIFER_PRECISION"] = saved
+            os.environ[PRECISION_ENV] = saved
     med, med_inf = statistics.median(rounds), statistics.median(infer)
     return {"median_s": med, "min_s": min(rounds), "max_s": max(rounds), "inference_s": med_inf,
             "overhead_pct": 100.0 * (med - med_inf) / med_inf, "mpix_per_s": image.size / 1e6 / med,
@@ -94,7 +95,7 @@ def main() -> int:
     ap.add_argument("--tile", type=int, default=None)
     ap.add_argument("--style", default=str(ROOT / "linerelifer_addon" / "styles" / "default.keras"))
     ap.add_argument("--skip-seed", action="store_true", help="only the default style")
-    ap.add_argument("--seed-precision", default="float32", choices=("float32", "bfloat16", "auto"),
+    ap.add_argument("--seed-precision", default="float32", choices=(*PRECISIONS, "auto"),
                     help="precision the seed architecture runs in (default: float32, as the seed ran)")
     ap.add_argument("--json", default=str(ROOT / "out" / "bench_refine.json"))
     args = ap.parse_args()
