@@ -95,4 +95,18 @@ def test_training_defaults_build_the_shipped_architecture() -> None:
     assert tuple(TrainConfig().widths) == models.LITE_WIDTHS == tuple(shipped["training"]["config"]["widths"])
     assert TrainConfig().stem == models.LITE_STEM == shipped["training"]["config"]["stem"]
     assert TrainConfig().ink_weight == shipped["training"]["config"]["ink_weight"]
+    assert TrainConfig().mark_weight == shipped["training"]["config"].get("mark_weight", 0.0)
     assert shipped["parameters"] == models.build_generator("lite").count_params()
+
+
+def test_isolation_weights_dots_and_tips_not_stroke_bodies() -> None:
+    """The extra loss weight lands on a lone dot and a stroke's tip, not along the stroke."""
+    from training.train import isolation
+
+    y = np.zeros((1, 40, 80, 1), np.float32)
+    y[0, 19:21, 5:60, 0] = 1.0  # a 2 px stroke
+    y[0, 10:12, 70:72, 0] = 1.0  # a 2x2 dot well away from it
+    iso = np.asarray(isolation(y))[0, :, :, 0]
+    assert iso[10:12, 70:72].min() == pytest.approx(1.0)
+    assert iso[19:21, 20:45].max() == 0.0
+    assert 0.0 < iso[19:21, 59].mean() < 1.0  # the tip: partly isolated

@@ -39,6 +39,7 @@ class TrainConfig:
     bce_weight: float = 1.0  # cross-entropy keeps gradients alive where the sigmoid saturates
     gap_weight: float = 4.0  # extra weight where the target has ink the input lacks (gaps)
     ink_weight: float = 9.0  # extra weight on target ink: bolder lines, more recall (0-15 tried)
+    mark_weight: float = 0.0  # extra weight on small isolated target marks (dots) and stroke ends
     gan_weight: float = 0.05
     gan_start: int = 500  # steps of reconstruction only before the discriminator joins
     seed: int = 1
@@ -82,12 +83,26 @@ def sample_sheet(x: np.ndarray, y_pred: np.ndarray, y: np.ndarray, path: Path, r
     cv2.imwrite(str(path), np.rint(np.clip(sheet, 0, 1) * 255).astype(np.uint8))
 
 
+def isolation(y: Any, window: int = 9, full: float = 12.0, none: float = 4.0) -> Any:
+    """1 where target ink has little ink around it (dots, stroke tips), 0 along strokes.
+
+    A 2 px stroke puts about 18 px of ink in a 9×9 window, its tip about 10, a drawn dot 4-8:
+    the per-pixel loss barely notices a dot, so the network learns to erase dots with specks.
+    """
+    from keras import ops
+
+    around = ops.average_pool(y, window, strides=1, padding="same") * float(window * window)
+    return ops.clip((full - around) / (full - none), 0.0, 1.0)
+
+
 def losses(cfg: TrainConfig, x: Any, y: Any, fake: Any, d_real: Any, d_fake: Any, gan_on: Any) -> dict[str, Any]:
     """Generator and discriminator losses in keras.ops, shared by every backend."""
     from keras import ops
 
     # Missing ink (gaps to bridge, strokes to widen) and target ink weigh more than paper.
     weight = 1.0 + cfg.gap_weight * ops.relu(y - x) + cfg.ink_weight * y
+    if cfg.mark_weight:
+        weight = weight + cfg.mark_weight * y * isolation(y)
     mse = ops.mean(weight * ops.square(fake - y))
     l1 = ops.mean(ops.abs(fake - y))
     p = ops.clip(fake, 1e-6, 1.0 - 1e-6)
