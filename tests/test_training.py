@@ -110,3 +110,24 @@ def test_isolation_weights_dots_and_tips_not_stroke_bodies() -> None:
     assert iso[10:12, 70:72].min() == pytest.approx(1.0)
     assert iso[19:21, 20:45].max() == 0.0
     assert 0.0 < iso[19:21, 59].mean() < 1.0  # the tip: partly isolated
+
+
+def test_mark_and_speck_weights_price_erased_dots_and_kept_specks() -> None:
+    """--mark-weight makes erasing a drawn dot cost more, --speck-weight keeping a speck."""
+    from training.train import TrainConfig, losses
+
+    x = np.zeros((1, 32, 64, 1), np.float32)
+    x[0, 10:12, 10:12, 0] = 1.0  # a dot the target keeps
+    x[0, 20:22, 50:52, 0] = 1.0  # a speck the target lacks
+    y = np.zeros_like(x)
+    y[0, 10:12, 10:12, 0] = 1.0
+    erased, kept = np.zeros_like(x), x.copy()
+    d = np.zeros((1, 4, 8, 1), np.float32)
+
+    def cost(fake, **kw):
+        return float(losses(TrainConfig(**kw), x, y, fake, d, d, 0.0)["loss"])
+
+    assert cost(erased, mark_weight=30.0) > 2 * cost(erased)
+    assert cost(kept, speck_weight=30.0) > 2 * cost(kept)
+    assert cost(kept, mark_weight=30.0) == pytest.approx(cost(kept))  # the dot is kept: nothing to price
+    assert cost(erased, speck_weight=30.0) == pytest.approx(cost(erased))

@@ -20,7 +20,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                                    ("seed", args.seed), ("threads", args.threads), ("lr", args.lr),
                                    ("sample_every", args.sample_every), ("gan_weight", args.gan_weight),
                                    ("gap_weight", args.gap_weight),
-                                   ("ink_weight", args.ink_weight), ("mark_weight", args.mark_weight), ("stem", args.stem), ("lr_schedule", args.lr_schedule),
+                                   ("ink_weight", args.ink_weight), ("mark_weight", args.mark_weight),
+                                   ("speck_weight", args.speck_weight), ("stem", args.stem), ("lr_schedule", args.lr_schedule),
                                    ("widths", tuple(int(w) for w in args.widths.split(",")) if args.widths else None))
                  if v is not None}
     cfg = base(**overrides) if args.arch == "seed" else base(arch=args.arch, **overrides)
@@ -92,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--gap-weight", type=float, help="extra loss weight on missing ink (gaps)")
     t.add_argument("--ink-weight", type=float, help="extra loss weight on target ink")
     t.add_argument("--mark-weight", type=float, help="extra loss weight on small isolated target marks (dots) and stroke ends")
+    t.add_argument("--speck-weight", type=float, help="extra loss weight on small isolated input ink the target lacks (specks)")
     t.add_argument("--lr-schedule", choices=("cosine", "constant"))
     t.add_argument("--widths", help="lite channel widths at 1/4 and 1/8 resolution, e.g. 32,64")
     t.add_argument("--stem", type=int, help="lite: full-resolution 3x3 features before the fold (default 8, 0 = none)")

@@ -40,6 +40,7 @@ class TrainConfig:
     gap_weight: float = 4.0  # extra weight where the target has ink the input lacks (gaps)
     ink_weight: float = 9.0  # extra weight on target ink: bolder lines, more recall (0-15 tried)
     mark_weight: float = 0.0  # extra weight on small isolated target marks (dots) and stroke ends
+    speck_weight: float = 0.0  # extra weight on small isolated input ink the target lacks (specks)
     gan_weight: float = 0.05
     gan_start: int = 500  # steps of reconstruction only before the discriminator joins
     seed: int = 1
@@ -103,6 +104,8 @@ def losses(cfg: TrainConfig, x: Any, y: Any, fake: Any, d_real: Any, d_fake: Any
     weight = 1.0 + cfg.gap_weight * ops.relu(y - x) + cfg.ink_weight * y
     if cfg.mark_weight:
         weight = weight + cfg.mark_weight * y * isolation(y)
+    if cfg.speck_weight:  # the counterweight: keeping dots must not mean keeping specks
+        weight = weight + cfg.speck_weight * ops.relu(x - y) * isolation(x)
     mse = ops.mean(weight * ops.square(fake - y))
     l1 = ops.mean(ops.abs(fake - y))
     p = ops.clip(fake, 1e-6, 1.0 - 1e-6)
