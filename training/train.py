@@ -39,8 +39,8 @@ class TrainConfig:
     bce_weight: float = 1.0  # cross-entropy keeps gradients alive where the sigmoid saturates
     gap_weight: float = 4.0  # extra weight where the target has ink the input lacks (gaps)
     ink_weight: float = 9.0  # extra weight on target ink: bolder lines, more recall (0-15 tried)
-    mark_weight: float = 0.0  # extra weight on small isolated target marks (dots) and stroke ends
-    speck_weight: float = 0.0  # extra weight on small isolated input ink the target lacks (specks)
+    mark_weight: float = 30.0  # extra weight on small isolated target marks (dots) and stroke tips
+    speck_weight: float = 10.0  # extra weight on small isolated input ink the target lacks (specks)
     gan_weight: float = 0.05
     gan_start: int = 500  # steps of reconstruction only before the discriminator joins
     seed: int = 1
@@ -54,7 +54,7 @@ class TrainConfig:
     def seed_baseline(cls, **kw: Any) -> "TrainConfig":
         """The seed project's recipe: its generator, MSE×20 + GAN×1 from the first step."""
         return cls(arch="seed", recon_weight=20.0, l1_weight=0.0, bce_weight=0.0, gap_weight=0.0, ink_weight=0.0,
-                   gan_weight=1.0, gan_start=0, lr=2e-4, lr_schedule="constant", **kw)
+                   mark_weight=0.0, speck_weight=0.0, gan_weight=1.0, gan_start=0, lr=2e-4, lr_schedule="constant", **kw)
 
 
 def _prefetch(sampler: Any, batch: int, depth: int = 4) -> "queue.Queue":
