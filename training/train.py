@@ -85,10 +85,11 @@ def sample_sheet(x: np.ndarray, y_pred: np.ndarray, y: np.ndarray, path: Path, r
 
 
 def isolation(y: Any, window: int = 9, full: float = 12.0, none: float = 4.0) -> Any:
-    """1 where target ink has little ink around it (dots, stroke tips), 0 along strokes.
+    """1 where there is little ink around a pixel (dots, specks, stroke tips), 0 along strokes.
 
-    A 2 px stroke puts about 18 px of ink in a 9×9 window, its tip about 10, a drawn dot 4-8:
-    the per-pixel loss barely notices a dot, so the network learns to erase dots with specks.
+    A 2 px stroke puts about 18 px of ink in a 9×9 window, its tip about 10, a dot or speck 4-8:
+    the per-pixel loss barely notices such marks, so without extra weight the network erases
+    drawn dots along with specks. Used on the target (dots to keep) and the input (specks to drop).
     """
     from keras import ops
 
