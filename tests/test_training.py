@@ -132,3 +132,27 @@ def test_mark_and_speck_weights_price_erased_dots_and_kept_specks() -> None:
     assert cost(kept, speck_weight=30.0) > 2 * cost(kept)
     assert cost(kept, mark_weight=30.0) == pytest.approx(cost(kept))  # the dot is kept: nothing to price
     assert cost(erased, speck_weight=30.0) == pytest.approx(cost(erased))
+
+
+def test_ema_exports_the_moving_average_and_resume_keeps_it(tmp_path) -> None:
+    """--ema: the exported weights average the steps (first step starts the average); checkpoints carry it."""
+    from keras import ops
+
+    from training.dataset import PairSampler
+    from training.train import TrainConfig, Trainer
+
+    cfg = TrainConfig(steps=1, batch=2, crop=64, ema=0.75, sample_every=0, gan_start=0, pool=4)
+    trainer = Trainer(cfg, tmp_path / "run", PairSampler(crop=64, seed=3, pool_size=4))
+    live = lambda t: [ops.convert_to_numpy(v.value).copy() for v in t.gen.trainable_variables]  # noqa: E731
+    trainer.fit(verbose=0)
+    w1 = live(trainer)
+    trainer.cfg.steps = 2
+    trainer.fit(verbose=0)
+    w2 = live(trainer)
+    assert max(np.abs(a - b).max() for a, b in zip(w1, w2)) > 0
+    resumed = Trainer(cfg, tmp_path / "run", PairSampler(crop=64, seed=3, pool_size=4))
+    assert resumed.restore() == 2
+    for t in (trainer, resumed):
+        final = [ops.convert_to_numpy(v.value) for v in t.final_generator().trainable_variables]
+        for a, b, f in zip(w1, w2, final):
+            np.testing.assert_allclose(f, 0.75 * a + 0.25 * b, rtol=1e-5, atol=1e-6)

@@ -21,7 +21,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                                    ("sample_every", args.sample_every), ("gan_weight", args.gan_weight),
                                    ("gap_weight", args.gap_weight),
                                    ("ink_weight", args.ink_weight), ("mark_weight", args.mark_weight),
-                                   ("speck_weight", args.speck_weight), ("stem", args.stem), ("lr_schedule", args.lr_schedule),
+                                   ("speck_weight", args.speck_weight), ("ema", args.ema), ("stem", args.stem), ("lr_schedule", args.lr_schedule),
                                    ("widths", tuple(int(w) for w in args.widths.split(",")) if args.widths else None))
                  if v is not None}
     cfg = base(**overrides) if args.arch == "seed" else base(arch=args.arch, **overrides)
@@ -48,7 +48,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     training = {"command": command_line(), "data": data, "seed": cfg.seed, "steps": cfg.steps,
                 "wall_seconds": round(trainer.wall, 1), "config": dict(vars(cfg)),
                 "final_losses": {k: round(v, 5) for k, v in logs.items()}}
-    path = export_style(trainer.gen, cfg.arch, out_dir, args.name, desc, training)
+    path = export_style(trainer.final_generator(), cfg.arch, out_dir, args.name, desc, training)
     print(f"style written: {path} ({cfg.steps} steps, {trainer.wall:.0f} s of training)")
     return 0
 
@@ -94,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--ink-weight", type=float, help="extra loss weight on target ink")
     t.add_argument("--mark-weight", type=float, help="extra loss weight on small isolated target marks (dots) and stroke ends")
     t.add_argument("--speck-weight", type=float, help="extra loss weight on small isolated input ink the target lacks (specks)")
+    t.add_argument("--ema", type=float, help="export the moving average of the generator's weights with this momentum, e.g. 0.999 (0 = last step)")
     t.add_argument("--lr-schedule", choices=("cosine", "constant"))
     t.add_argument("--widths", help="lite channel widths at 1/4 and 1/8 resolution, e.g. 32,64")
     t.add_argument("--stem", type=int, help="lite: full-resolution 3x3 features before the fold (default 8, 0 = none)")

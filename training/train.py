@@ -42,6 +42,7 @@ class TrainConfig:
     mark_weight: float = 30.0  # extra weight on small isolated target marks (dots) and stroke tips
     speck_weight: float = 10.0  # extra weight on small isolated input ink the target lacks (specks)
     gan_weight: float = 0.05
+    ema: float = 0.0  # exported generator = moving average of its weights with this momentum (0 = last step)
     gan_start: int = 500  # steps of reconstruction only before the discriminator joins
     seed: int = 1
     threads: int | None = None
@@ -141,7 +142,8 @@ class Trainer:
         lr: Any = cfg.lr
         if cfg.lr_schedule == "cosine":
             lr = keras.optimizers.schedules.CosineDecay(cfg.lr, decay_steps=cfg.steps)
-        self.g_opt = keras.optimizers.Adam(lr, beta_1=0.5)
+        # The moving average lives in the optimizer's variables, so checkpoints carry it on either backend.
+        self.g_opt = keras.optimizers.Adam(lr, beta_1=0.5, use_ema=cfg.ema > 0, ema_momentum=cfg.ema or 0.99)
         self.d_opt = keras.optimizers.Adam(lr, beta_1=0.5)
         self.g_opt.build(self.gen.trainable_variables)
         self.d_opt.build(self.disc.trainable_variables)
@@ -221,6 +223,16 @@ class Trainer:
         for variables, values in zip(owners, self._state):
             for v, val in zip(variables, values):
                 v.assign(val)
+
+    def final_generator(self) -> Any:
+        """The generator to export: its weights' moving average when `ema` is on, else the last step's.
+
+        Last-step weights swing from checkpoint to checkpoint by as much as recipes differ; the
+        average does not. Call after the last save: the live weights are overwritten.
+        """
+        self._sync()
+        self.g_opt.finalize_variable_values(self.gen.trainable_variables)
+        return self.gen
 
     # -- checkpoints: one .npz of every variable, any backend -----------------------------
     def _ckpt_path(self) -> Path:
