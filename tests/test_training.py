@@ -94,7 +94,7 @@ def test_training_defaults_build_the_shipped_architecture() -> None:
     shipped = json.loads((ROOT / "linerelifer_addon" / "styles" / "default.json").read_text())
     assert tuple(TrainConfig().widths) == models.LITE_WIDTHS == tuple(shipped["training"]["config"]["widths"])
     assert TrainConfig().stem == models.LITE_STEM == shipped["training"]["config"]["stem"]
-    for key in ("ink_weight", "mark_weight", "speck_weight", "lr_schedule"):
+    for key in ("ink_weight", "mark_weight", "speck_weight", "ema", "lr_schedule"):
         assert getattr(TrainConfig(), key) == shipped["training"]["config"][key], key
     assert shipped["parameters"] == models.build_generator("lite").count_params()
 

@@ -42,7 +42,7 @@ class TrainConfig:
     mark_weight: float = 30.0  # extra weight on small isolated target marks (dots) and stroke tips
     speck_weight: float = 10.0  # extra weight on small isolated input ink the target lacks (specks)
     gan_weight: float = 0.05
-    ema: float = 0.0  # exported generator = moving average of its weights with this momentum (0 = last step)
+    ema: float = 0.999  # exported generator = moving average of its weights with this momentum (0 = last step)
     gan_start: int = 500  # steps of reconstruction only before the discriminator joins
     seed: int = 1
     threads: int | None = None
@@ -55,7 +55,7 @@ class TrainConfig:
     def seed_baseline(cls, **kw: Any) -> "TrainConfig":
         """The seed project's recipe: its generator, MSE×20 + GAN×1 from the first step."""
         return cls(arch="seed", recon_weight=20.0, l1_weight=0.0, bce_weight=0.0, gap_weight=0.0, ink_weight=0.0,
-                   mark_weight=0.0, speck_weight=0.0, gan_weight=1.0, gan_start=0, lr=2e-4, lr_schedule="constant", **kw)
+                   mark_weight=0.0, speck_weight=0.0, ema=0.0, gan_weight=1.0, gan_start=0, lr=2e-4, lr_schedule="constant", **kw)
 
 
 def _prefetch(sampler: Any, batch: int, depth: int = 4) -> "queue.Queue":
