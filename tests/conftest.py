@@ -67,3 +67,26 @@ def dilate(mask: np.ndarray, r: int) -> np.ndarray:
         for dx in range(-r, r + 1):
             out |= padded[r + dy:r + dy + h, r + dx:r + dx + w]
     return out
+
+
+def python_with_only(folder: Path, modules: tuple[str, ...]) -> Path:
+    """A Python whose site holds only `modules` (and their metadata) from this venv.
+
+    A venv without pip whose site-packages has one .pth file pointing at a folder of links:
+    so a test can prove what a process does when TensorFlow is simply not there.
+    """
+    import subprocess
+    import sysconfig
+
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(folder)], check=True)
+    src = Path(sysconfig.get_paths()["purelib"])
+    links = folder / "linked"
+    links.mkdir()
+    wanted = tuple(m.lower() for m in modules)
+    for entry in src.iterdir():
+        key = entry.name.lower().replace("-", "_")
+        if key.startswith(wanted) and not key.endswith(".pth"):
+            (links / entry.name).symlink_to(entry)
+    site = next((folder / "lib").glob("python3*/site-packages"))
+    (site / "linked.pth").write_text(str(links) + "\n")
+    return folder / "bin" / "python"

@@ -24,8 +24,10 @@ def test_tile_size_checks() -> None:
         tiling.plan(10, 10, 80, 40, 8)  # no room inside the margins
 
 
-def test_tiled_equals_untiled(random_style) -> None:
-    engine = Engine(random_style, precision="float32")  # bfloat16 has its own test below
+@pytest.mark.parametrize("style", ["random_style", "default_style"])
+def test_tiled_equals_untiled(style: str, request: pytest.FixtureRequest) -> None:
+    # The trained style too: its margin once covered only some output positions of the stride.
+    engine = Engine(request.getfixturevalue(style), precision="float32")  # bfloat16: its own test below
     img = line_image(1000, 700, seed=1)
     whole = engine.refine_whole(img)
     worst = 0.0

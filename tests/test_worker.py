@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 
 from linerelifer_addon.core.client import Cancelled, WorkerClient, WorkerError, WorkerStartError
+from linerelifer_addon.core.backends import BACKEND_ENV
 from linerelifer_addon.worker.engine import PRECISION_ENV, Engine
+from linerelifer_addon.worker.litert import LiteRTEngine
 
 from conftest import line_image
 
@@ -27,23 +29,26 @@ def _kill_on_first_progress(client: WorkerClient, sig: int):
     return progress, fired
 
 
-def test_warm_worker_serves_many_requests(random_style) -> None:
-    with WorkerClient() as client:
+@pytest.mark.parametrize("backend", ["litert", "tensorflow"])
+def test_warm_worker_serves_many_requests(random_style, backend: str) -> None:
+    with WorkerClient(backend=backend) as client:
         img = line_image(300, 200, seed=5)
         first = client.refine(img, random_style, tile=256)
         pid = client.pid
         second = client.refine(img, random_style, tile=256)
         assert client.pid == pid and client.starts == 1
-        engine = Engine(random_style)
+        engine = Engine(random_style) if backend == "tensorflow" else LiteRTEngine(random_style)
         expected = engine.refine(img, tile=256, skip_blank=False)
         assert np.abs(first - expected).max() < 2e-3  # float16 transfer
         assert client.last_stats["precision"] == engine.precision
+        assert client.last_stats["backend"] == backend
         assert np.array_equal(first, second)
-        assert client.info()["tensorflow"]
+        assert client.info()["tensorflow"] and client.info()["litert"]
 
 
 def test_worker_precision_follows_the_setting(random_style, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(PRECISION_ENV, "float32")
+    monkeypatch.setenv(BACKEND_ENV, "tensorflow")  # the precision setting is TensorFlow's
     img = line_image(200, 200, seed=6)
     with WorkerClient() as client:
         out = client.refine(img, random_style, tile=256)

@@ -10,9 +10,15 @@ plain Python script shipped in the bpy wheel) and then validates the archive
 (``blender_ext.py validate --valid-tags``) with the tag list generated from
 Blender's ``tags.py``.
 
+The extension runs its styles with LiteRT in Blender's own Python, so each zip bundles the
+``ai-edge-litert`` wheels of one platform for both Pythons Blender ships (3.11 in Blender
+4.2-5.0, 3.13 from 5.1); they are downloaded from PyPI at build time into ``.whl/`` (kept
+there, never committed), and the zip's manifest lists them with its platform.
+
 Usage::
 
-    .venv/bin/python tools/build_extension.py [--out-dir dist] [--allow-missing-style]
+    .venv/bin/python tools/build_extension.py [--platform linux-x64|macos-arm64|windows-x64|all]
+                                              [--out-dir dist] [--allow-missing-style]
 """
 
 from __future__ import annotations
@@ -37,8 +43,19 @@ MANIFEST = ROOT / "blender_manifest.toml"
 # OpenCV, which Blender lacks).
 ROOT_MODULES_EXCLUDED = {"cli.py", "__main__.py", "imagefiles.py"}
 SUBPACKAGES = ("blender", "core", "worker")
-STYLE_SUFFIXES = (".keras", ".json")
-DEFAULT_STYLE = ("default.keras", "default.json")
+STYLE_SUFFIXES = (".keras", ".tflite", ".json")
+DEFAULT_STYLE = ("default.keras", "default.tflite", "default.json")
+WHEEL_CACHE = ROOT / ".whl"
+
+# The runtime the zips bundle, and the wheel platform tag PyPI has it under for each of
+# Blender's platforms; one wheel per Python that Blender ships.
+LITERT = ("ai-edge-litert", "2.3.0")
+PYTHONS = ("3.11", "3.13")
+PLATFORM_TAGS = {
+    "linux-x64": "manylinux_2_27_x86_64",
+    "macos-arm64": "macosx_12_0_arm64",
+    "windows-x64": "win_amd64",
+}
 
 
 class BuildError(RuntimeError):
@@ -114,6 +131,52 @@ def stage(dest: Path, allow_missing_style: bool = False) -> list[str]:
     return copied
 
 
+def current_platform() -> str:
+    """Blender's name for this machine's platform (the zip the tests install)."""
+    import platform
+
+    machine = platform.machine().lower()
+    arch = "arm64" if machine in ("arm64", "aarch64") else "x64"
+    system = {"darwin": "macos", "win32": "windows"}.get(sys.platform, "linux")
+    return f"{system}-{arch}"
+
+
+def wheel_name(platform: str, python: str) -> str:
+    name, version = LITERT
+    py = "cp" + python.replace(".", "")
+    return f"{name.replace('-', '_')}-{version}-{py}-{py}-{PLATFORM_TAGS[platform]}.whl"
+
+
+def fetch_wheels(platform: str, cache: Path = WHEEL_CACHE, verbose: bool = True) -> list[Path]:
+    """The platform's LiteRT wheels for every bundled Python, downloaded once into `cache`."""
+    if platform not in PLATFORM_TAGS:
+        raise BuildError(f"platform {platform!r} is not one of {', '.join(PLATFORM_TAGS)}")
+    cache.mkdir(parents=True, exist_ok=True)
+    found = []
+    for python in PYTHONS:
+        path = cache / wheel_name(platform, python)
+        if not path.is_file():
+            if verbose:
+                print(f"downloading {path.name}")
+            _run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+                  "--disable-pip-version-check", "--quiet", "--python-version", python,
+                  "--platform", PLATFORM_TAGS[platform], "-d", str(cache), "==".join(LITERT)])
+            if not path.is_file():
+                raise BuildError(f"pip did not download {path.name}; check the network or the pinned version")
+        found.append(path)
+    return found
+
+
+def platform_manifest(text: str, platform: str, wheels: list[str]) -> str:
+    """The manifest with this zip's platform and wheels, placed before its first table."""
+    lines = (f'platforms = ["{platform}"]\n'
+             "wheels = [\n" + "".join(f'  "./wheels/{w}",\n' for w in wheels) + "]\n\n")
+    at = text.find("\n[")
+    if at < 0:
+        return text.rstrip("\n") + "\n\n" + lines
+    return text[:at + 1] + lines + text[at + 1:]
+
+
 def _run(args: list[str]) -> str:
     proc = subprocess.run(args, capture_output=True, text=True)
     out = (proc.stdout + proc.stderr).strip()
@@ -130,16 +193,26 @@ def validate(zip_path: Path, tags_json: Path | None = None) -> str:
                      "--valid-tags", str(tags)])
 
 
-def build(out_dir: Path | str | None = None, allow_missing_style: bool = False, verbose: bool = True) -> Path:
+def build(out_dir: Path | str | None = None, allow_missing_style: bool = False, verbose: bool = True,
+          platform: str | None = None) -> Path:
+    """Build and validate the zip for one platform (default: this machine's)."""
+    platform = platform or current_platform()
     manifest = read_manifest()
     out_dir = Path(out_dir) if out_dir else ROOT / "dist"
     out_dir.mkdir(parents=True, exist_ok=True)
-    zip_path = out_dir / f"{manifest['id']}-{manifest['version']}.zip"
+    zip_path = out_dir / f"{manifest['id']}-{manifest['version']}-{platform.replace('-', '_')}.zip"
+    wheels = fetch_wheels(platform, verbose=verbose)
     with tempfile.TemporaryDirectory(prefix="linerelifer-build-") as tmp:
         tmp = Path(tmp)
         staging = tmp / "linerelifer"
         staging.mkdir()
         styles = stage(staging, allow_missing_style)
+        (staging / "wheels").mkdir()
+        for w in wheels:
+            shutil.copy2(w, staging / "wheels" / w.name)
+        text = (staging / "blender_manifest.toml").read_text(encoding="utf-8")
+        (staging / "blender_manifest.toml").write_text(
+            platform_manifest(text, platform, [w.name for w in wheels]), encoding="utf-8")
         tags = write_valid_tags(tmp / "tags.json")
         partial = tmp / zip_path.name
         out = _run([sys.executable, str(blender_ext_script()), "build", "--source-dir", str(staging),
@@ -154,8 +227,14 @@ def build(out_dir: Path | str | None = None, allow_missing_style: bool = False, 
         shutil.copy2(partial, final_tmp)
         os.replace(final_tmp, zip_path)
     if verbose:
-        print(f"built {zip_path} ({zip_path.stat().st_size / 1e6:.1f} MB; styles: {', '.join(styles) or 'none'})")
+        print(f"built {zip_path} ({zip_path.stat().st_size / 1e6:.1f} MB; styles: {', '.join(styles) or 'none'}; "
+              f"wheels: {', '.join(w.name for w in wheels)})")
     return zip_path
+
+
+def build_all(out_dir: Path | str | None = None, allow_missing_style: bool = False,
+              verbose: bool = True) -> dict[str, Path]:
+    return {p: build(out_dir, allow_missing_style, verbose, platform=p) for p in PLATFORM_TAGS}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -164,12 +243,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--allow-missing-style", action="store_true",
                     help="build even when styles/default.keras is not there yet")
     ap.add_argument("--validate-only", metavar="ZIP", help="only validate an existing archive")
+    ap.add_argument("--platform", default="all", choices=("all", *PLATFORM_TAGS),
+                    help="which platform's zip to build (default: all three)")
     args = ap.parse_args(argv)
     try:
         if args.validate_only:
             print(validate(Path(args.validate_only)) or "valid")
+        elif args.platform == "all":
+            build_all(args.out_dir, args.allow_missing_style)
         else:
-            build(args.out_dir, args.allow_missing_style)
+            build(args.out_dir, args.allow_missing_style, platform=args.platform)
     except BuildError as ex:
         print(f"error: {ex}", file=sys.stderr)
         return 1

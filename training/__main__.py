@@ -75,6 +75,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from linerelifer_addon.core.styles import resolve_style
+
+    from .export import convert_style
+
+    for ref in args.styles:
+        info = resolve_style(ref)
+        t0 = time.perf_counter()
+        out = convert_style(info.path)
+        print(f"{out} ({out.stat().st_size / 1e6:.2f} MB, {time.perf_counter() - t0:.1f} s)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m training", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -110,6 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--json", help="also write the results here")
     e.add_argument("--threads", type=int)
     e.set_defaults(func=cmd_evaluate)
+    x = sub.add_parser("export", help="add the LiteRT (.tflite) file to existing .keras styles")
+    x.add_argument("styles", nargs="+", help="style names or .keras paths")
+    x.set_defaults(func=cmd_export)
     args = p.parse_args(argv)
     return args.func(args)
 

@@ -58,17 +58,53 @@ def style_metadata(gen: Any, arch: str, name: str, description: str, training: d
     }
 
 
+def tflite_metadata(data: bytes) -> dict[str, Any]:
+    import tensorflow as tf
+
+    return {"file_bytes": len(data), "precision": "float32", "converter": f"tensorflow {tf.__version__}"}
+
+
+def write_tflite(gen: Any, style_path: str | os.PathLike) -> dict[str, Any]:
+    """Write NAME.tflite beside NAME.keras; returns what the metadata records of it."""
+    from linerelifer_addon.core.backends import tflite_path
+
+    from .tflite import tflite_bytes
+
+    data = tflite_bytes(gen)
+    atomic_write(tflite_path(style_path), lambda tmp: Path(tmp).write_bytes(data))
+    return tflite_metadata(data)
+
+
+def _write_meta(style_path: Path, meta: dict[str, Any]) -> None:
+    atomic_write(style_path.with_suffix(".json"),
+                 lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8"))
+
+
 def export_style(gen: Any, arch: str, out_dir: str | os.PathLike, name: str, description: str,
-                 training: dict[str, Any]) -> Path:
-    """Save `gen` as `out_dir/name.keras` + `.json`; returns the .keras path."""
+                 training: dict[str, Any], tflite: bool = True) -> Path:
+    """Save `gen` as `out_dir/name.keras` + `.tflite` + `.json`; returns the .keras path."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     meta = style_metadata(gen, arch, name, description, training)
     path = out_dir / f"{name}.keras"
     atomic_write(path, lambda tmp: gen.save(tmp))
-    atomic_write(path.with_suffix(".json"),
-                 lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8"))
+    if tflite:
+        meta["tflite"] = write_tflite(gen, path)
+    _write_meta(path, meta)
     return path
+
+
+def convert_style(style_path: str | os.PathLike) -> Path:
+    """Add the LiteRT file to an existing `.keras` style (and record it in its metadata)."""
+    from linerelifer_addon.core.backends import tflite_path
+    from linerelifer_addon.core.styles import read_meta
+    from linerelifer_addon.worker.engine import load_style_model
+
+    path = Path(style_path)
+    meta = read_meta(path)
+    meta["tflite"] = write_tflite(load_style_model(path), path)
+    _write_meta(path, meta)
+    return tflite_path(path)
 
 
 def command_line() -> str:

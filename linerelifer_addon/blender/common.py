@@ -39,7 +39,7 @@ def first_sentence(error: BaseException | str) -> str:
 
 
 def _defaults():
-    return types.SimpleNamespace(python_path="", system_python="", threads=0)
+    return types.SimpleNamespace(python_path="", threads=0)
 
 
 def get_prefs(context=None):

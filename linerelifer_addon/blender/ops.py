@@ -1,23 +1,17 @@
-"""Operators: Refine Lines, Enable Freestyle Pass, Install/Test Runtime."""
+"""Operators: Refine Lines, Enable Freestyle Pass, Test Runtime."""
 
 from __future__ import annotations
 
-import collections
-import os
-import shutil
-import subprocess
-import sys
 import threading
 import time
 
 import bpy
 
 from ..core.client import Cancelled, WorkerError
-from ..core.runtime import REQUIREMENTS, probe_python
 from . import pipeline, session
-from .common import first_sentence, get_prefs, is_blender_binary, log
+from .common import first_sentence, get_prefs, log
 
-_busy = {"refine": False, "install": False, "probe": False}
+_busy = {"refine": False, "probe": False}
 
 
 class _Worker(threading.Thread):
@@ -193,216 +187,8 @@ class LINERELIFER_OT_enable_freestyle_pass(bpy.types.Operator):
 
 # -- Runtime -------------------------------------------------------------------------
 
-def find_system_python(prefs) -> str | None:
-    explicit = (getattr(prefs, "system_python", "") or "").strip()
-    if explicit:
-        path = bpy.path.abspath(explicit) if explicit.startswith("//") else os.path.expanduser(explicit)
-        return path
-    names = ("python3", "python") if sys.platform != "win32" else ("py", "python", "python3")
-    for name in names:
-        found = shutil.which(name)
-        if found and not is_blender_binary(found):
-            return found
-    return None
-
-
-_OFFLINE_MARKERS = (
-    "NewConnectionError", "Failed to establish a new connection", "Temporary failure in name resolution",
-    "Name or service not known", "Network is unreachable", "No matching distribution found",
-    "Could not find a version that satisfies", "ConnectTimeoutError", "ProxyError", "SSLError",
-    "getaddrinfo failed", "Max retries exceeded",
-)
-
-# Shown in the preferences while an install runs.
-install_state = {"running": False, "line": "", "error": "", "done": False}
-
-
-class LINERELIFER_OT_install_runtime(bpy.types.Operator):
-    """Create a Python environment with TensorFlow for the worker (downloads about 600 MB)"""
-
-    bl_idname = "linerelifer.install_runtime"
-    bl_label = "Install Runtime"
-
-    _proc = None
-    _timer = None
-    _reader = None
-    _lines = None
-    _steps_left = None
-    _n_steps = 0
-    _label = ""
-    _venv_dir = ""
-    _venv_python = ""
-    _start_error = None
-
-    @classmethod
-    def poll(cls, context):
-        if _busy["install"]:
-            cls.poll_message_set("The runtime is being installed")
-            return False
-        return True
-
-    def _fail(self, context, text):
-        text = first_sentence(text)
-        install_state.update(running=False, error=text)
-        self.report({"ERROR"}, text)
-        return {"CANCELLED"}
-
-    def _steps(self, system_python, venv_dir, venv_python):
-        return [
-            ("Creating the environment", [system_python, "-m", "venv", venv_dir]),
-            ("Installing " + ", ".join(REQUIREMENTS),
-             [venv_python, "-m", "pip", "install", "--disable-pip-version-check", "--no-input",
-              "--progress-bar", "off", "--retries", "2", "--timeout", "30", *REQUIREMENTS]),
-        ]
-
-    def invoke(self, context, event):
-        return self.execute(context)
-
-    def execute(self, context):
-        prefs = get_prefs(context)
-        if not bpy.app.online_access:
-            return self._fail(context, "Online access is disabled; allow it in Preferences > System > Network "
-                                       "to download the runtime")
-        system_python = find_system_python(prefs)
-        if not system_python:
-            return self._fail(context, "No system Python was found; install Python 3.11 or set System Python "
-                                       "in the preferences")
-        if not os.path.isfile(system_python):
-            return self._fail(context, f"System Python {system_python} does not exist")
-        if is_blender_binary(system_python):
-            return self._fail(context, "System Python must be a Python interpreter, not Blender")
-        venv_python = session.runtime_venv_python(create=True)
-        venv_dir = str(venv_python.parent.parent)
-        self._venv_dir = venv_dir
-        self._venv_python = str(venv_python)
-        if os.path.isdir(venv_dir):
-            shutil.rmtree(venv_dir, ignore_errors=True)
-        self._steps_left = collections.deque(self._steps(system_python, venv_dir, str(venv_python)))
-        self._n_steps = len(self._steps_left)
-        self._lines = collections.deque(maxlen=200)
-        install_state.update(running=True, line="", error="", done=False)
-        _busy["install"] = True
-        if bpy.app.background or context.window is None:
-            while self._steps_left:
-                label, args = self._steps_left.popleft()
-                log(label)
-                try:
-                    self._start(args)
-                except OSError as ex:
-                    self._start_error = ex
-                    return self._finish(context, 1, started=False)
-                rc = self._proc.wait()
-                self._reader.join(timeout=5)
-                if rc != 0:
-                    return self._finish(context, rc)
-            return self._finish(context, 0)
-        wm = context.window_manager
-        self._next_step()
-        wm.progress_begin(0, self._n_steps)
-        self._timer = wm.event_timer_add(0.25, window=context.window)
-        wm.modal_handler_add(self)
-        return {"RUNNING_MODAL"}
-
-    def _start(self, args):
-        self._proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                      stdin=subprocess.DEVNULL, text=True, errors="replace",
-                                      env={**os.environ, "PIP_NO_INPUT": "1", "PYTHONNOUSERSITE": "1"})
-        proc, lines = self._proc, self._lines
-
-        def pump():
-            for line in proc.stdout:
-                line = line.rstrip()
-                if line:
-                    lines.append(line)
-                    install_state["line"] = line[-160:]
-                    if bpy.app.background:
-                        print("  " + line, flush=True)
-        self._reader = threading.Thread(target=pump, daemon=True)
-        self._reader.start()
-
-    def _next_step(self):
-        label, args = self._steps_left.popleft()
-        self._label = label
-        install_state["line"] = label
-        log(label)
-        try:
-            self._start(args)
-        except OSError as ex:
-            self._proc = None
-            self._start_error = ex
-
-    def modal(self, context, event):
-        if event.type == "ESC" and event.value == "PRESS":
-            if self._proc is not None and self._proc.poll() is None:
-                self._proc.terminate()
-            self._cleanup(context)
-            shutil.rmtree(self._venv_dir, ignore_errors=True)
-            return self._fail(context, "Runtime installation cancelled")
-        if event.type != "TIMER":
-            return {"PASS_THROUGH"}
-        if self._proc is None:
-            self._cleanup(context)
-            return self._finish(context, 1, started=False)
-        rc = self._proc.poll()
-        step = self._n_steps - len(self._steps_left)
-        context.window_manager.progress_update(step)
-        try:
-            context.workspace.status_text_set(
-                f"LineRelifer runtime, step {step}/{self._n_steps}: {install_state['line'][:100]} (Esc to cancel)")
-        except (AttributeError, RuntimeError):
-            pass
-        for area in context.screen.areas if context.screen else ():
-            if area.type == "PREFERENCES":
-                area.tag_redraw()
-        if rc is None:
-            return {"PASS_THROUGH"}
-        self._reader.join(timeout=5)
-        if rc == 0 and self._steps_left:
-            self._next_step()
-            return {"PASS_THROUGH"}
-        self._cleanup(context)
-        return self._finish(context, rc)
-
-    def _cleanup(self, context):
-        wm = context.window_manager
-        if self._timer is not None:
-            wm.event_timer_remove(self._timer)
-            self._timer = None
-        wm.progress_end()
-        try:
-            context.workspace.status_text_set(None)
-        except (AttributeError, RuntimeError):
-            pass
-        _busy["install"] = False
-
-    def _finish(self, context, rc, started=True):
-        _busy["install"] = False
-        if rc != 0:
-            text = "\n".join(self._lines)
-            shutil.rmtree(self._venv_dir, ignore_errors=True)
-            if not started:
-                return self._fail(context, f"The installer could not be started ({self._start_error})")
-            if any(m in text for m in _OFFLINE_MARKERS):
-                return self._fail(context, "pip could not download the runtime packages; check the internet "
-                                           "connection or proxy and try again")
-            last = self._lines[-1] if self._lines else f"exit code {rc}"
-            return self._fail(context, f"Installing the runtime failed ({last})")
-        prefs = get_prefs(context)
-        try:
-            versions = probe_python(self._venv_python)
-        except RuntimeError as ex:
-            session.set_status(self._venv_python, False, error=first_sentence(ex))
-            return self._fail(context, first_sentence(ex))
-        if hasattr(prefs, "bl_rna"):
-            prefs.python_path = self._venv_python
-        session.set_status(self._venv_python, True, versions)
-        install_state.update(running=False, done=True, line="Runtime installed")
-        self.report({"INFO"}, f"Runtime installed: TensorFlow {versions.get('tensorflow', '?')}")
-        return {"FINISHED"}
-
-
 class LINERELIFER_OT_test_runtime(bpy.types.Operator):
-    """Check that the worker's Python can run the network (imports TensorFlow once)"""
+    """Start the worker and show what it runs on (LiteRT, bundled, unless another Python is set)"""
 
     bl_idname = "linerelifer.test_runtime"
     bl_label = "Test Runtime"
@@ -418,8 +204,8 @@ class LINERELIFER_OT_test_runtime(bpy.types.Operator):
     def execute(self, context):
         python = session.worker_python(get_prefs(context))
         try:
-            versions = probe_python(python)
-        except RuntimeError as ex:
+            versions = session.get_client(get_prefs(context)).info()
+        except WorkerError as ex:
             session.set_status(python, False, error=first_sentence(ex))
             self.report({"ERROR"}, first_sentence(ex))
             return {"CANCELLED"}
@@ -430,9 +216,10 @@ class LINERELIFER_OT_test_runtime(bpy.types.Operator):
     def invoke(self, context, event):
         if bpy.app.background or context.window is None:
             return self.execute(context)
-        self._python = session.worker_python(get_prefs(context))
-        python = self._python
-        self._thread = _Worker(lambda: probe_python(python))
+        prefs = get_prefs(context)
+        self._python = session.worker_python(prefs)
+        client = session.get_client(prefs)
+        self._thread = _Worker(client.info)
         self._thread.start()
         _busy["probe"] = True
         session.runtime_status.update(checking=True)
@@ -441,11 +228,22 @@ class LINERELIFER_OT_test_runtime(bpy.types.Operator):
         wm.modal_handler_add(self)
         return {"RUNNING_MODAL"}
 
+    def _end(self, context):
+        if self._timer is not None:
+            context.window_manager.event_timer_remove(self._timer)
+            self._timer = None
+        _busy["probe"] = False
+        session.runtime_status.pop("checking", None)
+
+    def cancel(self, context):
+        """Blender ends the operator (file load, window closed): stop the worker being probed."""
+        self._end(context)
+        session.shutdown()
+
     def modal(self, context, event):
         if event.type != "TIMER" or self._thread.is_alive():
             return {"PASS_THROUGH"}
-        context.window_manager.event_timer_remove(self._timer)
-        _busy["probe"] = False
+        self._end(context)
         for window in context.window_manager.windows:
             for area in window.screen.areas:
                 area.tag_redraw()
@@ -460,13 +258,16 @@ class LINERELIFER_OT_test_runtime(bpy.types.Operator):
 
 
 def _versions_text(versions: dict) -> str:
-    return ("Runtime OK: Python {python}, TensorFlow {tensorflow}, Keras {keras}, NumPy {numpy}"
-            .format(**{k: versions.get(k, "?") for k in ("python", "tensorflow", "keras", "numpy")}))
+    """One line: what the worker's Python offers."""
+    runs = [f"LiteRT {versions['litert']}"] if versions.get("litert") else []
+    if versions.get("tensorflow"):
+        runs.append(f"TensorFlow {versions['tensorflow']}")
+    return (f"Runtime OK: Python {versions.get('python', '?')}, NumPy {versions.get('numpy', '?')}, "
+            + (", ".join(runs) or "no LiteRT or TensorFlow"))
 
 
 classes = (
     LINERELIFER_OT_refine_lines,
     LINERELIFER_OT_enable_freestyle_pass,
-    LINERELIFER_OT_install_runtime,
     LINERELIFER_OT_test_runtime,
 )

@@ -110,12 +110,8 @@ class LINERELIFER_AP_preferences(bpy.types.AddonPreferences):
 
     python_path: StringProperty(
         name="Worker Python", subtype="FILE_PATH", default="",
-        description=("Python interpreter with TensorFlow that runs the network; empty uses the "
-                     "installed runtime, $LINERELIFER_PYTHON or Blender's own Python"),
-    )
-    system_python: StringProperty(
-        name="System Python", subtype="FILE_PATH", default="",
-        description="Python 3.10-3.12 used to create the runtime (empty: python3 on PATH)",
+        description=("Optional: a Python interpreter with TensorFlow, for styles that have no LiteRT "
+                     "file; empty runs the bundled LiteRT in Blender's own Python"),
     )
     threads: IntProperty(
         name="Worker Threads", default=0, min=0, max=256,

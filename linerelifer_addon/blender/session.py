@@ -1,66 +1,72 @@
 """One warm worker per Blender session, and the runtime's status.
 
-TensorFlow takes seconds to start, so the same :class:`WorkerClient` serves
-every refinement of the session (still renders, every frame of an
-animation).  It is replaced when the worker interpreter in the preferences
-changes, and closed on unregister, on loading another file's factory
-settings and at exit.
+The bundled style runs on LiteRT, whose wheel the extension bundles: the worker is Blender's
+own Python (`sys.executable`) with the folder Blender installed the wheel to, so nothing
+needs installing. A Worker Python set in the preferences (one with TensorFlow, for styles
+that have only a `.keras` file) or $LINERELIFER_BACKEND=tensorflow selects TensorFlow.
+The same :class:`WorkerClient` serves every refinement of the session (still renders, every
+frame of an animation); it is replaced when that choice changes, and closed on unregister
+and at exit.
 """
 
 from __future__ import annotations
 
 import atexit
-import os
 import sys
 import threading
 import time
-from pathlib import Path
+from dataclasses import dataclass
 
+from ..core.backends import litert_site, requested_backend
 from ..core.client import WorkerClient
 from ..core.runtime import resolve_python
-from .common import get_prefs, python_for_worker, user_dir
+from .common import get_prefs, python_for_worker
 
 _lock = threading.Lock()
 _client: WorkerClient | None = None
 _client_key: tuple | None = None
 
-# Last result of "Test runtime" / probe: {"python": path, "ok": bool,
-# "versions": {...}, "error": str, "time": float}
+# Last result of "Test runtime": {"python": path, "ok": bool, "versions": {...}, "error": str, "time": float}
 runtime_status: dict = {}
 
 
-def runtime_venv_python(create: bool = False) -> Path:
-    """Where "Install runtime" puts the worker's interpreter."""
-    base = user_dir("runtime", create=create) / "venv"
-    if sys.platform == "win32":
-        return base / "Scripts" / "python.exe"
-    return base / "bin" / "python"
+@dataclass(frozen=True)
+class WorkerSetup:
+    python: str
+    backend: str  # what the worker is told: litert, or auto (its own choice per style)
+    site_dirs: tuple[str, ...] = ()
+
+    @property
+    def label(self) -> str:
+        return "LiteRT (bundled)" if self.backend == "litert" else f"Python {self.python}"
+
+
+def worker_setup(prefs=None) -> WorkerSetup:
+    """How the worker will run: Blender's Python with the bundled LiteRT, unless the
+    preferences name another interpreter or $LINERELIFER_BACKEND asks for TensorFlow."""
+    prefs = prefs or get_prefs()
+    explicit = python_for_worker(prefs)
+    try:
+        wanted = requested_backend()
+    except ValueError:
+        wanted = "auto"  # the worker reports the bad setting in one line
+    site = litert_site()
+    if not explicit and wanted != "tensorflow" and site:
+        return WorkerSetup(sys.executable, "litert", (site,))
+    return WorkerSetup(resolve_python(explicit), "auto" if wanted == "auto" else wanted)
 
 
 def worker_python(prefs=None) -> str:
-    """The interpreter the worker will run with: the preference, else an
-    installed runtime, else $LINERELIFER_PYTHON / the current interpreter."""
-    prefs = prefs or get_prefs()
-    explicit = python_for_worker(prefs)
-    if explicit:
-        return resolve_python(explicit)
-    if not os.environ.get("LINERELIFER_PYTHON"):
-        try:
-            venv_py = runtime_venv_python(create=False)
-            if venv_py.is_file():
-                return str(venv_py)
-        except OSError:
-            pass
-    return resolve_python(None)
+    return worker_setup(prefs).python
 
 
 def get_client(prefs=None) -> WorkerClient:
     """The session's client, (re)created for the current preferences."""
     global _client, _client_key
     prefs = prefs or get_prefs()
-    python = worker_python(prefs)
+    setup = worker_setup(prefs)
     threads = int(getattr(prefs, "threads", 0) or 0) or None
-    key = (python, threads)
+    key = (setup, threads)
     with _lock:
         if _client is not None and _client_key != key:
             old, _client = _client, None
@@ -69,7 +75,8 @@ def get_client(prefs=None) -> WorkerClient:
             except Exception:
                 pass
         if _client is None:
-            _client = WorkerClient(python=python, threads=threads)
+            _client = WorkerClient(python=setup.python, threads=threads, backend=setup.backend,
+                                   site_dirs=setup.site_dirs)
             _client_key = key
         return _client
 

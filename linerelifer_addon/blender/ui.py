@@ -14,39 +14,28 @@ from .pipeline import freestyle_pass_enabled
 def draw_runtime(layout, context, prefs=None, full=False):
     """Runtime status (cheap: no process is started while drawing)."""
     prefs = prefs or get_prefs(context)
-    python = session.worker_python(prefs)
+    setup = session.worker_setup(prefs)
     box = layout.box()
     col = box.column(align=True)
     status = session.runtime_status
-    if ops.install_state.get("running"):
-        col.label(text="Installing runtime...", icon="SORTTIME")
-        col.label(text=ops.install_state.get("line", "")[:90])
-    elif status.get("checking") and ops._busy["probe"]:
+    if status.get("checking") and ops._busy["probe"]:
         col.label(text="Checking runtime...", icon="SORTTIME")
-    elif status.get("python") == python and status.get("ok"):
-        v = status.get("versions", {})
-        col.label(text=f"Runtime found: TensorFlow {v.get('tensorflow', '?')}, Keras {v.get('keras', '?')}",
-                  icon="CHECKMARK")
-    elif status.get("python") == python and not status.get("ok"):
-        col.label(text="Runtime missing", icon="ERROR")
+    elif status.get("python") == setup.python and status.get("ok"):
+        col.label(text=ops._versions_text(status.get("versions", {}))[:120], icon="CHECKMARK")
+    elif status.get("python") == setup.python and not status.get("ok"):
+        col.label(text="Runtime problem", icon="ERROR")
         col.label(text=status.get("error", "")[:120])
-    elif not os.path.isfile(python):
-        col.label(text="Runtime missing: interpreter not found", icon="ERROR")
+    elif setup.backend != "litert" and not os.path.isfile(setup.python):
+        col.label(text="Worker Python not found", icon="ERROR")
     else:
-        col.label(text="Runtime not tested yet", icon="QUESTION")
+        col.label(text=f"Runtime: {setup.label}", icon="CHECKMARK" if setup.backend == "litert" else "QUESTION")
     if full:
-        col.label(text=f"Interpreter: {python}")
+        col.label(text=f"Interpreter: {setup.python}")
         if session.worker_alive():
             col.label(text="Worker running (kept warm between renders)", icon="PLAY")
-        if ops.install_state.get("error"):
-            col.label(text=ops.install_state["error"][:120], icon="ERROR")
-    row = box.row(align=True)
-    row.operator("linerelifer.test_runtime", icon="CHECKBOX_HLT")
-    if full:
-        row.operator("linerelifer.install_runtime", icon="IMPORT")
+    box.row(align=True).operator("linerelifer.test_runtime", icon="CHECKBOX_HLT")
     if full and hasattr(prefs, "bl_rna"):
         layout.prop(prefs, "python_path")
-        layout.prop(prefs, "system_python")
         layout.prop(prefs, "threads")
 
 

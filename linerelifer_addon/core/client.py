@@ -15,7 +15,7 @@ import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -59,9 +59,13 @@ class WorkerClient:
         idle_timeout: float = 600.0,
         reply_timeout: float = 120.0,
         start_timeout: float = 180.0,
+        backend: str | None = None,
+        site_dirs: Sequence[str] = (),
     ) -> None:
         self.python = resolve_python(python)
         self.threads = threads
+        self.backend = backend  # None: the worker reads $LINERELIFER_BACKEND (auto by default)
+        self.site_dirs = [str(d) for d in site_dirs if d]
         self.idle_timeout = idle_timeout
         self.reply_timeout = reply_timeout
         self.start_timeout = start_timeout
@@ -72,7 +76,7 @@ class WorkerClient:
         self._next_id = 1
         self._hello: dict[str, Any] = {}
         self.starts = 0
-        self.last_stats: dict[str, Any] = {}  # worker-side seconds, peak RSS and precision of the last result
+        self.last_stats: dict[str, Any] = {}  # worker-side seconds, peak RSS, precision, backend of the last result
 
     # -- process lifetime -------------------------------------------------------------
     @property
@@ -87,9 +91,14 @@ class WorkerClient:
         if not os.path.isfile(self.python):
             raise WorkerStartError(
                 f"worker Python {self.python} does not exist; set it in the preferences, --python or LINERELIFER_PYTHON")
-        args = [self.python, "-u", str(WORKER_SCRIPT), "--idle-timeout", str(self.idle_timeout)]
+        # -B: no __pycache__ written into the (extension's) package folder.
+        args = [self.python, "-u", "-B", str(WORKER_SCRIPT), "--idle-timeout", str(self.idle_timeout)]
         if self.threads:
             args += ["--threads", str(int(self.threads))]
+        if self.backend:
+            args += ["--backend", self.backend]
+        for site in self.site_dirs:
+            args += ["--site", site]
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
                "PYTHONNOUSERSITE": "1"}
         try:
@@ -166,8 +175,8 @@ class WorkerClient:
         cls = WorkerStartError if starting else WorkerError
         if starting and "No module named" in tail:
             missing = tail.rsplit("No module named", 1)[1].strip().splitlines()[0]
-            raise cls(f"worker Python {self.python} lacks the module {missing}; install the runtime "
-                      f"({' '.join(REQUIREMENTS)}) or point LINERELIFER_PYTHON at one that has it")
+            raise cls(f"worker Python {self.python} lacks the module {missing}; install {' '.join(REQUIREMENTS)} "
+                      "in it or point LINERELIFER_PYTHON at a Python that has them")
         raise cls(f"LineRelifer worker {reason}." + (f"\nIts last output:\n{tail}" if tail else ""))
 
     def _next_message(self, timeout: float, starting: bool = False) -> Any:
@@ -251,6 +260,18 @@ class WorkerClient:
         with self._lock:
             self._ensure()
             return dict(self._hello.get("versions", {}))
+
+    def loaded_modules(self) -> list[str]:
+        """Which of TensorFlow, Keras and LiteRT the worker has imported so far."""
+        with self._lock:
+            self._ensure()
+            rid = self._next_id
+            self._next_id += 1
+            self._send({"op": "ping", "id": rid})
+            while True:
+                head, _ = self._receive(self.reply_timeout)
+                if head.get("op") == "pong" and head.get("id") == rid:
+                    return list(head.get("loaded", []))
 
     def refine(
         self,
@@ -353,7 +374,7 @@ class WorkerClient:
                     out[y0:y0 + band.shape[0]] = band
                 received += band.shape[0]
             elif op == "result":
-                self.last_stats = {k: head.get(k) for k in ("seconds", "rss_peak_mb", "precision")}
+                self.last_stats = {k: head.get(k) for k in ("seconds", "rss_peak_mb", "precision", "backend")}
                 if head.get("shape") != [h, w] or received != h:
                     self._fail(f"sent {received} result rows of shape {head.get('shape')} for an image of "
                                f"shape {(h, w)}")

@@ -1,7 +1,9 @@
 """Where style files live and what their metadata says.
 
-A style is `NAME.keras` (the network, loaded by the worker in Keras safe mode) beside
-`NAME.json` (metadata the extension and CLI read without TensorFlow).
+A style is `NAME.json` (metadata the extension and CLI read without TensorFlow) beside the
+network: `NAME.tflite` (run by LiteRT, the bundled runtime) and/or `NAME.keras` (run by
+TensorFlow, loaded in Keras safe mode). A style's path names its `.keras` file when it has
+one, else its `.tflite` file.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from typing import Any, Sequence
 BUNDLED_DIR = Path(__file__).resolve().parent.parent / "styles"
 DEFAULT_STYLE = "default"
 REQUIRED_META = ("name", "margin", "align")
+MODEL_SUFFIXES = (".keras", ".tflite")
 
 
 class StyleError(ValueError):
@@ -58,10 +61,11 @@ def read_meta(style_path: str | os.PathLike) -> dict[str, Any]:
 
 
 def _scan(folder: Path, bundled: bool) -> list[StyleInfo]:
-    found = []
+    found: list[StyleInfo] = []
     if not folder.is_dir():
         return found
-    for p in sorted(folder.glob("*.keras")):
+    models = {p.stem: p for suffix in reversed(MODEL_SUFFIXES) for p in sorted(folder.glob("*" + suffix))}
+    for _, p in sorted(models.items()):
         try:
             meta = read_meta(p)
         except StyleError:
@@ -88,7 +92,9 @@ def resolve_style(name_or_path: str | os.PathLike | None = None,
     """A style by name (bundled or user) or by path to a .keras file."""
     key = str(name_or_path) if name_or_path else DEFAULT_STYLE
     p = Path(key).expanduser()
-    if p.suffix == ".keras" or os.sep in key or p.exists():
+    if p.suffix in MODEL_SUFFIXES or os.sep in key or p.exists():
+        if p.suffix == ".tflite" and p.with_suffix(".keras").is_file():
+            p = p.with_suffix(".keras")  # one name for the style, whichever file was given
         if not p.is_file():
             raise StyleError(f"style file {p} does not exist; run `styles` to list the installed ones")
         meta = read_meta(p)
@@ -97,4 +103,4 @@ def resolve_style(name_or_path: str | os.PathLike | None = None,
         if s.name == key:
             return s
     names = ", ".join(s.name for s in list_styles(extra_dirs)) or "none"
-    raise StyleError(f"style '{key}' is not installed (installed: {names}); pass a .keras path or train one")
+    raise StyleError(f"style '{key}' is not installed (installed: {names}); pass a .keras or .tflite path or train one")

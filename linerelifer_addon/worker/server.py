@@ -8,6 +8,7 @@ corrupt the protocol.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import queue
 import sys
@@ -18,6 +19,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from ..core import protocol
+from ..core.backends import LITERT_MODULE, choose_backend, requested_backend, tflite_path
 from ..core.styles import StyleError
 
 
@@ -69,9 +71,14 @@ def _peak_rss_mb() -> float | None:
 
 
 class Server:
-    def __init__(self, inbox: BinaryIO, outbox: BinaryIO, idle_timeout: float) -> None:
+    def __init__(self, inbox: BinaryIO, outbox: BinaryIO, idle_timeout: float,
+                 backend: str = "auto", threads: int | None = None) -> None:
         self.inbox, self.outbox = inbox, outbox
         self.idle_timeout = idle_timeout
+        self.backend = backend
+        self.threads = threads
+        self.litert_ok = importlib.util.find_spec(LITERT_MODULE) is not None
+        self.tf_configured = False
         self.requests: queue.Queue = queue.Queue()
         self.cancelled: set[int] = set()
         self.stopping = threading.Event()
@@ -104,18 +111,33 @@ class Server:
         self.requests.put(None)
 
     def engine(self, style: str) -> Any:
-        from .engine import Engine
-
         path = os.path.realpath(style)
+        backend = choose_backend(path, self.backend, litert_ok=self.litert_ok)
         try:
-            st = os.stat(path)
-            key = (path, st.st_mtime_ns, st.st_size)  # a style re-exported in place is reloaded
+            key = (backend, path, *_stamp(path), *_stamp(tflite_path(path)))  # re-exported in place: reloaded
         except OSError:
-            key = (path, 0, 0)
+            key = (backend, path)
         if key not in self.engines:
             self.engines.clear()  # one style at a time keeps memory bounded
-            self.engines[key] = Engine(style)
+            self.engines[key] = self._open(style, backend)
         return self.engines[key]
+
+    def _open(self, style: str, backend: str) -> Any:
+        if backend == "litert":
+            from .litert import LiteRTEngine
+
+            return LiteRTEngine(style, threads=self.threads)
+        try:
+            from .engine import Engine, configure_threads
+        except ImportError as exc:  # engine.py imports no TensorFlow; a missing numpy would land here
+            raise StyleError(f"the worker's Python {sys.executable} cannot run TensorFlow styles ({exc})") from None
+        if importlib.util.find_spec("tensorflow") is None:
+            raise StyleError(f"style {style} has no LiteRT file and the worker's Python {sys.executable} has no "
+                             "TensorFlow; convert it with `python -m training export` or set the Worker Python")
+        if not self.tf_configured:  # TensorFlow's pools are set once, before its first op
+            configure_threads(self.threads)
+            self.tf_configured = True
+        return Engine(style)
 
     def handle_refine(self, header: dict[str, Any], payload: bytes) -> None:
         if header.get("stream"):
@@ -145,7 +167,7 @@ class Server:
             return
         out = result
         self.send({"op": "result", "id": rid, "seconds": round(time.perf_counter() - t0, 6),
-                   "precision": engine.precision,
+                   "precision": engine.precision, "backend": engine.backend,
                    "rss_peak_mb": _peak_rss_mb(), **protocol.array_header(out)}, memoryview(out).cast("B"))
 
     def handle_refine_stream(self, header: dict[str, Any]) -> None:
@@ -223,7 +245,7 @@ class Server:
             self.send({"op": "cancelled", "id": rid})
             return
         self.send({"op": "result", "id": rid, "seconds": round(time.perf_counter() - t0, 6),
-                   "precision": engine.precision,
+                   "precision": engine.precision, "backend": engine.backend,
                    "rss_peak_mb": _peak_rss_mb(), "shape": [h, w], "dtype": "float16", "streamed": True})
 
     def serve(self) -> int:
@@ -259,7 +281,9 @@ class Server:
                 self.send({"op": "error", "id": header.get("id"), "kind": "internal",
                            "message": f"refinement failed inside the worker ({type(exc).__name__}: {first})"})
         elif header.get("op") == "ping":
-            self.send({"op": "pong", "id": header.get("id")})
+            # Which heavy modules this process has loaded: tests check that LiteRT runs alone.
+            self.send({"op": "pong", "id": header.get("id"),
+                       "loaded": sorted(m for m in ("tensorflow", "keras", "ai_edge_litert") if m in sys.modules)})
         elif header.get("op") == "rows":
             pass  # late rows for a request that was cancelled
         else:
@@ -267,24 +291,51 @@ class Server:
                        "message": f"unknown request {header.get('op')!r}"})
 
 
+def _stamp(path: str | os.PathLike) -> tuple[int, int]:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return (0, 0)
+    return (st.st_mtime_ns, st.st_size)
+
+
+def _versions() -> dict[str, Any]:
+    """What this interpreter offers, read from package metadata: importing TensorFlow here
+    would cost seconds and hundreds of MB that a LiteRT worker never needs."""
+    from importlib import metadata
+
+    found: dict[str, Any] = {"python": sys.version.split()[0], "numpy": np.__version__}
+    for key, module, dists in (("litert", LITERT_MODULE, ("ai-edge-litert",)),
+                               ("tensorflow", "tensorflow", ("tensorflow-cpu", "tensorflow")),
+                               ("keras", "keras", ("keras",))):
+        found[key] = None
+        if importlib.util.find_spec(module) is None:
+            continue
+        for dist in dists:
+            try:
+                found[key] = metadata.version(dist)
+                break
+            except metadata.PackageNotFoundError:
+                found[key] = "installed"
+    return found
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="linerelifer-worker")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--idle-timeout", type=float, default=600.0)
+    parser.add_argument("--backend", default=None, help="auto, litert or tensorflow (default: $LINERELIFER_BACKEND)")
     args = parser.parse_args(argv)
     outbox = _take_stdout()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
-    import tensorflow as tf
-
-    from .engine import configure_threads
-
-    configure_threads(args.threads)
-    versions = {"python": sys.version.split()[0], "tensorflow": tf.__version__,
-                "keras": keras.__version__, "numpy": np.__version__}
-    server = Server(sys.stdin.buffer, outbox, args.idle_timeout)
     try:
-        server.send({"op": "hello", "versions": versions, "pid": os.getpid()})
+        backend = requested_backend(args.backend)
+    except ValueError as exc:
+        print(f"linerelifer worker: {exc}", file=sys.stderr)
+        return 2
+    server = Server(sys.stdin.buffer, outbox, args.idle_timeout, backend=backend, threads=args.threads)
+    try:
+        server.send({"op": "hello", "versions": _versions(), "backend": backend, "pid": os.getpid()})
     except ClientGone:
         return 0
     return server.serve()

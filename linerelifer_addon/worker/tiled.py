@@ -1,0 +1,104 @@
+"""What every backend's engine shares: the style's tiling metadata and the tile loop.
+
+A backend only supplies `_infer` (one tile through the network); tile sizes, blank-tile
+skipping and banded streaming are the same for all, so every backend's tiled result equals
+its whole-image result the same way (see core.tiling).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from ..core import tiling
+from ..core.styles import StyleError, read_meta
+
+# A blank tile is skipped (left blank) only when the style maps blank to blank this closely.
+BLANK_TOLERANCE = 1e-3
+
+
+class TiledEngine:
+    """A loaded style: tiling metadata plus the backend's tile function."""
+
+    backend = ""
+    precision = "float32"
+
+    def __init__(self, style_path: str | os.PathLike, meta: dict[str, Any] | None = None) -> None:
+        self.path = Path(style_path)
+        self.meta = meta if meta is not None else read_meta(self.path)
+        try:
+            self.margin = int(self.meta["margin"])
+            self.align = int(self.meta["align"])
+        except (KeyError, TypeError, ValueError):
+            raise StyleError(f"style metadata of {self.path} has no valid margin and align; re-export the style") from None
+        self._blank_max: dict[int, float] = {}
+
+    def _infer(self, x: np.ndarray) -> np.ndarray:
+        """One tile through the network; float16 in gives float16 out, else float32."""
+        raise NotImplementedError
+
+    def blank_output(self, tile: int) -> float:
+        """Largest output a blank tile contributes (measured once per tile size).
+
+        Only the tile's inner part (inside the margin) is ever copied into the result; its
+        border sees the convolutions' zero padding of intermediate features and may glow
+        even when blank paper maps to blank, so it is not measured.
+        """
+        if tile not in self._blank_max:
+            y = self._infer(np.zeros((tile, tile), np.float32))
+            m = self.margin
+            inner = y[m:tile - m, m:tile - m] if tile > 2 * m else y
+            self._blank_max[tile] = float(inner.max())
+        return self._blank_max[tile]
+
+    def tile_for(self, h: int, w: int, tile: int | None) -> int:
+        """The requested tile size on the stride grid, or the best one for the frame (0/None)."""
+        if not tile:
+            # A network with full-resolution feature maps (stride 1, like the seed's) holds far
+            # more memory per tile pixel, so it keeps to smaller tiles.
+            return tiling.auto_tile(h, w, self.margin, self.align, hi=1280 if self.align > 1 else 768)
+        return tiling.round_up(max(int(tile), 2 * self.margin + self.align), self.align)
+
+    def refine(
+        self,
+        coverage: np.ndarray,
+        tile: int | None = None,
+        skip_blank: bool = True,
+        progress: Callable[[int, int], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+        out_dtype: np.dtype = np.float32,
+    ) -> np.ndarray | None:
+        """Refined coverage by exact tiling; None when stopped."""
+        tile = self.tile_for(*coverage.shape[:2], tile)
+        image = coverage if coverage.dtype in (np.float16, np.float32) else coverage.astype(np.float32)
+        skip = skip_blank and self.blank_output(tile) <= BLANK_TOLERANCE
+        return tiling.run_tiled(image, self._infer, tile, self.margin, self.align, skip_blank=skip,
+                                progress=progress, should_stop=should_stop, out_dtype=out_dtype)
+
+    def refine_banded(
+        self,
+        shape: tuple[int, int],
+        fetch: Callable[[int, int], np.ndarray],
+        emit: Callable[[int, np.ndarray], None],
+        tile: int | None = None,
+        skip_blank: bool = True,
+        progress: Callable[[int, int], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+        out_dtype: np.dtype = np.float32,
+    ) -> bool:
+        """`refine` for an image that arrives and leaves in bands of rows (see tiling.run_banded)."""
+        h, w = shape
+        tile = self.tile_for(h, w, tile)
+        skip = skip_blank and self.blank_output(tile) <= BLANK_TOLERANCE
+        return tiling.run_banded(h, w, fetch, emit, self._infer, tile, self.margin, self.align, skip_blank=skip,
+                                 progress=progress, should_stop=should_stop, out_dtype=out_dtype)
+
+    def refine_whole(self, coverage: np.ndarray) -> np.ndarray:
+        """The reference: one pass over the blank-padded image (what tiling must equal)."""
+        h, w = coverage.shape
+        ph, pw = tiling.whole_size(h, w, self.margin, self.align)
+        canvas = np.zeros((ph, pw), np.float32)
+        canvas[self.margin:self.margin + h, self.margin:self.margin + w] = coverage
+        return self._infer(canvas)[self.margin:self.margin + h, self.margin:self.margin + w]
