@@ -15,7 +15,7 @@ import threading
 import time
 import traceback
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from .core.client import Cancelled, RequestError, WorkerClient, WorkerError, WorkerStartError
 from .core.conversion import from_coverage, to_coverage
@@ -134,8 +134,28 @@ class _Progress:
             sys.stderr.write("\n")
 
 
+def refine_file(client: WorkerClient, src: Path, dst: Path, style: Path, strength: float = 1.0, tile: int = 0,
+                progress: Callable[[int, int], None] | None = None) -> dict[str, float]:
+    """One file in, one file out; returns the seconds each step took (for the benchmark)."""
+    from .imagefiles import read_image, write_image
+
+    t0 = time.perf_counter()
+    pixels = read_image(src)
+    t1 = time.perf_counter()
+    line = to_coverage(pixels)
+    t2 = time.perf_counter()
+    refined = client.refine(line.coverage, style, tile=tile, progress=progress)
+    t3 = time.perf_counter()
+    out = from_coverage(line, refined, strength=strength)
+    t4 = time.perf_counter()
+    write_image(dst, out)
+    t5 = time.perf_counter()
+    return {"read": t1 - t0, "to_coverage": t2 - t1, "refine": t3 - t2, "from_coverage": t4 - t3,
+            "write": t5 - t4, "total": t5 - t0}
+
+
 def cmd_refine(args: argparse.Namespace) -> int:
-    from .imagefiles import ImageFileError, read_image, write_image
+    from .imagefiles import ImageFileError
 
     if not 0.0 <= args.strength <= 1.0:
         raise UsageError(f"--strength {args.strength} is outside 0..1")
@@ -157,9 +177,8 @@ def cmd_refine(args: argparse.Namespace) -> int:
             progress.file(i, src.name)
             t0 = time.perf_counter()
             try:
-                line = to_coverage(read_image(src))
-                refined = client.refine(line.coverage, style.path, tile=args.tile or 0, progress=progress.tiles)
-                write_image(dst, from_coverage(line, refined, strength=args.strength))
+                refine_file(client, src, dst, style.path, strength=args.strength, tile=args.tile or 0,
+                            progress=progress.tiles)
             except (WorkerStartError, RequestError):
                 raise  # the setup or the style: every file would fail the same way
             except (ImageFileError, ValueError, WorkerError) as exc:
@@ -173,8 +192,6 @@ def cmd_refine(args: argparse.Namespace) -> int:
                 failures += 1
                 crashes += crashed
                 continue
-            finally:
-                line = refined = None  # hold no frame while the next one is read
             if not args.quiet:
                 progress.close()
                 print(f"{src} -> {dst} ({time.perf_counter() - t0:.2f} s)", file=sys.stderr)
@@ -204,10 +221,10 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("refine", help="refine image files")
     r.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
     r.add_argument("-o", "--output", required=True, help="output file, or folder for several inputs")
-    r.add_argument("--style", default=None, help="style name or .keras path (default: default)")
+    r.add_argument("--style", default=None, help="style name, .keras or .tflite path (default: default)")
     r.add_argument("--strength", type=float, default=1.0, help="0 keeps the input lines, 1 fully refined")
     r.add_argument("--tile", type=int, default=None, help="tile size in pixels (default: the style's)")
-    r.add_argument("--threads", type=int, default=None, help="TensorFlow threads (default: all cores)")
+    r.add_argument("--threads", type=int, default=None, help="worker threads (default: all cores)")
     r.add_argument("--python", default=None, help="interpreter for the worker (default: LINERELIFER_PYTHON or this one)")
     r.add_argument("--quiet", action="store_true")
     r.add_argument("--debug", action="store_true", help="show tracebacks")

@@ -259,7 +259,7 @@ def test_worker_runs_bundled_litert_in_blenders_python(still_scene):
     TensorFlow (tests/test_blender_litert.py checks the same where only the bundled wheel has it)."""
     session = _addon_module("session")
     setup = session.worker_setup()
-    assert setup.backend == "litert" and setup.python == sys.executable and setup.site_dirs
+    assert setup.bundled and setup.backend == "auto" and setup.python == sys.executable
     assert bpy.ops.linerelifer.test_runtime() == {"FINISHED"}
     assert bpy.ops.linerelifer.refine_lines() == {"FINISHED"}
     client = session.get_client()

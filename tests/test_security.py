@@ -139,7 +139,7 @@ def test_subprocess_commands_are_lists() -> None:
                 if isinstance(el, ast.JoinedStr) and any(isinstance(v, ast.FormattedValue) for v in el.values) \
                         and i == 0:
                     bad.append(f"{where(path, call)}: the program name is formatted text")
-    assert seen >= 3, "the subprocess calls were not found"
+    assert seen >= 2, "the subprocess calls were not found"  # the worker's start and the build tool's
     assert not bad, "\n".join(bad)
 
 

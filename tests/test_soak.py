@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from conftest import line_image
 from linerelifer_addon.core.client import WorkerClient
@@ -27,10 +28,11 @@ def rss_kb(pid: int) -> int:
     raise AssertionError(f"no VmRSS for {pid}")
 
 
-def test_thousand_refinements_on_one_worker(default_style) -> None:
+@pytest.mark.parametrize("backend", ["litert", "tensorflow"])
+def test_thousand_refinements_on_one_worker(default_style, backend: str) -> None:
     frames = [line_image(96, 96, seed=s) for s in range(10)]
     samples: list[tuple[int, int, int]] = []  # (requests done, worker RSS kB, client RSS kB)
-    with WorkerClient(threads=1) as client:
+    with WorkerClient(threads=1, backend=backend) as client:
         expected = [client.refine(f, default_style) for f in frames]
         pid = client.pid
         t0 = time.monotonic()
@@ -42,6 +44,7 @@ def test_thousand_refinements_on_one_worker(default_style) -> None:
                 np.testing.assert_array_equal(out, expected[k])  # same answers all along
         seconds = time.monotonic() - t0
         assert client.pid == pid and client.starts == 1, "the worker was restarted"
+        assert client.last_stats["backend"] == backend
     print(f"\n{REQUESTS} refinements of 96×96 in {seconds:.1f} s ({1000 * seconds / REQUESTS:.1f} ms each)")
     print("requests  worker RSS MB  client RSS MB")
     for i, worker, own in samples:

@@ -33,12 +33,16 @@ runtime_status: dict = {}
 @dataclass(frozen=True)
 class WorkerSetup:
     python: str
-    backend: str  # what the worker is told: litert, or auto (its own choice per style)
-    site_dirs: tuple[str, ...] = ()
+    backend: str  # what the worker is told: auto (LiteRT for styles with a .tflite) or tensorflow
+    site_dirs: tuple[str, ...] = ()  # where Blender installed the bundled LiteRT wheel
+
+    @property
+    def bundled(self) -> bool:
+        return bool(self.site_dirs)
 
     @property
     def label(self) -> str:
-        return "LiteRT (bundled)" if self.backend == "litert" else f"Python {self.python}"
+        return "LiteRT (bundled), in Blender's Python" if self.bundled else f"Python {self.python}"
 
 
 def worker_setup(prefs=None) -> WorkerSetup:
@@ -52,8 +56,10 @@ def worker_setup(prefs=None) -> WorkerSetup:
         wanted = "auto"  # the worker reports the bad setting in one line
     site = litert_site()
     if not explicit and wanted != "tensorflow" and site:
-        return WorkerSetup(sys.executable, "litert", (site,))
-    return WorkerSetup(resolve_python(explicit), "auto" if wanted == "auto" else wanted)
+        # auto, not litert: a style with only a .keras file then gets TensorFlow where this
+        # Python has it, and one clear sentence where it has not.
+        return WorkerSetup(sys.executable, wanted, (site,))
+    return WorkerSetup(resolve_python(explicit), wanted)
 
 
 def worker_python(prefs=None) -> str:

@@ -25,10 +25,10 @@ def draw_runtime(layout, context, prefs=None, full=False):
     elif status.get("python") == setup.python and not status.get("ok"):
         col.label(text="Runtime problem", icon="ERROR")
         col.label(text=status.get("error", "")[:120])
-    elif setup.backend != "litert" and not os.path.isfile(setup.python):
+    elif not setup.bundled and not os.path.isfile(setup.python):
         col.label(text="Worker Python not found", icon="ERROR")
     else:
-        col.label(text=f"Runtime: {setup.label}", icon="CHECKMARK" if setup.backend == "litert" else "QUESTION")
+        col.label(text=f"Runtime: {setup.label}", icon="CHECKMARK" if setup.bundled else "QUESTION")
     if full:
         col.label(text=f"Interpreter: {setup.python}")
         if session.worker_alive():

@@ -277,12 +277,13 @@ class WorkerClient:
         self,
         coverage: np.ndarray,
         style: str | os.PathLike,
-        tile: int = 512,
+        tile: int = 0,
         progress: Callable[[int, int], None] | None = None,
         cancel: threading.Event | None = None,
         skip_blank: bool = True,
     ) -> np.ndarray:
-        """Refined coverage (float32, same shape) for an H×W coverage image.
+        """Refined coverage (float32, same shape) for an H×W coverage image; tile 0 lets the
+        worker choose the tile size for the frame.
 
         The pixels travel in bands of rows, as the worker asks for them (float16), and the
         result comes back band by band: neither process copies the whole frame at once.

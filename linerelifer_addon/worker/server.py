@@ -132,8 +132,9 @@ class Server:
         except ImportError as exc:  # engine.py imports no TensorFlow; a missing numpy would land here
             raise StyleError(f"the worker's Python {sys.executable} cannot run TensorFlow styles ({exc})") from None
         if importlib.util.find_spec("tensorflow") is None:
-            raise StyleError(f"style {style} has no LiteRT file and the worker's Python {sys.executable} has no "
-                             "TensorFlow; convert it with `python -m training export` or set the Worker Python")
+            raise StyleError(f"style {style} has no LiteRT file ({tflite_path(style).name}) and the worker's Python "
+                             f"{sys.executable} has no TensorFlow; convert it with `python -m training export` "
+                             "or set a Worker Python that has TensorFlow")
         if not self.tf_configured:  # TensorFlow's pools are set once, before its first op
             configure_threads(self.threads)
             self.tf_configured = True

@@ -35,6 +35,15 @@ class TiledEngine:
             raise StyleError(f"style metadata of {self.path} has no valid margin and align; re-export the style") from None
         self._blank_max: dict[int, float] = {}
 
+    @property
+    def max_tile(self) -> int:
+        """The largest tile the frame-by-frame choice may pick: it bounds a tile's activations.
+
+        A network with full-resolution feature maps (stride 1, like the seed's) holds far more
+        memory per tile pixel, so it keeps to smaller tiles.
+        """
+        return 1280 if self.align > 1 else 768
+
     def _infer(self, x: np.ndarray) -> np.ndarray:
         """One tile through the network; float16 in gives float16 out, else float32."""
         raise NotImplementedError
@@ -56,9 +65,7 @@ class TiledEngine:
     def tile_for(self, h: int, w: int, tile: int | None) -> int:
         """The requested tile size on the stride grid, or the best one for the frame (0/None)."""
         if not tile:
-            # A network with full-resolution feature maps (stride 1, like the seed's) holds far
-            # more memory per tile pixel, so it keeps to smaller tiles.
-            return tiling.auto_tile(h, w, self.margin, self.align, hi=1280 if self.align > 1 else 768)
+            return tiling.auto_tile(h, w, self.margin, self.align, hi=self.max_tile)
         return tiling.round_up(max(int(tile), 2 * self.margin + self.align), self.align)
 
     def refine(

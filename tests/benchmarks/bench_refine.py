@@ -1,13 +1,18 @@
-"""Benchmark: the default style against the seed architecture, through the real worker.
+"""Benchmark: the default style on each backend (and optionally the seed architecture),
+through the real worker, engine-only and end to end (file in, file out).
 
-    .venv/bin/python tests/benchmarks/bench_refine.py [--runs 5] [--json out/bench.json]
+    .venv/bin/python tests/benchmarks/bench_refine.py [--runs 5] [--sizes 1080p,4K] [--seed-arch]
+                                                      [--json out/bench_refine.json]
 
 Inputs are synthetic line drawings (training/synth.py) tiled up to each frame size, with
-5-10 % ink. Each configuration gets a fresh worker, so cold start and peak RSS are its own.
-The seed architecture runs with random weights (timing only), exported by the project's
-own export code to a temporary style, in float32 as the seed ran it (`--seed-precision`);
-the default style runs in the worker's own choice (bfloat16 where the CPU has it natively,
-LINERELIFER_PRECISION overrides). Not part of the test run.
+5-10 % ink, written as 8-bit PNGs (dark lines on white). Each row gets a fresh worker, so its
+cold start (spawn to first result) and peak RSS are its own. Per warm frame it reports the
+worker's own time (engine), the client's round trip (array in, array out) and the CLI's
+per-file path (`cli.refine_file`: read PNG, convert, refine, convert back, write PNG), with
+the end-to-end steps apart. LiteRT runs float32; TensorFlow runs in its own choice
+(bfloat16 where the CPU has it natively; LINERELIFER_PRECISION overrides). The seed
+architecture (`--seed-arch`, random weights, timing only) runs on TensorFlow in float32 as
+the seed did. Not part of the test run.
 """
 from __future__ import annotations
 
@@ -26,6 +31,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from linerelifer_addon.cli import refine_file  # noqa: E402
+from linerelifer_addon.core.backends import BACKEND_ENV  # noqa: E402
 from linerelifer_addon.core.client import WorkerClient  # noqa: E402
 from linerelifer_addon.worker.engine import PRECISION_ENV, PRECISIONS  # noqa: E402
 
@@ -58,77 +65,104 @@ def seed_style(folder: Path) -> Path:
                         {"command": "benchmark (random weights, timing only)"})
 
 
-def measure(style: Path, image: np.ndarray, runs: int, threads: int | None, tile: int | None,
-            precision: str | None = None) -> dict:
-    saved = os.environ.get(PRECISION_ENV)
-    if precision:
-        os.environ[PRECISION_ENV] = precision  # read when the worker starts
-    client = WorkerClient(threads=threads, reply_timeout=600)
-    try:
-        t0 = time.perf_counter()
-        client.refine(image, style, tile=tile or 0)
-        cold = time.perf_counter() - t0
-        rounds, infer = [], []
-        for _ in range(runs):
-            t = time.perf_counter()
-            client.refine(image, style, tile=tile or 0)
-            rounds.append(time.perf_counter() - t)
-            infer.append(float(client.last_stats["seconds"]))
-        peak = float(client.last_stats["rss_peak_mb"] or 0)
-        used = str(client.last_stats.get("precision") or "?")
-    finally:
-        client.close()
-        if saved is None:
-            os.environ.pop(PRECISION_ENV, None)
-        else:
-            os.environ[PRECISION_ENV] = saved
-    med, med_inf = statistics.median(rounds), statistics.median(infer)
-    return {"median_s": med, "min_s": min(rounds), "max_s": max(rounds), "inference_s": med_inf,
-            "overhead_pct": 100.0 * (med - med_inf) / med_inf, "mpix_per_s": image.size / 1e6 / med,
-            "cold_start_s": cold, "peak_rss_mb": peak, "runs": runs, "precision": used}
+class _Env:
+    """Environment settings the worker reads when it starts, for one row."""
+
+    def __init__(self, **values: str | None) -> None:
+        self.values, self.saved = values, {}
+
+    def __enter__(self) -> None:
+        for k, v in self.values.items():
+            self.saved[k] = os.environ.get(k)
+            if v is not None:
+                os.environ[k] = v
+
+    def __exit__(self, *exc: object) -> None:
+        for k, v in self.saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def measure(style: Path, png: Path, out: Path, runs: int, threads: int | None, tile: int | None,
+            backend: str, precision: str | None = None) -> dict:
+    from linerelifer_addon.core.conversion import to_coverage
+    from linerelifer_addon.imagefiles import read_image
+
+    coverage = to_coverage(read_image(png)).coverage
+    with _Env(**{PRECISION_ENV: precision, BACKEND_ENV: backend}):
+        client = WorkerClient(threads=threads, reply_timeout=600)
+        try:
+            t0 = time.perf_counter()
+            client.refine(coverage, style, tile=tile or 0)
+            cold = time.perf_counter() - t0
+            engine, round_trip, e2e, steps = [], [], [], []
+            for _ in range(runs):
+                t = time.perf_counter()
+                client.refine(coverage, style, tile=tile or 0)
+                round_trip.append(time.perf_counter() - t)
+                engine.append(float(client.last_stats["seconds"]))
+                parts = refine_file(client, png, out, style, tile=tile or 0)
+                e2e.append(parts["total"])
+                steps.append(parts)
+            peak = float(client.last_stats["rss_peak_mb"] or 0)
+            used = f"{client.last_stats.get('backend')}/{client.last_stats.get('precision')}"
+        finally:
+            client.close()
+    med = statistics.median
+    return {"engine_s": med(engine), "round_trip_s": med(round_trip), "end_to_end_s": med(e2e),
+            "e2e_min_s": min(e2e), "e2e_max_s": max(e2e), "e2e_over_engine": med(e2e) / med(engine),
+            "steps_s": {k: med([p[k] for p in steps]) for k in steps[0]},
+            "mpix_per_s": coverage.size / 1e6 / med(engine), "cold_start_s": cold, "peak_rss_mb": peak,
+            "runs": runs, "backend": used}
 
 
 def main() -> int:
+    import cv2
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--tile", type=int, default=None)
+    ap.add_argument("--sizes", default="1080p,4K", help=f"comma-separated, of {', '.join(SIZES)}")
+    ap.add_argument("--backends", default="litert,tensorflow")
     ap.add_argument("--style", default=str(ROOT / "linerelifer_addon" / "styles" / "default.keras"))
-    ap.add_argument("--skip-seed", action="store_true", help="only the default style")
+    ap.add_argument("--seed-arch", action="store_true", help="also time the seed architecture (minutes)")
     ap.add_argument("--seed-precision", default="float32", choices=(*PRECISIONS, "auto"),
                     help="precision the seed architecture runs in (default: float32, as the seed ran)")
     ap.add_argument("--json", default=str(ROOT / "out" / "bench_refine.json"))
     args = ap.parse_args()
 
-    images = {name: drawing(*hw) for name, hw in SIZES.items()}
+    sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        seed = None if args.skip_seed else seed_style(Path(tmp))
-        plan = [("default", Path(args.style), "1080p"), ("seed arch", seed, "1080p"),
-                ("default", Path(args.style), "4K"), ("seed arch", seed, "4K"), ("default", Path(args.style), "8K")]
-        for label, style, size in plan:
-            if style is None:
-                continue
-            img = images[size]
-            print(f"measuring {label} at {size} ({img.shape[1]}x{img.shape[0]}, ink {100 * np.mean(img > 0.25):.1f} %)",
-                  file=sys.stderr, flush=True)
-            runs = args.runs if label == "default" or size == "1080p" else max(3, args.runs // 2 + 1)
-            r = measure(style, img, runs, args.threads, args.tile,
-                        args.seed_precision if label == "seed arch" else None)
-            rows.append({"style": label, "size": size, **r})
-    by = {(r["style"], r["size"]): r for r in rows}
-    for r in rows:
-        base = by.get(("seed arch", r["size"]))
-        r["speedup_vs_seed"] = base["median_s"] / r["median_s"] if base and r["style"] == "default" else None
+        tmp = Path(tmp)
+        seed = seed_style(tmp) if args.seed_arch else None
+        for size in sizes:
+            img = drawing(*SIZES[size])
+            png = tmp / f"lines_{size}.png"
+            cv2.imwrite(str(png), np.rint((1.0 - img) * 255).astype(np.uint8))
+            plan = [("default", Path(args.style), b, None) for b in args.backends.split(",")]
+            if seed is not None and size != "8K":
+                plan.append(("seed arch", seed, "tensorflow", args.seed_precision))
+            for label, style, backend, precision in plan:
+                print(f"measuring {label} on {backend} at {size} ({img.shape[1]}x{img.shape[0]}, "
+                      f"ink {100 * np.mean(img > 0.25):.1f} %)", file=sys.stderr, flush=True)
+                runs = args.runs if label == "default" or size == "1080p" else max(3, args.runs // 2 + 1)
+                r = measure(style, png, tmp / f"out_{size}.png", runs, args.threads, args.tile, backend, precision)
+                rows.append({"style": label, "size": size, **r})
 
-    head = (f"{'style':<10}{'size':<7}{'precision':>10}{'median s':>9}{'min s':>8}{'MPix/s':>8}{'vs seed':>9}"
-            f"{'peak RSS MB':>12}{'cold s':>8}{'overhead':>9}{'runs':>5}")
+    head = (f"{'style':<10}{'size':<7}{'backend':>20}{'engine s':>9}{'trip s':>8}{'e2e s':>8}{'e2e/eng':>8}"
+            f"{'cold s':>8}{'RSS MB':>8}{'MPix/s':>8}  e2e steps (read/to_cov/refine/from_cov/write s)")
     print(head)
     print("-" * len(head))
     for r in rows:
-        sp = f"{r['speedup_vs_seed']:.1f}x" if r["speedup_vs_seed"] else "-"
-        print(f"{r['style']:<10}{r['size']:<7}{r['precision']:>10}{r['median_s']:>9.3f}{r['min_s']:>8.3f}{r['mpix_per_s']:>8.2f}"
-              f"{sp:>9}{r['peak_rss_mb']:>12.0f}{r['cold_start_s']:>8.2f}{r['overhead_pct']:>8.1f}%{r['runs']:>5}")
+        st = r["steps_s"]
+        steps = "/".join(f"{st[k]:.3f}" for k in ("read", "to_coverage", "refine", "from_coverage", "write"))
+        print(f"{r['style']:<10}{r['size']:<7}{r['backend']:>20}{r['engine_s']:>9.3f}{r['round_trip_s']:>8.3f}"
+              f"{r['end_to_end_s']:>8.3f}{r['e2e_over_engine']:>8.2f}{r['cold_start_s']:>8.2f}{r['peak_rss_mb']:>8.0f}"
+              f"{r['mpix_per_s']:>8.2f}  {steps}")
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"cpu_count": os.cpu_count(), "rows": rows}, indent=2) + "\n")
