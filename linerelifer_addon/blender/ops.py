@@ -16,8 +16,8 @@ from ..core.client import Cancelled, WorkerError
 from ..core.runtime import REQUIREMENTS, probe_python
 from . import pipeline, session
 from .common import first_sentence, get_prefs, is_blender_binary, log
+from .state import busy as _busy, install_state
 
-_busy = {"refine": False, "install": False, "probe": False}
 
 
 class _Worker(threading.Thread):
@@ -212,9 +212,6 @@ _OFFLINE_MARKERS = (
     "Could not find a version that satisfies", "ConnectTimeoutError", "ProxyError", "SSLError",
     "getaddrinfo failed", "Max retries exceeded",
 )
-
-# Shown in the preferences while an install runs.
-install_state = {"running": False, "line": "", "error": "", "done": False}
 
 
 class LINERELIFER_OT_install_runtime(bpy.types.Operator):

@@ -1,16 +1,15 @@
-"""Scene settings (``scene.linerelifer``) and the add-on preferences."""
+"""Scene settings (``scene.linerelifer``): what a render is refined with."""
 
 from __future__ import annotations
 
 import zlib
 
 import bpy
-from bpy.props import (BoolProperty, EnumProperty, FloatProperty, FloatVectorProperty,
-                       IntProperty, StringProperty)
+from bpy.props import BoolProperty, EnumProperty, FloatProperty, FloatVectorProperty, IntProperty
 
 from ..core import styles as _core_styles
 from ..core.styles import StyleError, list_styles, resolve_style
-from .common import ADDON_ID, style_dirs
+from .common import style_dirs
 
 NO_STYLE = "__NONE__"
 DEFAULT_STYLE = getattr(_core_styles, "DEFAULT_STYLE", "default")
@@ -105,26 +104,4 @@ class LINERELIFER_PG_settings(bpy.types.PropertyGroup):
         return tuple(self.color) if self.color_mode == "OVERRIDE" else None
 
 
-class LINERELIFER_AP_preferences(bpy.types.AddonPreferences):
-    bl_idname = ADDON_ID
-
-    python_path: StringProperty(
-        name="Worker Python", subtype="FILE_PATH", default="",
-        description=("Python interpreter with TensorFlow that runs the network; empty uses the "
-                     "installed runtime, $LINERELIFER_PYTHON or Blender's own Python"),
-    )
-    system_python: StringProperty(
-        name="System Python", subtype="FILE_PATH", default="",
-        description="Python 3.10-3.12 used to create the runtime (empty: python3 on PATH)",
-    )
-    threads: IntProperty(
-        name="Worker Threads", default=0, min=0, max=256,
-        description="CPU threads for the network (0: automatic)",
-    )
-
-    def draw(self, context):
-        from . import ui
-        ui.draw_runtime(self.layout, context, prefs=self, full=True)
-
-
-classes = (LINERELIFER_PG_settings, LINERELIFER_AP_preferences)
+classes = (LINERELIFER_PG_settings,)

@@ -6,7 +6,8 @@ import os
 
 import bpy
 
-from . import ops, session
+from . import session
+from .state import busy, install_state
 from .common import RESULT_IMAGE, get_prefs
 from .pipeline import freestyle_pass_enabled
 
@@ -18,10 +19,10 @@ def draw_runtime(layout, context, prefs=None, full=False):
     box = layout.box()
     col = box.column(align=True)
     status = session.runtime_status
-    if ops.install_state.get("running"):
+    if install_state.get("running"):
         col.label(text="Installing runtime...", icon="SORTTIME")
-        col.label(text=ops.install_state.get("line", "")[:90])
-    elif status.get("checking") and ops._busy["probe"]:
+        col.label(text=install_state.get("line", "")[:90])
+    elif status.get("checking") and busy["probe"]:
         col.label(text="Checking runtime...", icon="SORTTIME")
     elif status.get("python") == python and status.get("ok"):
         v = status.get("versions", {})
@@ -38,8 +39,8 @@ def draw_runtime(layout, context, prefs=None, full=False):
         col.label(text=f"Interpreter: {python}")
         if session.worker_alive():
             col.label(text="Worker running (kept warm between renders)", icon="PLAY")
-        if ops.install_state.get("error"):
-            col.label(text=ops.install_state["error"][:120], icon="ERROR")
+        if install_state.get("error"):
+            col.label(text=install_state["error"][:120], icon="ERROR")
     row = box.row(align=True)
     row.operator("linerelifer.test_runtime", icon="CHECKBOX_HLT")
     if full:
