@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import bpy
 import numpy as np
 
-from . import exr
+from . import exr, nodes
 from .common import IS_5
 
 RENDER_RESULT = "Render Result"
@@ -77,6 +77,11 @@ def exr_output_settings(scene):
                 pass
 
 
+def composited(scene) -> bool:
+    """Whether the render went through the scene's compositor (its output is the image)."""
+    return bool(scene.render.use_compositing and nodes.compositor_tree(scene) is not None)
+
+
 def has_render_result() -> bool:
     img = bpy.data.images.get(RENDER_RESULT)
     return img is not None and img.type == "RENDER_RESULT"
@@ -113,6 +118,8 @@ def save_render_passes(scene, want_combined: bool = True) -> RenderCapture:
         fake = dict.fromkeys(names)
         fs_prefix = exr.find_layer(fake, "Freestyle", view_layer)
         cb_prefix = exr.find_layer(fake, "Combined", view_layer) if want_combined else None
+        if want_combined and composited(scene) and "Composite.Combined.R" in fake:
+            cb_prefix = "Composite.Combined"  # what the compositor made of the render
         keep = tuple(p + "." for p in (fs_prefix, cb_prefix) if p)
         if not keep:
             channels = {}

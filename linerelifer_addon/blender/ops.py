@@ -16,7 +16,7 @@ from ..core.client import Cancelled, WorkerError
 from ..core.runtime import REQUIREMENTS, probe_python
 from . import pipeline, session
 from .common import first_sentence, get_prefs, is_blender_binary, log
-from .state import busy as _busy, install_state
+from .state import busy as _busy, install_state, render as _render_job
 
 
 
@@ -44,6 +44,15 @@ def _error_text(ex: BaseException) -> str:
 
 # -- Refine Lines --------------------------------------------------------------------
 
+def render_running() -> bool:
+    """A render job is running (its handlers may be writing frames): Refine Lines, which
+    saves the render through the output settings, must wait for it."""
+    if _render_job.running:
+        return True
+    is_job_running = getattr(bpy.app, "is_job_running", None)
+    return bool(is_job_running and is_job_running("RENDER"))
+
+
 class LINERELIFER_OT_refine_lines(bpy.types.Operator):
     """Refine the Freestyle lines of the latest render with the selected style"""
 
@@ -65,6 +74,9 @@ class LINERELIFER_OT_refine_lines(bpy.types.Operator):
     def poll(cls, context):
         if _busy["refine"]:
             cls.poll_message_set("A refinement is already running")
+            return False
+        if render_running():
+            cls.poll_message_set("A render is running; refine its lines when it has finished")
             return False
         return context.scene is not None
 

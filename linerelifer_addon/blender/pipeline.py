@@ -155,10 +155,12 @@ def apply_still(context, scene, result: np.ndarray, lines: np.ndarray, show: boo
     """Store the results as images, feed the compositor node, show the result."""
     res_img = capture.array_to_image(RESULT_IMAGE, result, float_buffer=True)
     lines_img = capture.array_to_image(LINES_IMAGE, lines, float_buffer=True)
+    # Shown and saved as the render is: through the scene's view transform.
+    res_img.use_view_as_render = True
     try:
-        nodes.attach_lines_image(scene, lines_img)
+        nodes.remove_lines_node(scene)  # what earlier versions left in the compositor
     except Exception as ex:  # the compositor is optional; never fail the refinement
-        log(f"could not add the compositor node ({ex})")
+        log(f"could not remove the old compositor node ({ex})")
     if show:
         show_in_image_editor(context, res_img)
     return res_img, lines_img
@@ -230,20 +232,6 @@ def written_frame_path(scene, since: float) -> str | None:
     if not found:
         return None
     return max(found)[1]
-
-
-def capture_frame_lines(scene):
-    """In render_write: the Freestyle pass of the frame just rendered, or None
-    when the lines are baked into the frame (pass off)."""
-    if not freestyle_pass_enabled(scene):
-        return None
-    try:
-        cap = capture.save_render_passes(scene, want_combined=False)
-    except CaptureError as ex:
-        raise RefineError(str(ex)) from None
-    if cap.freestyle is None:
-        raise RefineError("The render has no Freestyle pass")
-    return cap.freestyle
 
 
 def prepare_frame(scene, frame_path: str, freestyle: np.ndarray | None, frame: int) -> Job:

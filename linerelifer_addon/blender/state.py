@@ -11,3 +11,20 @@ busy = {"refine": False, "install": False, "probe": False}
 
 # Shown in the preferences while an install runs.
 install_state = {"running": False, "line": "", "error": "", "done": False}
+
+
+class RenderJob:
+    """The render in progress, as the handlers saw it (set from whichever thread runs them)."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self, running: bool = False, auto: bool = False, since: float = 0.0) -> None:
+        self.running = running  # a render job is running: Refine Lines waits
+        self.auto = auto  # auto-refine is on for it
+        self.since = since  # wall-clock start, to tell the frames it wrote
+        self.frames = 0  # frames written so far
+        self.refused: str | None = None  # why auto-refine gave up on this job (logged once)
+
+
+render = RenderJob()
