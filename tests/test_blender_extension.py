@@ -129,7 +129,7 @@ def test_zip_builds_validates_and_installs(build_mod, built_zip, addon):
     assert hasattr(bpy.types, "LINERELIFER_PT_render") and hasattr(bpy.types, "LINERELIFER_PT_image")
     settings = bpy.context.scene.linerelifer
     assert settings.strength == 1.0 and settings.tile_size == 0  # 0: tile size chosen per frame
-    assert settings.output_mode == "SEPARATE_FOLDER" and not settings.auto_refine
+    assert settings.output_mode == "OVERWRITE_KEEP_ORIGINALS" and not settings.auto_refine
     prefs = bpy.context.preferences.addons[addon].preferences
     assert hasattr(prefs, "python_path")
 
@@ -189,6 +189,7 @@ def test_refine_lines_still(still_scene):
 def test_auto_refine_animation(addon, tmp_path, capfd):
     scene = build_scene(width=W, height=H, samples=1, frames=(1, 3))
     scene.linerelifer.auto_refine = True
+    scene.linerelifer.output_mode = "SEPARATE_FOLDER"
     out = tmp_path / "frames"
     scene.render.filepath = str(out / "frame_")
     capfd.readouterr()
@@ -285,6 +286,108 @@ def test_install_runtime_creates_a_working_venv(addon):
         prefs.python_path = ""
         system.use_online_access = was_online
 
+
+# -- farm renders ---------------------------------------------------------------------
+
+@pytest.fixture()
+def farm_condition():
+    """Reproduce what ``blender -b file.blend -a`` gives the handlers: RE_RenderAnim with no
+    "Render Result" image.  The bpy module cannot run ``-a``; its render operator creates the
+    image and then calls the same RE_RenderAnim that ``-a`` calls.  Handlers put *before* the
+    extension's remove the image at render_init and again at render_write (Blender 5.0's
+    compositor makes one while it composites a frame, farm or not), so each of the extension's
+    handlers runs as on a farm: same pipeline, same order, same main thread, no such image.
+    The fixture yields what a probe saw just before the extension's render_write."""
+    seen: list[list[str]] = []
+
+    @bpy.app.handlers.persistent
+    def remove_render_result(scene, *args):
+        for img in [i for i in bpy.data.images if i.type == "RENDER_RESULT"]:
+            bpy.data.images.remove(img)
+
+    @bpy.app.handlers.persistent
+    def probe(scene, *args):
+        seen.append([i.name for i in bpy.data.images if i.type == "RENDER_RESULT"])
+
+    bpy.app.handlers.render_init.insert(0, remove_render_result)
+    bpy.app.handlers.render_write.insert(0, probe)
+    bpy.app.handlers.render_write.insert(0, remove_render_result)
+    yield seen
+    bpy.app.handlers.render_init.remove(remove_render_result)
+    bpy.app.handlers.render_write.remove(remove_render_result)
+    bpy.app.handlers.render_write.remove(probe)
+
+
+def _frame_pixels(path) -> np.ndarray:
+    capture = _addon_module("capture")
+    img = bpy.data.images.load(str(path))
+    try:
+        return capture.image_to_array(img)
+    finally:
+        bpy.data.images.remove(img)
+
+
+def _compositor_state(scene):
+    if bpy.app.version >= (5, 0, 0):
+        return (scene.compositing_node_group, len(bpy.data.node_groups))
+    return (scene.use_nodes, len(scene.node_tree.nodes) if scene.node_tree else 0)
+
+
+def test_farm_render_with_the_pass_and_no_render_result(addon, tmp_path, capfd, farm_condition):
+    scene = build_scene(width=W, height=H, samples=1, frames=(1, 3))
+    scene.linerelifer.auto_refine = True
+    assert scene.linerelifer.output_mode == "OVERWRITE_KEEP_ORIGINALS"  # the default
+    out = tmp_path / "frames"
+    scene.render.filepath = str(out / "frame_")
+    compositor_before = _compositor_state(scene)
+    capfd.readouterr()
+    assert bpy.ops.render.render(animation=True) == {"FINISHED"}
+    log = capfd.readouterr().out
+
+    assert farm_condition == [[], [], []], "a Render Result image existed while frames were written"
+    names = [f"frame_{i:04d}.png" for i in (1, 2, 3)]
+    originals = tmp_path / "frames_originals"
+    assert sorted(p.name for p in out.glob("*.png")) == names  # refined, at the output path
+    assert sorted(p.name for p in originals.glob("*.png")) == names  # originals kept beside it
+    for n in names:
+        refined, original = _frame_pixels(out / n), _frame_pixels(originals / n)
+        assert refined.shape == original.shape == (H, W, 4)
+        assert np.abs(refined - original).mean() > 1e-3, f"{n} was not refined"
+    lines = re.findall(r"^LineRelifer: frame (\d+): \S+ -> \S+ \(\d+\.\d+ s\)$", log, re.M)
+    assert lines == ["1", "2", "3"], log
+    # What render_init added is gone: the scene's compositor is as it was, no pass files left.
+    assert _compositor_state(scene) == compositor_before
+    assert not _addon_module("passnode")._added
+    assert not list(Path(tempfile.gettempdir()).glob("linerelifer-pass-*"))
+
+
+def test_worker_that_cannot_start_is_tried_once_per_render(addon, tmp_path, capfd, farm_condition):
+    starts = tmp_path / "starts.txt"
+    fake = tmp_path / "python3"
+    fake.write_text(f"#!/bin/sh\necho started >> '{starts}'\necho 'no TensorFlow here' >&2\nexit 3\n")
+    fake.chmod(0o755)
+    scene = build_scene(width=W, height=H, samples=1, frames=(1, 3))
+    scene.linerelifer.auto_refine = True
+    out = tmp_path / "frames"
+    scene.render.filepath = str(out / "frame_")
+    prefs = bpy.context.preferences.addons[PKG].preferences
+    prefs.python_path = str(fake)
+    try:
+        capfd.readouterr()
+        assert bpy.ops.render.render(animation=True) == {"FINISHED"}
+        log = capfd.readouterr().out
+    finally:
+        prefs.python_path = ""
+    ours = [line for line in log.splitlines() if line.startswith("LineRelifer:")]
+    assert len(ours) == 1, ours
+    assert "could not start" in ours[0] and "stopped for this render" in ours[0], ours[0]
+    assert starts.read_text().splitlines() == ["started"], "the worker start was retried"
+    # The render itself is untouched: three frames, nothing refined, nothing moved.
+    assert sorted(p.name for p in out.glob("*.png")) == [f"frame_{i:04d}.png" for i in (1, 2, 3)]
+    assert not (tmp_path / "frames_originals").exists()
+
+
+# -- last: disabling the add-on ---------------------------------------------------
 
 def test_enable_freestyle_pass_and_disable_cleans_up(addon):
     scene = build_scene(width=W, height=H, as_render_pass=False)

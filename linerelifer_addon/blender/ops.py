@@ -15,7 +15,7 @@ import bpy
 from ..core.client import Cancelled, WorkerError
 from ..core.runtime import REQUIREMENTS, probe_python
 from . import pipeline, session
-from .common import first_sentence, get_prefs, is_blender_binary, log
+from .common import RESULT_IMAGE, first_sentence, get_prefs, is_blender_binary, log
 from .state import busy as _busy, install_state, render as _render_job
 
 
@@ -182,6 +182,40 @@ class LINERELIFER_OT_refine_lines(bpy.types.Operator):
         if self._cancel is not None:
             self._cancel.set()
         self._end(context)
+
+
+# -- Save the result -----------------------------------------------------------------
+
+class LINERELIFER_OT_save_result(bpy.types.Operator):
+    """Save the refined render as the Image Editor shows it: the scene's view transform and output format"""
+
+    bl_idname = "linerelifer.save_result"
+    bl_label = "Save Refined Render"
+    bl_options = {"REGISTER"}
+
+    filepath: bpy.props.StringProperty(subtype="FILE_PATH", options={"SKIP_SAVE"})
+
+    @classmethod
+    def poll(cls, context):
+        if bpy.data.images.get(RESULT_IMAGE) is None:
+            cls.poll_message_set("Refine the lines of a render first")
+            return False
+        return context.scene is not None
+
+    def invoke(self, context, event):
+        if not self.filepath:
+            self.filepath = bpy.path.ensure_ext("//refined", context.scene.render.file_extension)
+        context.window_manager.fileselect_add(self)
+        return {"RUNNING_MODAL"}
+
+    def execute(self, context):
+        try:
+            path = pipeline.save_result(context.scene, self.filepath)
+        except Exception as ex:
+            self.report({"ERROR"}, _error_text(ex))
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"Saved {path}")
+        return {"FINISHED"}
 
 
 # -- Freestyle pass ------------------------------------------------------------------
@@ -475,6 +509,7 @@ def _versions_text(versions: dict) -> str:
 
 classes = (
     LINERELIFER_OT_refine_lines,
+    LINERELIFER_OT_save_result,
     LINERELIFER_OT_enable_freestyle_pass,
     LINERELIFER_OT_install_runtime,
     LINERELIFER_OT_test_runtime,

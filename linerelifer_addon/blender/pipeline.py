@@ -26,7 +26,7 @@ from ..core.styles import StyleError
 from . import capture, nodes
 from .capture import (CaptureError, linear_to_srgb, premultiply, srgb_to_linear,
                       unpremultiply)
-from .common import LINES_IMAGE, RESULT_IMAGE, log
+from .common import LINES_IMAGE, RESULT_IMAGE, first_sentence, log
 from .props import style_path
 
 
@@ -164,6 +164,26 @@ def apply_still(context, scene, result: np.ndarray, lines: np.ndarray, show: boo
     if show:
         show_in_image_editor(context, res_img)
     return res_img, lines_img
+
+
+def save_result(scene, filepath: str) -> str:
+    """Write ``LineRelifer Result`` as the Image Editor shows it (view as render): through the
+    scene's view transform, look, exposure and gamma, in the scene's output format -- what
+    Blender's own "Save as Render" does.  Returns the path written."""
+    img = bpy.data.images.get(RESULT_IMAGE)
+    if img is None:
+        raise RefineError(f"There is no image '{RESULT_IMAGE}' to save; refine the lines of a render first")
+    if not filepath:
+        raise RefineError("No file path was given for the refined render")
+    path = bpy.path.abspath(filepath)
+    if scene.render.use_file_extension:
+        path = bpy.path.ensure_ext(path, scene.render.file_extension)
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    try:
+        img.save_render(path, scene=scene)
+    except RuntimeError as ex:
+        raise RefineError(f"The refined render could not be saved to {path} ({first_sentence(ex)})") from None
+    return path
 
 
 def show_in_image_editor(context, img) -> bool:

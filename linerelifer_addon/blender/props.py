@@ -97,7 +97,9 @@ class LINERELIFER_PG_settings(bpy.types.PropertyGroup):
             ("OVERWRITE_KEEP_ORIGINALS", "Overwrite, Keep Originals",
              "Copy the original frames to '<output folder>_originals' and overwrite them with the refined ones"),
         ),
-        default="SEPARATE_FOLDER",
+        # A farm's next step (comp, encode, review) reads the scene's output path: refined frames
+        # go there, and nothing is lost because the originals are copied aside first.
+        default="OVERWRITE_KEEP_ORIGINALS",
     )
 
     def line_color(self):
