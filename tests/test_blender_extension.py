@@ -18,6 +18,7 @@ import re
 import shutil
 import sys
 import tempfile
+import time
 import zipfile
 from pathlib import Path
 
@@ -386,6 +387,157 @@ def test_worker_that_cannot_start_is_tried_once_per_render(addon, tmp_path, capf
     assert sorted(p.name for p in out.glob("*.png")) == [f"frame_{i:04d}.png" for i in (1, 2, 3)]
     assert not (tmp_path / "frames_originals").exists()
 
+
+
+# -- UI renders (what background mode can run of them) -------------------------------
+
+def _blender_state(scene) -> dict:
+    """What a handler could write: every data-block's name, the scene's render, output,
+    colour, view-layer, Freestyle and LineRelifer settings, its compositor's nodes and links,
+    and which of the extension's functions are registered as timers."""
+    def props(struct) -> dict:
+        out = {}
+        for p in struct.bl_rna.properties:
+            if p.type in ("POINTER", "COLLECTION"):
+                continue
+            try:
+                value = getattr(struct, p.identifier)
+            except (AttributeError, RuntimeError):
+                continue
+            out[p.identifier] = tuple(value) if hasattr(value, "__len__") and not isinstance(value, str) else value
+        return out
+
+    state = {"ids": {a: sorted(i.name for i in getattr(bpy.data, a)) for a in dir(bpy.data)
+                     if isinstance(getattr(bpy.data, a, None), bpy.types.bpy_prop_collection)}}
+    structs = [scene, scene.render, scene.render.image_settings, scene.view_settings,
+               scene.display_settings, scene.linerelifer]
+    for vl in scene.view_layers:
+        structs += [vl, vl.freestyle_settings]
+    state["props"] = [props(s) for s in structs]
+    tree = _addon_module("nodes").compositor_tree(scene)
+    state["tree"] = None if tree is None else (
+        sorted((n.name, n.bl_idname, n.mute) for n in tree.nodes),
+        sorted((lk.from_node.name, lk.from_socket.identifier, lk.to_node.name, lk.to_socket.identifier)
+               for lk in tree.links))
+    timers = {}
+    for mod in ("handlers", "framequeue", "passnode", "pipeline"):
+        for name, fn in vars(_addon_module(mod)).items():
+            if callable(fn) and getattr(fn, "__module__", "") == f"{PKG}.blender.{mod}":
+                timers[f"{mod}.{name}"] = bpy.app.timers.is_registered(fn)
+    state["timers"] = timers
+    return state
+
+
+@pytest.fixture()
+def ui_render(addon, monkeypatch):
+    """The handlers' UI path (they take it when not in background mode) under background
+    bpy, with a probe around each of the extension's render handlers that compares what it
+    could write before and after the handler ran.  Yields the list of differences."""
+    handlers = _addon_module("handlers")
+    monkeypatch.setattr(handlers, "background_mode", lambda: False)
+    changed: list[str] = []
+    added = []
+    for name in ("render_init", "render_write", "render_complete"):
+        lst = getattr(bpy.app.handlers, name)
+        ours = next(h for h in lst if getattr(h, "__module__", "") == f"{PKG}.blender.handlers")
+        before: dict = {}
+
+        @bpy.app.handlers.persistent
+        def snap(scene, *args, before=before):
+            before["state"] = _blender_state(scene)
+
+        @bpy.app.handlers.persistent
+        def check(scene, *args, before=before, name=name):
+            after = _blender_state(scene)
+            for key in after:
+                if after[key] != before["state"][key]:
+                    changed.append(f"{name} changed {key}")
+
+        lst.insert(lst.index(ours), snap)
+        lst.insert(lst.index(ours) + 1, check)
+        added += [(lst, snap), (lst, check)]
+    yield changed
+    for lst, fn in added:
+        lst.remove(fn)
+    _addon_module("framequeue").clear("test over")
+
+
+def test_ui_render_handlers_only_record(ui_render, tmp_path, capfd):
+    framequeue = _addon_module("framequeue")
+    scene = build_scene(width=W, height=H, samples=1, frames=(1, 3))
+    scene.linerelifer.auto_refine = True
+    out = tmp_path / "frames"
+    scene.render.filepath = str(out / "frame_")
+    framequeue.pump()  # the timer, between renders: puts the pass node in place
+    capfd.readouterr()
+    assert bpy.ops.render.render(animation=True) == {"FINISHED"}
+
+    assert ui_render == [], "the render handlers wrote Blender data or registered timers"
+    records = framequeue.pending()
+    assert [r.frame for r in records] == [1, 2, 3]
+    for r in records:  # paths, never pixels: the pass waits on disk
+        assert all(isinstance(v, (str, int, float)) for v in vars(r).values())
+        assert os.path.isfile(r.frame_path) and os.path.isfile(r.pass_path)
+    assert framequeue.arrays_held() == 0
+    assert not list((tmp_path / "frames_originals").glob("*")), "refined on the render thread"
+
+    held = []
+    for _ in range(2000):  # the timer's work, as Blender's event loop would run it
+        if not framequeue.pending() and not framequeue._current:
+            break
+        framequeue.pump()
+        held.append(framequeue.arrays_held())
+        time.sleep(0.02)
+    log = capfd.readouterr().out
+    assert max(held) == 1, "more than one frame's arrays were held at once"
+    assert re.findall(r"^LineRelifer: frame (\d+): ", log, re.M) == ["1", "2", "3"], log
+    names = [f"frame_{i:04d}.png" for i in (1, 2, 3)]
+    assert sorted(p.name for p in (tmp_path / "frames_originals").glob("*.png")) == names
+    for n in names:
+        assert np.abs(_frame_pixels(out / n) - _frame_pixels(tmp_path / "frames_originals" / n)).mean() > 1e-3
+    assert not any(os.path.exists(r.pass_path) for r in records), "pass files were left behind"
+
+
+def test_loading_a_file_drops_the_queue_with_one_line(ui_render, tmp_path, capfd):
+    framequeue = _addon_module("framequeue")
+    scene = build_scene(width=W, height=H, samples=1, frames=(1, 2))
+    scene.linerelifer.auto_refine = True
+    scene.render.filepath = str(tmp_path / "frames" / "frame_")
+    framequeue.pump()
+    assert bpy.ops.render.render(animation=True) == {"FINISHED"}
+    records = framequeue.pending()
+    assert len(records) == 2
+    capfd.readouterr()
+    bpy.ops.wm.read_homefile(use_empty=True, use_factory_startup=True)
+    log = capfd.readouterr().out
+    assert [ln for ln in log.splitlines() if ln.startswith("LineRelifer:")] == [
+        "LineRelifer: a file is being loaded: dropped frames 1, 2 not yet refined"]
+    assert framequeue.pending() == [] and framequeue.arrays_held() == 0
+    assert not any(os.path.exists(r.pass_path) for r in records)
+    assert not (tmp_path / "frames_originals").exists()
+
+
+def test_refine_lines_waits_for_a_running_render(addon, tmp_path):
+    scene = build_scene(width=W, height=H, samples=1, frames=(1, 1))
+    scene.render.filepath = str(tmp_path / "frame_")
+    seen = []
+
+    @bpy.app.handlers.persistent
+    def try_refine(scene, *args):
+        seen.append(bpy.ops.linerelifer.refine_lines.poll())
+        try:
+            bpy.ops.linerelifer.refine_lines()
+        except RuntimeError as ex:
+            seen.append(str(ex))
+
+    bpy.app.handlers.render_write.append(try_refine)
+    try:
+        assert bpy.ops.render.render(animation=True) == {"FINISHED"}
+    finally:
+        bpy.app.handlers.render_write.remove(try_refine)
+    assert seen[0] is False
+    assert "A render is running" in seen[1], seen
+    assert bpy.ops.linerelifer.refine_lines.poll()  # and again once it has finished
 
 # -- last: disabling the add-on ---------------------------------------------------
 
