@@ -288,6 +288,79 @@ def test_install_runtime_creates_a_working_venv(addon):
         system.use_online_access = was_online
 
 
+
+# -- the result where artists look ----------------------------------------------------
+
+def _srgb(x: np.ndarray) -> np.ndarray:
+    x = np.clip(x, 0.0, 1.0)
+    return np.where(x <= 0.0031308, x * 12.92, 1.055 * np.power(x, 1.0 / 2.4) - 0.055)
+
+
+def test_saved_result_is_what_the_image_editor_shows(still_scene, tmp_path):
+    """The result is shown "view as render" (the scene's view transform, here Standard with
+    +1 stop of exposure: display = sRGB(2 x linear)), and Save Refined Render writes exactly
+    that, in the scene's output format."""
+    still_scene.view_settings.view_transform = "Standard"
+    still_scene.view_settings.exposure = 1.0
+    ims = still_scene.render.image_settings
+    ims.file_format, ims.color_mode, ims.color_depth = "PNG", "RGBA", "16"
+    assert bpy.ops.linerelifer.refine_lines() == {"FINISHED"}
+    img = bpy.data.images["LineRelifer Result"]
+    assert img.use_view_as_render
+    result = _image_rgba("LineRelifer Result")
+    shown = _srgb(2.0 * result[..., :3])
+    assert np.abs(shown - _srgb(result[..., :3])).max() > 0.1  # the transform matters here
+
+    path = tmp_path / "refined.png"
+    assert bpy.ops.linerelifer.save_result(filepath=str(path)) == {"FINISHED"}
+    saved_img = bpy.data.images.load(str(path))
+    saved_img.colorspace_settings.name = "Non-Color"  # the file's own values
+    saved = _image_rgba(saved_img.name)
+    bpy.data.images.remove(saved_img)
+    assert saved.shape == result.shape
+    np.testing.assert_allclose(saved[..., :3], shown, atol=1.5 / 65535)
+
+
+def _invert_in_compositor(scene) -> None:
+    if bpy.app.version >= (5, 0, 0):
+        tree = bpy.data.node_groups.new("Invert", "CompositorNodeTree")
+        rl = tree.nodes.new("CompositorNodeRLayers")
+        rl.scene = scene
+        out = tree.nodes.new("NodeGroupOutput")
+        tree.interface.new_socket("Image", in_out="OUTPUT", socket_type="NodeSocketColor")
+        scene.compositing_node_group = tree
+        target = out.inputs[0]
+    else:
+        scene.use_nodes = True
+        tree = scene.node_tree
+        rl = next(n for n in tree.nodes if n.bl_idname == "CompositorNodeRLayers")
+        target = next(n for n in tree.nodes if n.bl_idname == "CompositorNodeComposite").inputs["Image"]
+    inv = tree.nodes.new("CompositorNodeInvert")
+    tree.links.new(rl.outputs["Image"], inv.inputs["Color"])
+    tree.links.new(inv.outputs[0], target)
+
+
+def test_still_uses_the_compositor_output(addon):
+    scene = build_scene(width=W, height=H, samples=2, line_thickness=2.0)
+    _invert_in_compositor(scene)
+    assert bpy.ops.render.render() == {"FINISHED"}
+    capture = _addon_module("capture")
+    exr = _addon_module("exr")
+    tmp = tempfile.mkdtemp(dir=_USER_DIR)
+    with capture.exr_output_settings(scene):
+        bpy.data.images["Render Result"].save_render(os.path.join(tmp, "r.exr"))
+    ch = exr.read_exr(os.path.join(tmp, "r.exr"))
+    composite = exr.layer_rgba(ch, "Composite.Combined")
+    plain = exr.layer_rgba(ch, "ViewLayer.Combined")
+    fs = exr.layer_rgba(ch, "ViewLayer.Freestyle")
+    assert np.abs(composite[..., :3] - plain[..., :3]).mean() > 0.3  # the compositor inverts
+
+    assert bpy.ops.linerelifer.refine_lines() == {"FINISHED"}
+    result = _image_rgba("LineRelifer Result")
+    off_lines = ~dilate(fs[..., 3] > 0.0, 3)
+    assert off_lines.mean() > 0.5
+    np.testing.assert_allclose(result[off_lines], composite[off_lines], atol=2e-3)
+
 # -- farm renders ---------------------------------------------------------------------
 
 @pytest.fixture()
