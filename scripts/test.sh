@@ -1,7 +1,19 @@
 #!/usr/bin/env bash
-# Set up if needed, then run the whole test suite (real bpy, real worker, real TensorFlow).
+# Set up if needed, then run the whole test suite (real bpy, real worker, real TensorFlow):
+# everything on .venv (bpy 5.0.1), then the Blender tests again on each extra Blender
+# version (.venv-bpy42: 4.2 LTS, .venv-bpy45: 4.5 LTS). With arguments, only
+# `pytest ARGS` on .venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export TF_CPP_MIN_LOG_LEVEL=2
-exec .venv/bin/python -m pytest "$@"
+if [ $# -gt 0 ]; then
+  exec .venv/bin/python -m pytest "$@"
+fi
+.venv/bin/python -m pytest
+export LINERELIFER_PYTHON="$PWD/.venv/bin/python"  # the worker's runtime (TensorFlow)
+for req in requirements/bpy*.txt; do
+  venv=".venv-$(basename "$req" .txt)"
+  echo "== Blender tests on $("$venv/bin/python" -c 'import importlib.metadata as m; print("bpy", m.version("bpy"))') ($venv)"
+  "$venv/bin/python" -m pytest -p no:cacheprovider tests/test_blender_extension.py tests/test_blender_imports.py
+done

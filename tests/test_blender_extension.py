@@ -402,9 +402,13 @@ def _frame_pixels(path) -> np.ndarray:
 
 
 def _compositor_state(scene):
+    """The compositor as the user sees it.  Blender 4.x keeps the default tree (Render Layers
+    -> Composite) that switching the compositor on made; it is what switching it on again
+    would make, so only the switch and the extension's own nodes count."""
     if bpy.app.version >= (5, 0, 0):
-        return (scene.compositing_node_group, len(bpy.data.node_groups))
-    return (scene.use_nodes, len(scene.node_tree.nodes) if scene.node_tree else 0)
+        return (scene.compositing_node_group, sorted(g.name for g in bpy.data.node_groups))
+    ours = [n.name for n in scene.node_tree.nodes if "LineRelifer" in n.name] if scene.node_tree else []
+    return (scene.use_nodes, ours)
 
 
 def test_farm_render_with_the_pass_and_no_render_result(addon, tmp_path, capfd, farm_condition):
