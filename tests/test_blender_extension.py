@@ -361,6 +361,42 @@ def test_still_uses_the_compositor_output(addon):
     assert off_lines.mean() > 0.5
     np.testing.assert_allclose(result[off_lines], composite[off_lines], atol=2e-3)
 
+
+# -- lines baked into the render -------------------------------------------------------
+
+def _set_world(scene, value: float) -> None:
+    scene.world.color = (value, value, value)
+    tree = getattr(scene.world, "node_tree", None)
+    bg = tree.nodes.get("Background") if tree is not None else None
+    if bg is not None:
+        bg.inputs["Color"].default_value = (value, value, value, 1.0)
+
+
+@pytest.mark.parametrize("ground", [0.02, 0.8], ids=["dark", "light"])
+def test_baked_lines_change_no_other_pixel(addon, ground):
+    """A shaded render with black outlines baked in, on a dark and on a light ground: Refine
+    Lines changes line pixels only.  Line pixels are where the same scene's Freestyle pass
+    has any coverage; every other pixel of the result equals the render, bit for bit."""
+    scene = build_scene(width=W, height=H, samples=2, line_thickness=2.0)
+    _set_world(scene, ground)
+    scene.view_layers[0].freestyle_settings.linesets[0].linestyle.color = (0.0, 0.0, 0.0)
+    capture = _addon_module("capture")
+    assert bpy.ops.render.render() == {"FINISHED"}
+    line_pixels = capture.save_render_passes(scene).freestyle[..., 3] > 0.0
+
+    scene.view_layers[0].freestyle_settings.as_render_pass = False  # lines baked in
+    assert bpy.ops.render.render() == {"FINISHED"}
+    render = capture.save_render_passes(scene).combined
+    assert bpy.ops.linerelifer.refine_lines() == {"FINISHED"}
+    result = _image_rgba("LineRelifer Result")
+
+    off = ~line_pixels
+    assert off.mean() > 0.5
+    np.testing.assert_array_equal(result[off], render[off])
+    changed = np.any(result != render, axis=-1)
+    assert changed.sum() > 0.3 * line_pixels.sum(), "the baked lines were not refined"
+    assert np.abs(result - render)[changed].max() > 0.01
+
 # -- farm renders ---------------------------------------------------------------------
 
 @pytest.fixture()

@@ -49,7 +49,12 @@ def _refuse(reason: str) -> None:
 @persistent
 def on_render_init(scene, *args):
     job.reset(running=True, auto=_auto(scene), since=time.time())
-    if not job.auto or not background_mode():
+    if not job.auto:
+        return
+    if not scene.render.use_freestyle:
+        _refuse("Freestyle is off, so there are no lines to refine; turn it on in Render Properties")
+        return
+    if not background_mode():
         return
     # Main thread, before Blender copies the render settings: the one place to set up.
     problem = pipeline.frame_output_problem(scene)
