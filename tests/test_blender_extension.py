@@ -594,13 +594,7 @@ def test_ui_render_handlers_only_record(ui_render, tmp_path, capfd):
     assert framequeue.arrays_held() == 0
     assert not list((tmp_path / "frames_originals").glob("*")), "refined on the render thread"
 
-    held = []
-    for _ in range(2000):  # the timer's work, as Blender's event loop would run it
-        if not framequeue.pending() and not framequeue._current:
-            break
-        framequeue.pump()
-        held.append(framequeue.arrays_held())
-        time.sleep(0.02)
+    held = _pump_until_idle(framequeue)
     log = capfd.readouterr().out
     assert max(held) == 1, "more than one frame's arrays were held at once"
     assert re.findall(r"^LineRelifer: frame (\d+): ", log, re.M) == ["1", "2", "3"], log
@@ -609,6 +603,45 @@ def test_ui_render_handlers_only_record(ui_render, tmp_path, capfd):
     for n in names:
         assert np.abs(_frame_pixels(out / n) - _frame_pixels(tmp_path / "frames_originals" / n)).mean() > 1e-3
     assert not any(os.path.exists(r.pass_path) for r in records), "pass files were left behind"
+
+
+def _pump_until_idle(framequeue) -> list[int]:
+    """Run the timer as Blender's event loop would; returns arrays held after each call."""
+    held = []
+    for _ in range(2000):
+        if not framequeue.pending() and not framequeue._current:
+            break
+        framequeue.pump()
+        held.append(framequeue.arrays_held())
+        time.sleep(0.02)
+    return held
+
+
+def test_ui_render_worker_that_cannot_start_is_tried_once(ui_render, tmp_path, capfd):
+    framequeue = _addon_module("framequeue")
+    starts = tmp_path / "starts.txt"
+    fake = tmp_path / "python3"
+    fake.write_text(f"#!/bin/sh\necho started >> '{starts}'\nexit 3\n")
+    fake.chmod(0o755)
+    scene = build_scene(width=W, height=H, samples=1, frames=(1, 3))
+    scene.linerelifer.auto_refine = True
+    scene.render.filepath = str(tmp_path / "frames" / "frame_")
+    framequeue.pump()
+    prefs = bpy.context.preferences.addons[PKG].preferences
+    prefs.python_path = str(fake)
+    try:
+        capfd.readouterr()
+        assert bpy.ops.render.render(animation=True) == {"FINISHED"}
+        records = framequeue.pending()
+        _pump_until_idle(framequeue)
+        log = capfd.readouterr().out
+    finally:
+        prefs.python_path = ""
+    ours = [line for line in log.splitlines() if line.startswith("LineRelifer:")]
+    assert len(ours) == 1 and "could not start" in ours[0], ours
+    assert starts.read_text().splitlines() == ["started"], "the worker start was retried"
+    assert not any(os.path.exists(r.pass_path) for r in records)
+    assert not (tmp_path / "frames_originals").exists()
 
 
 def test_loading_a_file_drops_the_queue_with_one_line(ui_render, tmp_path, capfd):

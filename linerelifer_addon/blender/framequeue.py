@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import bpy
 
+from ..core.client import WorkerStartError
 from . import passnode, pipeline, session
 from .common import first_sentence, get_prefs, log
 from .state import render as render_job
@@ -37,11 +38,13 @@ class Record:
     frame_path: str = ""
     pass_path: str = ""  # empty: the lines are baked into the frame
     queued: float = 0.0
+    render: float = 0.0  # the render job it belongs to (its start time)
 
 
 _lock = threading.Lock()
 _pending: collections.deque[Record] = collections.deque()
 _current: dict = {}  # the record being refined: record, job, thread, error, cancel
+_given_up: set[float] = set()  # render jobs whose worker could not start
 
 
 def record_frame(scene, frame: int, since: float) -> None:
@@ -56,7 +59,7 @@ def record_frame(scene, frame: int, since: float) -> None:
         raise pipeline.RefineError("the Freestyle pass was not written; turn on Compositing in "
                                    "Output Properties > Post Processing")
     with _lock:
-        _pending.append(Record(scene.name, frame, path, pass_path, time.monotonic()))
+        _pending.append(Record(scene.name, frame, path, pass_path, time.monotonic(), since))
 
 
 def record_still(scene) -> None:
@@ -115,7 +118,8 @@ def pump() -> float:
 
 
 def _pump() -> float:
-    if not render_job.running:
+    is_job_running = getattr(bpy.app, "is_job_running", None)
+    if not render_job.running and not (is_job_running and is_job_running("RENDER")):
         try:
             passnode.sync_all()
         except Exception as ex:
@@ -129,6 +133,9 @@ def _pump() -> float:
         record = _pending.popleft() if _pending else None
     if record is None:
         return IDLE_INTERVAL
+    if record.render in _given_up:
+        _unlink(record.pass_path)  # said once already
+        return BUSY_INTERVAL
     if record.frame is None:
         _refine_still(record)
     else:
@@ -166,13 +173,14 @@ def _start(record: Record) -> None:
         return
     client = session.get_client(get_prefs())
     cancel = threading.Event()
-    cur = {"record": record, "job": job, "cancel": cancel, "error": None}
+    outcome: dict = {"error": None}  # the thread's only write, read once it has ended
+    cur = {"record": record, "job": job, "cancel": cancel, "outcome": outcome}
 
     def work():
         try:
             pipeline.run(job, client, cancel=cancel)
         except BaseException as ex:  # handed to the main thread
-            cur["error"] = ex
+            outcome["error"] = ex
 
     cur["thread"] = threading.Thread(target=work, daemon=True)
     _current.update(cur)
@@ -182,7 +190,13 @@ def _start(record: Record) -> None:
 def _finish_current() -> None:
     cur = dict(_current)
     _current.clear()
-    record, job, err = cur["record"], cur["job"], cur["error"]
+    record, job, err = cur["record"], cur["job"], cur["outcome"]["error"]
+    if isinstance(err, WorkerStartError):
+        pipeline.release_frame(job)
+        _unlink(record.pass_path)
+        _given_up.add(record.render)
+        log(f"auto-refine stopped for this render: the worker could not start ({first_sentence(err)})")
+        return
     if err is not None:
         pipeline.release_frame(job)
         log(f"frame {record.frame}: not refined: {first_sentence(err)}")

@@ -28,6 +28,7 @@ from . import capture, nodes
 from .capture import (CaptureError, linear_to_srgb, premultiply, srgb_to_linear,
                       unpremultiply)
 from .common import LINES_IMAGE, RESULT_IMAGE, first_sentence, log
+from .state import baked_problem
 from .props import style_path
 
 
@@ -124,15 +125,17 @@ def _find_baked(scene, rgb_display: np.ndarray, line_colors_display: np.ndarray,
                 where: str, allow_empty: bool) -> baked.BakedLines:
     try:
         lines = baked.find_lines(rgb_display, line_colors_display, widest)
+        if not allow_empty and not lines.mask.any():
+            raise baked.BakedLinesError(f"No Freestyle lines of the line sets' colours were found{where}; "
+                                        "turn on the Freestyle pass (LineRelifer panel) to refine them")
     except baked.BakedLinesError as ex:
+        baked_problem["text"] = first_sentence(ex)
         raise RefineError(str(ex)) from None
-    if not allow_empty and not lines.mask.any():
-        raise RefineError(f"No Freestyle lines of the line sets' colours were found{where}; turn on "
-                          "the Freestyle pass (LineRelifer panel) to refine them")
+    baked_problem["text"] = ""
     return lines
 
 
-def _view_is_plain_srgb(scene) -> bool:
+def view_is_plain_srgb(scene) -> bool:
     """Whether files saved through the scene's view settings hold sRGB(linear) as it is."""
     vs, ds = scene.view_settings, scene.display_settings
     return (vs.view_transform == "Standard" and vs.look in ("None", "") and vs.exposure == 0.0
@@ -346,7 +349,7 @@ def _baked_frame_lines(scene, rgb_display: np.ndarray, frame_path: str) -> baked
     formats were saved through the view transform, where the line colour is known only when
     that transform is plain sRGB."""
     colors, widest = baked_line_sets(scene)
-    if not frame_path.lower().endswith((".exr", ".hdr")) and not _view_is_plain_srgb(scene):
+    if not frame_path.lower().endswith((".exr", ".hdr")) and not view_is_plain_srgb(scene):
         raise RefineError(
             f"The frame {frame_path} was saved through the view transform "
             f"'{scene.view_settings.view_transform}', so the colour of its baked lines is not known; "

@@ -9,6 +9,9 @@ from __future__ import annotations
 # Which long operations are running (one of each at a time).
 busy = {"refine": False, "install": False, "probe": False}
 
+# Why the latest refinement of baked lines was refused (shown beside the pass button).
+baked_problem = {"text": ""}
+
 # Shown in the preferences while an install runs.
 install_state = {"running": False, "line": "", "error": "", "done": False}
 

@@ -6,8 +6,8 @@ import os
 
 import bpy
 
-from . import session
-from .state import busy, install_state
+from . import pipeline, session
+from .state import baked_problem, busy, install_state
 from .common import RESULT_IMAGE, get_prefs
 from .pipeline import freestyle_pass_enabled
 
@@ -62,6 +62,14 @@ def draw_settings(layout, context):
             box.label(text="Freestyle is off", icon="INFO")
         else:
             box.label(text="Lines are baked into the image", icon="INFO")
+            col = box.column(align=True)
+            col.label(text="Only pixels of the line sets' colours change; lines over")
+            col.label(text="areas of that colour stay as rendered. The pass is exact.")
+            if baked_problem.get("text"):
+                col.label(text=baked_problem["text"][:110], icon="ERROR")
+            if settings.auto_refine and not pipeline.view_is_plain_srgb(scene):
+                col.label(text=f"Frames saved through '{scene.view_settings.view_transform}' hide the "
+                               "line colour: use the pass", icon="ERROR")
         box.operator("linerelifer.enable_freestyle_pass", icon="RENDERLAYERS")
     elif not view_layer.freestyle_settings.as_render_pass:
         layout.label(text="This view layer draws its lines into the image", icon="INFO")
@@ -84,7 +92,9 @@ def draw_settings(layout, context):
     row.scale_y = 1.4
     row.operator("linerelifer.refine_lines", icon="GREASEPENCIL")
     if bpy.data.images.get(RESULT_IMAGE) is not None:
-        layout.label(text=f"Result: image '{RESULT_IMAGE}'", icon="IMAGE_DATA")
+        row = layout.row()
+        row.label(text=f"Result: image '{RESULT_IMAGE}'", icon="IMAGE_DATA")
+        row.operator("linerelifer.save_result", text="Save", icon="FILE_TICK")
     draw_runtime(layout, context)
 
 
