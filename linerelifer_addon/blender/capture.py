@@ -2,12 +2,13 @@
 
 The Render Result's pixels cannot be read from Python, but
 ``Image.save_render`` can write the whole result -- every pass -- to a file.
-So the render is captured by saving it, with the scene's output settings
+So a still render is captured by saving it, with the scene's output settings
 temporarily switched to a single-part multilayer EXR (uncompressed half
 floats), into a private temp folder; :mod:`.exr` reads it back with numpy.
-This works after a still render and inside ``render_write`` during animation
-renders, in the UI and in background mode, and never touches the user's
-node tree.
+Switching the settings is a write to Blender data: it happens only on the
+main thread with no render running (Refine Lines waits for renders).
+Animation frames never come through here: farm renders have no Render Result
+image, and UI render handlers must not write; see :mod:`.passnode`.
 
 All arrays here are float32, (H, W, C) with row 0 at the TOP.  Blender's
 ``Image.pixels`` is bottom-up, hence the flips.

@@ -55,6 +55,10 @@ def on_render_init(scene, *args):
         _refuse("Freestyle is off, so there are no lines to refine; turn it on in Render Properties")
         return
     if not background_mode():
+        # Render thread: read, decide, note; the timer set the pass node up beforehand.
+        if pipeline.freestyle_pass_enabled(scene) and not passnode.folder_of(scene.name):
+            _refuse("the Freestyle pass node is not in place (Compositing off in Output Properties, "
+                    "or auto-refine was switched on a moment ago); render again")
         return
     # Main thread, before Blender copies the render settings: the one place to set up.
     problem = pipeline.frame_output_problem(scene)
