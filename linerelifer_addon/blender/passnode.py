@@ -94,6 +94,8 @@ def add(scene) -> str:
                             "so the Freestyle pass can be written")
     folder = tempfile.mkdtemp(prefix="linerelifer-pass-")
     tree, undo = _tree_for(scene)
+    for stale in [n for n in tree.nodes if n.name.startswith(NODE_NAME)]:
+        tree.nodes.remove(stale)  # saved by a session that ended before it could take them out
     try:
         rl = tree.nodes.new("CompositorNodeRLayers")
         rl.scene = scene
