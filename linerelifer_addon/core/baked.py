@@ -6,7 +6,9 @@ holds that exact colour, and where it does over an area (a shadow as dark as bla
 the area is wider than any line and is left out.  So, unlike guessing "paper" from
 luminance statistics, every other pixel of the render is kept bit for bit.  Where the
 lines cannot be told from the render beneath them, :class:`BakedLinesError` says so and
-the Freestyle pass is the way (it keeps the lines apart from the render).
+the Freestyle pass is the way (it keeps the lines apart from the render).  One case no
+colour test can settle: a render pixel of exactly the line colour touching a stroke (a
+pitch-black pixel beside a black outline) is taken for part of the stroke.
 
 Colours are compared in an sRGB-like space (``linear_to_srgb`` of linear input), where a
 tolerance means the same to the eye in dark and light renders.  Only numpy: this runs in
