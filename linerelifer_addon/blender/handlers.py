@@ -61,11 +61,7 @@ def on_render_init(scene, *args):
                     "or auto-refine was switched on a moment ago); render again")
         return
     # Main thread, before Blender copies the render settings: the one place to set up.
-    problem = pipeline.frame_output_problem(scene)
-    if problem:
-        _refuse(problem)
-        return
-    if pipeline.freestyle_pass_enabled(scene):
+    if pipeline.freestyle_pass_enabled(scene) and not pipeline.frame_output_problem(scene):
         try:
             passnode.add(scene)
         except Exception as ex:
@@ -78,6 +74,10 @@ def on_render_write(scene, *args):
     if not job.auto or job.refused:
         return
     frame = scene.frame_current
+    problem = pipeline.frame_output_problem(scene)  # frames only: a still can still be refined
+    if problem:
+        _refuse(problem)
+        return
     try:
         if background_mode():
             _refine_written_frame(scene, frame)
