@@ -543,6 +543,27 @@ def test_worker_that_cannot_start_is_tried_once_per_render(addon, tmp_path, capf
 
 
 
+def test_multilayer_exr_output_is_refused_with_one_line(addon, tmp_path, capfd, farm_condition):
+    scene = build_scene(width=W, height=H, samples=1, frames=(1, 2))
+    scene.linerelifer.auto_refine = True
+    ims = scene.render.image_settings
+    if hasattr(ims, "media_type"):
+        ims.media_type = "MULTI_LAYER_IMAGE"
+    else:
+        ims.file_format = "OPEN_EXR_MULTILAYER"
+    out = tmp_path / "frames"
+    scene.render.filepath = str(out / "frame_")
+    before = {p: p.stat().st_mtime_ns for p in out.glob("*")}
+    capfd.readouterr()
+    assert bpy.ops.render.render(animation=True) == {"FINISHED"}
+    ours = [ln for ln in capfd.readouterr().out.splitlines() if ln.startswith("LineRelifer:")]
+    assert ours == ["LineRelifer: auto-refine stopped for this render: the output (Output Properties > "
+                    "Output) is OpenEXR MultiLayer, which auto-refine does not rewrite; choose PNG, TIFF "
+                    "or OpenEXR"], ours
+    assert sorted(p.name for p in out.glob("*.exr")) == ["frame_0001.exr", "frame_0002.exr"]
+    assert not before and not (tmp_path / "frames_originals").exists()
+
+
 # -- UI renders (what background mode can run of them) -------------------------------
 
 def _blender_state(scene) -> dict:

@@ -47,7 +47,7 @@ def _refuse(reason: str) -> None:
 
 
 @persistent
-def on_render_init(scene, *args):
+def on_render_init(scene, *args) -> None:
     job.reset(running=True, auto=_auto(scene), since=time.time())
     if not job.auto:
         return
@@ -69,7 +69,7 @@ def on_render_init(scene, *args):
 
 
 @persistent
-def on_render_write(scene, *args):
+def on_render_write(scene, *args) -> None:
     job.frames += 1
     if not job.auto or job.refused:
         return
@@ -102,12 +102,12 @@ def _refine_written_frame(scene, frame: int) -> None:
 
 
 @persistent
-def on_render_complete(scene, *args):
+def on_render_complete(scene, *args) -> None:
     _finish(scene, completed=True)
 
 
 @persistent
-def on_render_cancel(scene, *args):
+def on_render_cancel(scene, *args) -> None:
     _finish(scene, completed=False)
 
 
@@ -133,14 +133,14 @@ def _finish(scene, completed: bool) -> None:
 
 
 @persistent
-def on_load_pre(*args):
+def on_load_pre(*args) -> None:
     """Another file is loading: what the old one queued cannot be written into it."""
     framequeue.clear("a file is being loaded")
     passnode.remove()
 
 
 @persistent
-def on_save_pre(*args):
+def on_save_pre(*args) -> None:
     """The pass node is the extension's, never the file's (the UI timer puts it back)."""
     if not job.running:
         passnode.remove()

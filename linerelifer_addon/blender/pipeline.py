@@ -276,9 +276,11 @@ def frame_output_problem(scene) -> str | None:
     r = scene.render
     ims = r.image_settings
     if getattr(r, "is_movie_format", False) or getattr(ims, "media_type", "") == "VIDEO":
-        return "movie output is not supported; render image frames to refine them"
+        return ("the output (Output Properties > Output) is a movie, whose frames cannot be rewritten; "
+                "render image frames to refine them")
     if getattr(ims, "media_type", "") == "MULTI_LAYER_IMAGE" or ims.file_format == "OPEN_EXR_MULTILAYER":
-        return "multilayer EXR output is not supported; use PNG, TIFF or EXR frames"
+        return ("the output (Output Properties > Output) is OpenEXR MultiLayer, which auto-refine does not "
+                "rewrite; choose PNG, TIFF or OpenEXR")
     return None
 
 
