@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Create (or refresh) .venv with the pinned packages, and one small venv per extra Blender
-# version the tests cover (requirements/bpy*.txt -> .venv-bpy*: bpy, numpy, pytest only; the
-# worker runs with .venv's Python). A no-op when they are already current.
+# Create (or refresh) .venv with the pinned packages; with --blender-versions also one small
+# venv per extra Blender version the tests cover (requirements/bpy*.txt -> .venv-bpy*: bpy,
+# numpy, pytest only; the worker runs with .venv's Python). A no-op when they are current.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 pick_python() {
@@ -28,6 +28,8 @@ make_venv() {  # make_venv DIR REQUIREMENTS
   cp "$req" "$dir/.requirements.txt"
 }
 make_venv .venv requirements.txt
-for req in requirements/bpy*.txt; do
-  make_venv ".venv-$(basename "$req" .txt)" "$req"
-done
+if [ "${1:-}" = "--blender-versions" ]; then
+  for req in requirements/bpy*.txt; do
+    make_venv ".venv-$(basename "$req" .txt)" "$req"
+  done
+fi

@@ -5,11 +5,12 @@
 # `pytest ARGS` on .venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
 export TF_CPP_MIN_LOG_LEVEL=2
 if [ $# -gt 0 ]; then
+  bash scripts/setup.sh
   exec .venv/bin/python -m pytest "$@"
 fi
+bash scripts/setup.sh --blender-versions
 .venv/bin/python -m pytest
 export LINERELIFER_PYTHON="$PWD/.venv/bin/python"  # the worker's runtime (TensorFlow)
 for req in requirements/bpy*.txt; do

@@ -2,8 +2,10 @@
 
 The extension zip is built, validated with Blender's own validator,
 installed into an isolated user folder (BLENDER_USER_RESOURCES, set before
-bpy is imported) and enabled; then still renders are refined, an animation
-is auto-refined, and a missing runtime is reported.
+bpy is imported) and enabled; then still renders are refined (the pass, baked
+lines, the compositor's output, saved as shown), animations are auto-refined
+(with the Render Result, in farm conditions without it, through the UI path's
+record-and-timer split), and failures are reported in one line.
 
 Run it in its own pytest process (bpy can be imported once per process):
     .venv/bin/python -m pytest -q tests/test_blender_extension.py
