@@ -439,6 +439,19 @@ def test_auto_refined_frames_with_baked_lines_change_no_other_pixel(addon, tmp_p
         np.testing.assert_array_equal(refined[off], original[off])
         assert np.any(refined != original, axis=-1).sum() > 0.3 * line_pixels.sum(), f"{name} was not refined"
 
+
+def test_baked_frames_through_another_view_transform_are_refused_once(addon, tmp_path, capfd):
+    scene = build_scene(width=W, height=H, samples=1, frames=(1, 2), as_render_pass=False)
+    scene.view_settings.view_transform = "AgX"
+    scene.linerelifer.auto_refine = True
+    out = tmp_path / "frames"
+    scene.render.filepath = str(out / "frame_")
+    capfd.readouterr()
+    assert bpy.ops.render.render(animation=True) == {"FINISHED"}
+    ours = [ln for ln in capfd.readouterr().out.splitlines() if ln.startswith("LineRelifer:")]
+    assert len(ours) == 1 and "view transform 'AgX'" in ours[0] and "Freestyle pass" in ours[0], ours
+    assert len(list(out.glob("*.png"))) == 2 and not (tmp_path / "frames_originals").exists()
+
 # -- farm renders ---------------------------------------------------------------------
 
 @pytest.fixture()

@@ -54,6 +54,10 @@ def on_render_init(scene, *args) -> None:
     if not scene.render.use_freestyle:
         _refuse("Freestyle is off, so there are no lines to refine; turn it on in Render Properties")
         return
+    problem = pipeline.baked_frames_problem(scene)
+    if problem:
+        _refuse(problem)
+        return
     if not background_mode():
         # Render thread: read, decide, note; the timer set the pass node up beforehand.
         if pipeline.freestyle_pass_enabled(scene) and not passnode.folder_of(scene.name):

@@ -346,10 +346,21 @@ def prepare_frame(scene, frame_path: str, freestyle: np.ndarray | None, frame: i
                frame_pixels=pixels, frame_is_float=is_float, frame_image_name=img.name)
 
 
+def baked_frames_problem(scene) -> str | None:
+    """Why frames this scene writes with baked lines cannot be refined, or None: EXR and HDR
+    frames hold scene linear values, other formats are saved through the view transform,
+    where the line colour is known only when that transform is plain sRGB (reads only)."""
+    if freestyle_pass_enabled(scene) or scene.render.image_settings.file_format in ("OPEN_EXR", "HDR"):
+        return None
+    if view_is_plain_srgb(scene):
+        return None
+    return (f"frames are saved through the view transform '{scene.view_settings.view_transform}' "
+            "(Color Management), which hides the colour of lines baked into them; turn on the Freestyle "
+            "pass (LineRelifer panel) or use Standard")
+
+
 def _baked_frame_lines(scene, rgb_display: np.ndarray, frame_path: str) -> baked.BakedLines:
-    """Freestyle's strokes in a written frame.  EXR frames hold scene linear values; other
-    formats were saved through the view transform, where the line colour is known only when
-    that transform is plain sRGB."""
+    """Freestyle's strokes in a written frame (see :func:`baked_frames_problem`)."""
     colors, widest = baked_line_sets(scene)
     if not frame_path.lower().endswith((".exr", ".hdr")) and not view_is_plain_srgb(scene):
         raise RefineError(
