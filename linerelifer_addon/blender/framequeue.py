@@ -45,6 +45,7 @@ _lock = threading.Lock()
 _pending: collections.deque[Record] = collections.deque()
 _current: dict = {}  # the record being refined: record, job, thread, error, cancel
 _given_up: set[float] = set()  # render jobs whose worker could not start
+_node_problem: dict = {}  # the last pass-node error logged
 
 
 def record_frame(scene, frame: int, since: float) -> None:
@@ -122,8 +123,12 @@ def _pump() -> float:
     if not render_job.running and not (is_job_running and is_job_running("RENDER")):
         try:
             passnode.sync_all()
+            _node_problem.clear()
         except Exception as ex:
-            log(f"the Freestyle pass node could not be set up: {first_sentence(ex)}")
+            text = f"the Freestyle pass node could not be set up: {first_sentence(ex)}"
+            if _node_problem.get("text") != text:  # the timer retries; the log says it once
+                _node_problem["text"] = text
+                log(text)
     cur = _current.get("thread")
     if cur is not None:
         if cur.is_alive():
