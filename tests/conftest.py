@@ -12,6 +12,18 @@ ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+def pytest_report_header(config) -> str:
+    """Name the Blender the Blender tests run on (read from the installed wheel: bpy itself
+    must not be imported before test_blender_extension.py sets up its user folder)."""
+    from importlib import metadata
+
+    try:
+        bpy_version = metadata.version("bpy")
+    except metadata.PackageNotFoundError:
+        bpy_version = "not installed (Blender tests skipped)"
+    return f"Blender tests on bpy {bpy_version}; worker Python {os.environ.get('LINERELIFER_PYTHON') or sys.executable}"
+
+
 @pytest.fixture(scope="session")
 def random_style(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A lite-architecture style with random weights: enough for tiling and protocol tests."""

@@ -2,8 +2,10 @@
 
 The extension zip is built, validated with Blender's own validator,
 installed into an isolated user folder (BLENDER_USER_RESOURCES, set before
-bpy is imported) and enabled; then still renders are refined, an animation
-is auto-refined, and a missing runtime is reported.
+bpy is imported) and enabled; then still renders are refined (the pass, baked
+lines, the compositor's output, saved as shown), animations are auto-refined
+(with the Render Result, in farm conditions without it, through the UI path's
+record-and-timer split), and failures are reported in one line.
 
 Run it in its own pytest process (bpy can be imported once per process):
     .venv/bin/python -m pytest -q tests/test_blender_extension.py
@@ -18,6 +20,7 @@ import re
 import shutil
 import sys
 import tempfile
+import time
 import zipfile
 from pathlib import Path
 
@@ -131,7 +134,7 @@ def test_zip_builds_validates_and_installs(build_mod, built_zip, addon):
     assert hasattr(bpy.types, "LINERELIFER_PT_render") and hasattr(bpy.types, "LINERELIFER_PT_image")
     settings = bpy.context.scene.linerelifer
     assert settings.strength == 1.0 and settings.tile_size == 0  # 0: tile size chosen per frame
-    assert settings.output_mode == "SEPARATE_FOLDER" and not settings.auto_refine
+    assert settings.output_mode == "OVERWRITE_KEEP_ORIGINALS" and not settings.auto_refine
     prefs = bpy.context.preferences.addons[addon].preferences
     assert hasattr(prefs, "python_path")
 
@@ -191,6 +194,7 @@ def test_refine_lines_still(still_scene):
 def test_auto_refine_animation(addon, tmp_path, capfd):
     scene = build_scene(width=W, height=H, samples=1, frames=(1, 3))
     scene.linerelifer.auto_refine = True
+    scene.linerelifer.output_mode = "SEPARATE_FOLDER"
     out = tmp_path / "frames"
     scene.render.filepath = str(out / "frame_")
     capfd.readouterr()
@@ -275,6 +279,481 @@ def _op_exists(name: str) -> bool:
     except (KeyError, AttributeError):
         return False
 
+
+
+# -- the result where artists look ----------------------------------------------------
+
+def _srgb(x: np.ndarray) -> np.ndarray:
+    x = np.clip(x, 0.0, 1.0)
+    return np.where(x <= 0.0031308, x * 12.92, 1.055 * np.power(x, 1.0 / 2.4) - 0.055)
+
+
+def test_saved_result_is_what_the_image_editor_shows(still_scene, tmp_path):
+    """The result is shown "view as render" (the scene's view transform, here Standard with
+    +1 stop of exposure: display = sRGB(2 x linear)), and Save Refined Render writes exactly
+    that, in the scene's output format."""
+    still_scene.view_settings.view_transform = "Standard"
+    still_scene.view_settings.exposure = 1.0
+    ims = still_scene.render.image_settings
+    ims.file_format, ims.color_mode, ims.color_depth = "PNG", "RGBA", "16"
+    assert bpy.ops.linerelifer.refine_lines() == {"FINISHED"}
+    img = bpy.data.images["LineRelifer Result"]
+    assert img.use_view_as_render
+    result = _image_rgba("LineRelifer Result")
+    shown = _srgb(2.0 * result[..., :3])
+    assert np.abs(shown - _srgb(result[..., :3])).max() > 0.1  # the transform matters here
+
+    path = tmp_path / "refined.png"
+    assert bpy.ops.linerelifer.save_result(filepath=str(path)) == {"FINISHED"}
+    saved_img = bpy.data.images.load(str(path))
+    saved_img.colorspace_settings.name = "Non-Color"  # the file's own values
+    saved = _image_rgba(saved_img.name)
+    bpy.data.images.remove(saved_img)
+    assert saved.shape == result.shape
+    np.testing.assert_allclose(saved[..., :3], shown, atol=1.5 / 65535)
+
+
+def _invert_in_compositor(scene) -> None:
+    if bpy.app.version >= (5, 0, 0):
+        tree = bpy.data.node_groups.new("Invert", "CompositorNodeTree")
+        rl = tree.nodes.new("CompositorNodeRLayers")
+        rl.scene = scene
+        out = tree.nodes.new("NodeGroupOutput")
+        tree.interface.new_socket("Image", in_out="OUTPUT", socket_type="NodeSocketColor")
+        scene.compositing_node_group = tree
+        target = out.inputs[0]
+    else:
+        scene.use_nodes = True
+        tree = scene.node_tree
+        rl = next(n for n in tree.nodes if n.bl_idname == "CompositorNodeRLayers")
+        target = next(n for n in tree.nodes if n.bl_idname == "CompositorNodeComposite").inputs["Image"]
+    inv = tree.nodes.new("CompositorNodeInvert")
+    tree.links.new(rl.outputs["Image"], inv.inputs["Color"])
+    tree.links.new(inv.outputs[0], target)
+
+
+def test_still_uses_the_compositor_output(addon):
+    scene = build_scene(width=W, height=H, samples=2, line_thickness=2.0)
+    _invert_in_compositor(scene)
+    assert bpy.ops.render.render() == {"FINISHED"}
+    capture = _addon_module("capture")
+    exr = _addon_module("exr")
+    tmp = tempfile.mkdtemp(dir=_USER_DIR)
+    with capture.exr_output_settings(scene):
+        bpy.data.images["Render Result"].save_render(os.path.join(tmp, "r.exr"))
+    ch = exr.read_exr(os.path.join(tmp, "r.exr"))
+    composite = exr.layer_rgba(ch, "Composite.Combined")
+    plain = exr.layer_rgba(ch, "ViewLayer.Combined")
+    fs = exr.layer_rgba(ch, "ViewLayer.Freestyle")
+    assert np.abs(composite[..., :3] - plain[..., :3]).mean() > 0.3  # the compositor inverts
+
+    assert bpy.ops.linerelifer.refine_lines() == {"FINISHED"}
+    result = _image_rgba("LineRelifer Result")
+    off_lines = ~dilate(fs[..., 3] > 0.0, 3)
+    assert off_lines.mean() > 0.5
+    np.testing.assert_allclose(result[off_lines], composite[off_lines], atol=2e-3)
+
+
+# -- lines baked into the render -------------------------------------------------------
+
+def _set_world(scene, value: float) -> None:
+    scene.world.color = (value, value, value)
+    tree = getattr(scene.world, "node_tree", None)
+    bg = tree.nodes.get("Background") if tree is not None else None
+    if bg is not None:
+        bg.inputs["Color"].default_value = (value, value, value, 1.0)
+
+
+@pytest.mark.parametrize("ground", [0.02, 0.8], ids=["dark", "light"])
+def test_baked_lines_change_no_other_pixel(addon, ground):
+    """A shaded render with black outlines baked in, on a dark and on a light ground: Refine
+    Lines changes line pixels only.  Line pixels are where the same scene's Freestyle pass
+    has any coverage; every other pixel of the result equals the render, bit for bit."""
+    scene = build_scene(width=W, height=H, samples=2, line_thickness=2.0)
+    _set_world(scene, ground)
+    scene.view_layers[0].freestyle_settings.linesets[0].linestyle.color = (0.0, 0.0, 0.0)
+    capture = _addon_module("capture")
+    assert bpy.ops.render.render() == {"FINISHED"}
+    line_pixels = capture.save_render_passes(scene).freestyle[..., 3] > 0.0
+
+    scene.view_layers[0].freestyle_settings.as_render_pass = False  # lines baked in
+    assert bpy.ops.render.render() == {"FINISHED"}
+    render = capture.save_render_passes(scene).combined
+    assert bpy.ops.linerelifer.refine_lines() == {"FINISHED"}
+    result = _image_rgba("LineRelifer Result")
+
+    off = ~line_pixels
+    assert off.mean() > 0.5
+    np.testing.assert_array_equal(result[off], render[off])
+    changed = np.any(result != render, axis=-1)
+    assert changed.sum() > 0.3 * line_pixels.sum(), "the baked lines were not refined"
+    assert np.abs(result - render)[changed].max() > 0.01
+
+
+def test_auto_refined_frames_with_baked_lines_change_no_other_pixel(addon, tmp_path):
+    """The same for auto-refined animation frames (8-bit PNG, Standard view transform).  Line
+    pixels are those Freestyle drew: where the same frame's Freestyle pass has coverage, or
+    where the frame differs from the animation rendered with Freestyle off (Cycles renders
+    the same pixels twice).  Either alone misses some: a still of the frame can draw a stroke a
+    pixel apart from the animation's, and a black stroke over a black pixel changes nothing.
+    Every other pixel of each refined frame equals the original frame, bit for bit."""
+    # 4 samples: with 1, a few pixels next to the lines come out black from sampling noise,
+    # which no colour test can tell from a black line (see the README's limits).
+    scene = build_scene(width=W, height=H, samples=4, line_thickness=2.0, frames=(1, 2))
+    _set_world(scene, 0.05)
+    fs = scene.view_layers[0].freestyle_settings
+    fs.linesets[0].linestyle.color = (0.0, 0.0, 0.0)
+    capture = _addon_module("capture")
+    pass_cover = {}
+    for f in (1, 2):
+        scene.frame_set(f)
+        assert bpy.ops.render.render() == {"FINISHED"}
+        pass_cover[f] = capture.save_render_passes(scene).freestyle[..., 3] > 0.0
+    fs.as_render_pass = False
+    scene.render.use_freestyle = False
+    scene.render.filepath = str(tmp_path / "no_lines" / "frame_")
+    assert bpy.ops.render.render(animation=True) == {"FINISHED"}
+
+    scene.render.use_freestyle = True
+    scene.linerelifer.auto_refine = True
+    out = tmp_path / "frames"
+    scene.render.filepath = str(out / "frame_")
+    assert bpy.ops.render.render(animation=True) == {"FINISHED"}
+    for f in (1, 2):
+        name = f"frame_{f:04d}.png"
+        refined, original = _frame_pixels(out / name), _frame_pixels(tmp_path / "frames_originals" / name)
+        drawn = np.any(original != _frame_pixels(tmp_path / "no_lines" / name), axis=-1)
+        line_pixels = drawn | pass_cover[f]
+        assert 0.01 < line_pixels.mean() < 0.5
+        off = ~line_pixels
+        np.testing.assert_array_equal(refined[off], original[off])
+        assert np.any(refined != original, axis=-1).sum() > 0.3 * line_pixels.sum(), f"{name} was not refined"
+
+
+def test_baked_frames_through_another_view_transform_are_refused_once(addon, tmp_path, capfd):
+    scene = build_scene(width=W, height=H, samples=1, frames=(1, 2), as_render_pass=False)
+    scene.view_settings.view_transform = "AgX"
+    scene.linerelifer.auto_refine = True
+    out = tmp_path / "frames"
+    scene.render.filepath = str(out / "frame_")
+    capfd.readouterr()
+    assert bpy.ops.render.render(animation=True) == {"FINISHED"}
+    ours = [ln for ln in capfd.readouterr().out.splitlines() if ln.startswith("LineRelifer:")]
+    assert len(ours) == 1 and "view transform 'AgX'" in ours[0] and "Freestyle pass" in ours[0], ours
+    assert len(list(out.glob("*.png"))) == 2 and not (tmp_path / "frames_originals").exists()
+
+# -- farm renders ---------------------------------------------------------------------
+
+@pytest.fixture()
+def farm_condition():
+    """Reproduce what ``blender -b file.blend -a`` gives the handlers: RE_RenderAnim with no
+    "Render Result" image.  The bpy module cannot run ``-a``; its render operator creates the
+    image and then calls the same RE_RenderAnim that ``-a`` calls.  Handlers put *before* the
+    extension's remove the image at render_init and again at render_write (Blender 5.0's
+    compositor makes one while it composites a frame, farm or not), so each of the extension's
+    handlers runs as on a farm: same pipeline, same order, same main thread, no such image.
+    The fixture yields what a probe saw just before the extension's render_write."""
+    seen: list[list[str]] = []
+
+    @bpy.app.handlers.persistent
+    def remove_render_result(scene, *args):
+        for img in [i for i in bpy.data.images if i.type == "RENDER_RESULT"]:
+            bpy.data.images.remove(img)
+
+    @bpy.app.handlers.persistent
+    def probe(scene, *args):
+        seen.append([i.name for i in bpy.data.images if i.type == "RENDER_RESULT"])
+
+    bpy.app.handlers.render_init.insert(0, remove_render_result)
+    bpy.app.handlers.render_write.insert(0, probe)
+    bpy.app.handlers.render_write.insert(0, remove_render_result)
+    yield seen
+    bpy.app.handlers.render_init.remove(remove_render_result)
+    bpy.app.handlers.render_write.remove(remove_render_result)
+    bpy.app.handlers.render_write.remove(probe)
+
+
+def _frame_pixels(path) -> np.ndarray:
+    capture = _addon_module("capture")
+    img = bpy.data.images.load(str(path))
+    try:
+        return capture.image_to_array(img)
+    finally:
+        bpy.data.images.remove(img)
+
+
+def _compositor_state(scene):
+    """The compositor as the user sees it.  Blender 4.x keeps the default tree (Render Layers
+    -> Composite) that switching the compositor on made; it is what switching it on again
+    would make, so only the switch and the extension's own nodes count."""
+    if bpy.app.version >= (5, 0, 0):
+        return (scene.compositing_node_group, sorted(g.name for g in bpy.data.node_groups))
+    ours = [n.name for n in scene.node_tree.nodes if "LineRelifer" in n.name] if scene.node_tree else []
+    return (scene.use_nodes, ours)
+
+
+def test_farm_render_with_the_pass_and_no_render_result(addon, tmp_path, capfd, farm_condition):
+    scene = build_scene(width=W, height=H, samples=1, frames=(1, 3))
+    scene.linerelifer.auto_refine = True
+    assert scene.linerelifer.output_mode == "OVERWRITE_KEEP_ORIGINALS"  # the default
+    out = tmp_path / "frames"
+    scene.render.filepath = str(out / "frame_")
+    compositor_before = _compositor_state(scene)
+    pass_folders_before = set(Path(tempfile.gettempdir()).glob("linerelifer-pass-*"))
+    capfd.readouterr()
+    assert bpy.ops.render.render(animation=True) == {"FINISHED"}
+    log = capfd.readouterr().out
+
+    assert farm_condition == [[], [], []], "a Render Result image existed while frames were written"
+    names = [f"frame_{i:04d}.png" for i in (1, 2, 3)]
+    originals = tmp_path / "frames_originals"
+    assert sorted(p.name for p in out.glob("*.png")) == names  # refined, at the output path
+    assert sorted(p.name for p in originals.glob("*.png")) == names  # originals kept beside it
+    for n in names:
+        refined, original = _frame_pixels(out / n), _frame_pixels(originals / n)
+        assert refined.shape == original.shape == (H, W, 4)
+        assert np.abs(refined - original).mean() > 1e-3, f"{n} was not refined"
+    lines = re.findall(r"^LineRelifer: frame (\d+): \S+ -> \S+ \(\d+\.\d+ s\)$", log, re.M)
+    assert lines == ["1", "2", "3"], log
+    # What render_init added is gone: the scene's compositor is as it was, no pass files left.
+    assert _compositor_state(scene) == compositor_before
+    assert not _addon_module("passnode")._added
+    assert set(Path(tempfile.gettempdir()).glob("linerelifer-pass-*")) <= pass_folders_before
+
+
+def test_worker_that_cannot_start_is_tried_once_per_render(addon, tmp_path, capfd, farm_condition):
+    starts = tmp_path / "starts.txt"
+    fake = tmp_path / "python3"
+    fake.write_text(f"#!/bin/sh\necho started >> '{starts}'\necho 'no TensorFlow here' >&2\nexit 3\n")
+    fake.chmod(0o755)
+    scene = build_scene(width=W, height=H, samples=1, frames=(1, 3))
+    scene.linerelifer.auto_refine = True
+    out = tmp_path / "frames"
+    scene.render.filepath = str(out / "frame_")
+    prefs = bpy.context.preferences.addons[PKG].preferences
+    prefs.python_path = str(fake)
+    try:
+        capfd.readouterr()
+        assert bpy.ops.render.render(animation=True) == {"FINISHED"}
+        log = capfd.readouterr().out
+    finally:
+        prefs.python_path = ""
+    ours = [line for line in log.splitlines() if line.startswith("LineRelifer:")]
+    assert len(ours) == 1, ours
+    assert "could not start" in ours[0] and "stopped for this render" in ours[0], ours[0]
+    assert starts.read_text().splitlines() == ["started"], "the worker start was retried"
+    # The render itself is untouched: three frames, nothing refined, nothing moved.
+    assert sorted(p.name for p in out.glob("*.png")) == [f"frame_{i:04d}.png" for i in (1, 2, 3)]
+    assert not (tmp_path / "frames_originals").exists()
+
+
+
+def test_multilayer_exr_output_is_refused_with_one_line(addon, tmp_path, capfd, farm_condition):
+    scene = build_scene(width=W, height=H, samples=1, frames=(1, 2))
+    scene.linerelifer.auto_refine = True
+    ims = scene.render.image_settings
+    if hasattr(ims, "media_type"):
+        ims.media_type = "MULTI_LAYER_IMAGE"
+    else:
+        ims.file_format = "OPEN_EXR_MULTILAYER"
+    out = tmp_path / "frames"
+    scene.render.filepath = str(out / "frame_")
+    before = {p: p.stat().st_mtime_ns for p in out.glob("*")}
+    capfd.readouterr()
+    assert bpy.ops.render.render(animation=True) == {"FINISHED"}
+    ours = [ln for ln in capfd.readouterr().out.splitlines() if ln.startswith("LineRelifer:")]
+    assert ours == ["LineRelifer: auto-refine stopped for this render: the output (Output Properties > "
+                    "Output) is OpenEXR MultiLayer, which auto-refine does not rewrite; choose PNG, TIFF "
+                    "or OpenEXR"], ours
+    assert sorted(p.name for p in out.glob("*.exr")) == ["frame_0001.exr", "frame_0002.exr"]
+    assert not before and not (tmp_path / "frames_originals").exists()
+
+
+# -- UI renders (what background mode can run of them) -------------------------------
+
+def _blender_state(scene) -> dict:
+    """What a handler could write: every data-block's name, the scene's render, output,
+    colour, view-layer, Freestyle and LineRelifer settings, its compositor's nodes and links,
+    and which of the extension's functions are registered as timers."""
+    def props(struct) -> dict:
+        out = {}
+        for p in struct.bl_rna.properties:
+            if p.type in ("POINTER", "COLLECTION"):
+                continue
+            try:
+                value = getattr(struct, p.identifier)
+            except (AttributeError, RuntimeError):
+                continue
+            out[p.identifier] = tuple(value) if hasattr(value, "__len__") and not isinstance(value, str) else value
+        return out
+
+    state = {"ids": {a: sorted(i.name for i in getattr(bpy.data, a)) for a in dir(bpy.data)
+                     if isinstance(getattr(bpy.data, a, None), bpy.types.bpy_prop_collection)}}
+    structs = [scene, scene.render, scene.render.image_settings, scene.view_settings,
+               scene.display_settings, scene.linerelifer]
+    for vl in scene.view_layers:
+        structs += [vl, vl.freestyle_settings]
+    state["props"] = [props(s) for s in structs]
+    tree = _addon_module("nodes").compositor_tree(scene)
+    state["tree"] = None if tree is None else (
+        sorted((n.name, n.bl_idname, n.mute) for n in tree.nodes),
+        sorted((lk.from_node.name, lk.from_socket.identifier, lk.to_node.name, lk.to_socket.identifier)
+               for lk in tree.links))
+    timers = {}
+    for mod in ("handlers", "framequeue", "passnode", "pipeline"):
+        for name, fn in vars(_addon_module(mod)).items():
+            if callable(fn) and getattr(fn, "__module__", "") == f"{PKG}.blender.{mod}":
+                timers[f"{mod}.{name}"] = bpy.app.timers.is_registered(fn)
+    state["timers"] = timers
+    return state
+
+
+@pytest.fixture()
+def ui_render(addon, monkeypatch):
+    """The handlers' UI path (they take it when not in background mode) under background
+    bpy, with a probe around each of the extension's render handlers that compares what it
+    could write before and after the handler ran.  Yields the list of differences."""
+    handlers = _addon_module("handlers")
+    monkeypatch.setattr(handlers, "background_mode", lambda: False)
+    changed: list[str] = []
+    added = []
+    for name in ("render_init", "render_write", "render_complete"):
+        lst = getattr(bpy.app.handlers, name)
+        ours = next(h for h in lst if getattr(h, "__module__", "") == f"{PKG}.blender.handlers")
+        before: dict = {}
+
+        @bpy.app.handlers.persistent
+        def snap(scene, *args, before=before):
+            before["state"] = _blender_state(scene)
+
+        @bpy.app.handlers.persistent
+        def check(scene, *args, before=before, name=name):
+            after = _blender_state(scene)
+            for key in after:
+                if after[key] != before["state"][key]:
+                    changed.append(f"{name} changed {key}")
+
+        lst.insert(lst.index(ours), snap)
+        lst.insert(lst.index(ours) + 1, check)
+        added += [(lst, snap), (lst, check)]
+    yield changed
+    for lst, fn in added:
+        lst.remove(fn)
+    _addon_module("framequeue").clear("test over")
+    _addon_module("passnode").remove()
+
+
+def test_ui_render_handlers_only_record(ui_render, tmp_path, capfd):
+    framequeue = _addon_module("framequeue")
+    scene = build_scene(width=W, height=H, samples=1, frames=(1, 3))
+    scene.linerelifer.auto_refine = True
+    out = tmp_path / "frames"
+    scene.render.filepath = str(out / "frame_")
+    framequeue.pump()  # the timer, between renders: puts the pass node in place
+    capfd.readouterr()
+    assert bpy.ops.render.render(animation=True) == {"FINISHED"}
+
+    assert ui_render == [], "the render handlers wrote Blender data or registered timers"
+    records = framequeue.pending()
+    assert [r.frame for r in records] == [1, 2, 3]
+    for r in records:  # paths, never pixels: the pass waits on disk
+        assert all(isinstance(v, (str, int, float)) for v in vars(r).values())
+        assert os.path.isfile(r.frame_path) and os.path.isfile(r.pass_path)
+    assert framequeue.arrays_held() == 0
+    assert not list((tmp_path / "frames_originals").glob("*")), "refined on the render thread"
+
+    held = _pump_until_idle(framequeue)
+    log = capfd.readouterr().out
+    assert max(held) == 1, "more than one frame's arrays were held at once"
+    assert re.findall(r"^LineRelifer: frame (\d+): ", log, re.M) == ["1", "2", "3"], log
+    names = [f"frame_{i:04d}.png" for i in (1, 2, 3)]
+    assert sorted(p.name for p in (tmp_path / "frames_originals").glob("*.png")) == names
+    for n in names:
+        assert np.abs(_frame_pixels(out / n) - _frame_pixels(tmp_path / "frames_originals" / n)).mean() > 1e-3
+    assert not any(os.path.exists(r.pass_path) for r in records), "pass files were left behind"
+
+
+def _pump_until_idle(framequeue) -> list[int]:
+    """Run the timer as Blender's event loop would; returns arrays held after each call."""
+    held = []
+    for _ in range(2000):
+        if not framequeue.pending() and not framequeue._current:
+            break
+        framequeue.pump()
+        held.append(framequeue.arrays_held())
+        time.sleep(0.02)
+    return held
+
+
+def test_ui_render_worker_that_cannot_start_is_tried_once(ui_render, tmp_path, capfd):
+    framequeue = _addon_module("framequeue")
+    starts = tmp_path / "starts.txt"
+    fake = tmp_path / "python3"
+    fake.write_text(f"#!/bin/sh\necho started >> '{starts}'\nexit 3\n")
+    fake.chmod(0o755)
+    scene = build_scene(width=W, height=H, samples=1, frames=(1, 3))
+    scene.linerelifer.auto_refine = True
+    scene.render.filepath = str(tmp_path / "frames" / "frame_")
+    framequeue.pump()
+    prefs = bpy.context.preferences.addons[PKG].preferences
+    prefs.python_path = str(fake)
+    try:
+        capfd.readouterr()
+        assert bpy.ops.render.render(animation=True) == {"FINISHED"}
+        records = framequeue.pending()
+        _pump_until_idle(framequeue)
+        log = capfd.readouterr().out
+    finally:
+        prefs.python_path = ""
+    ours = [line for line in log.splitlines() if line.startswith("LineRelifer:")]
+    assert len(ours) == 1 and "could not start" in ours[0], ours
+    assert starts.read_text().splitlines() == ["started"], "the worker start was retried"
+    assert not any(os.path.exists(r.pass_path) for r in records)
+    assert not (tmp_path / "frames_originals").exists()
+
+
+def test_loading_a_file_drops_the_queue_with_one_line(ui_render, tmp_path, capfd):
+    framequeue = _addon_module("framequeue")
+    scene = build_scene(width=W, height=H, samples=1, frames=(1, 2))
+    scene.linerelifer.auto_refine = True
+    scene.render.filepath = str(tmp_path / "frames" / "frame_")
+    framequeue.pump()
+    assert bpy.ops.render.render(animation=True) == {"FINISHED"}
+    records = framequeue.pending()
+    assert len(records) == 2
+    capfd.readouterr()
+    bpy.ops.wm.read_homefile(use_empty=True, use_factory_startup=True)
+    log = capfd.readouterr().out
+    assert [ln for ln in log.splitlines() if ln.startswith("LineRelifer:")] == [
+        "LineRelifer: a file is being loaded: dropped frames 1, 2 not yet refined"]
+    assert framequeue.pending() == [] and framequeue.arrays_held() == 0
+    assert not any(os.path.exists(r.pass_path) for r in records)
+    assert not (tmp_path / "frames_originals").exists()
+
+
+def test_refine_lines_waits_for_a_running_render(addon, tmp_path):
+    scene = build_scene(width=W, height=H, samples=1, frames=(1, 1))
+    scene.render.filepath = str(tmp_path / "frame_")
+    seen = []
+
+    @bpy.app.handlers.persistent
+    def try_refine(scene, *args):
+        seen.append(bpy.ops.linerelifer.refine_lines.poll())
+        try:
+            bpy.ops.linerelifer.refine_lines()
+        except RuntimeError as ex:
+            seen.append(str(ex))
+
+    bpy.app.handlers.render_write.append(try_refine)
+    try:
+        assert bpy.ops.render.render(animation=True) == {"FINISHED"}
+    finally:
+        bpy.app.handlers.render_write.remove(try_refine)
+    assert seen[0] is False
+    assert "A render is running" in seen[1], seen
+    assert bpy.ops.linerelifer.refine_lines.poll()  # and again once it has finished
+
+# -- last: disabling the add-on ---------------------------------------------------
 
 def test_enable_freestyle_pass_and_disable_cleans_up(addon):
     scene = build_scene(width=W, height=H, as_render_pass=False)

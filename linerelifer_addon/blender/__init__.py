@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import bpy
 
-from . import handlers, ops, props, session, ui
+from . import handlers, ops, prefs, props, session, ui
 
-_classes = (*props.classes, *ops.classes, *ui.classes)
+_classes = (*props.classes, *prefs.classes, *ops.classes, *ui.classes)
 
 
 def register() -> None:

@@ -2,12 +2,13 @@
 
 The Render Result's pixels cannot be read from Python, but
 ``Image.save_render`` can write the whole result -- every pass -- to a file.
-So the render is captured by saving it, with the scene's output settings
+So a still render is captured by saving it, with the scene's output settings
 temporarily switched to a single-part multilayer EXR (uncompressed half
 floats), into a private temp folder; :mod:`.exr` reads it back with numpy.
-This works after a still render and inside ``render_write`` during animation
-renders, in the UI and in background mode, and never touches the user's
-node tree.
+Switching the settings is a write to Blender data: it happens only on the
+main thread with no render running (Refine Lines waits for renders).
+Animation frames never come through here: farm renders have no Render Result
+image, and UI render handlers must not write; see :mod:`.passnode`.
 
 All arrays here are float32, (H, W, C) with row 0 at the TOP.  Blender's
 ``Image.pixels`` is bottom-up, hence the flips.
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 import bpy
 import numpy as np
 
-from . import exr
+from . import exr, nodes
 from .common import IS_5
 
 RENDER_RESULT = "Render Result"
@@ -77,6 +78,11 @@ def exr_output_settings(scene):
                 pass
 
 
+def composited(scene) -> bool:
+    """Whether the render went through the scene's compositor (its output is the image)."""
+    return bool(scene.render.use_compositing and nodes.compositor_tree(scene) is not None)
+
+
 def has_render_result() -> bool:
     img = bpy.data.images.get(RENDER_RESULT)
     return img is not None and img.type == "RENDER_RESULT"
@@ -113,6 +119,8 @@ def save_render_passes(scene, want_combined: bool = True) -> RenderCapture:
         fake = dict.fromkeys(names)
         fs_prefix = exr.find_layer(fake, "Freestyle", view_layer)
         cb_prefix = exr.find_layer(fake, "Combined", view_layer) if want_combined else None
+        if want_combined and composited(scene) and "Composite.Combined.R" in fake:
+            cb_prefix = "Composite.Combined"  # what the compositor made of the render
         keep = tuple(p + "." for p in (fs_prefix, cb_prefix) if p)
         if not keep:
             channels = {}

@@ -73,23 +73,9 @@ def style_dirs() -> list[Path]:
         return []
 
 
-def blender_binary() -> str:
-    """Blender's own executable (empty in bpy-module builds)."""
-    return bpy.app.binary_path or ""
-
-
 def python_for_worker(prefs) -> str | None:
     """The explicit worker interpreter from the preferences, or None."""
     path = (getattr(prefs, "python_path", "") or "").strip()
     if not path:
         return None
     return bpy.path.abspath(path) if path.startswith("//") else os.path.expanduser(path)
-
-
-def is_blender_binary(path: str) -> bool:
-    try:
-        b = blender_binary()
-        return bool(b) and os.path.realpath(path) == os.path.realpath(b)
-    except OSError:
-        return False
-

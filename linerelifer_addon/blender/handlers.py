@@ -1,183 +1,153 @@
-"""Auto-refine: render handlers.
+"""Auto-refine: the render handlers.
 
 Order: render_init -> (render_pre -> render_post -> render_write) per frame
--> render_complete (or render_cancel).
+-> render_complete (or render_cancel).  ``load_pre`` drops what a UI render left queued.
 
-* Background renders (``blender -b file.blend -a``, farms, the bpy module):
-  timers never fire, so every written frame is refined synchronously inside
-  ``render_write`` (the worker stays warm across frames; one log line per
-  frame).  A still render that writes no file is refined into the result
-  images in ``render_complete``.
-* UI renders: handlers run on the render thread.  ``render_write`` only
-  captures the frame's Freestyle pass (it is gone once the next frame
-  starts) and queues the frame; a main-thread timer loads it, runs the worker
-  on a background thread and writes the result.  After a still render the
-  Refine Lines operator is invoked from a timer.
+* Background renders (``blender -b file.blend -a``, farms, scripts): the handlers run on
+  the main thread and timers never fire, so each written frame is refined right there
+  (one warm worker, one log line per frame).  There is no "Render Result" image in a farm
+  render, so the Freestyle pass comes from a File Output node set up at render_init
+  (:mod:`.passnode`).  A worker that cannot start ends auto-refine for the render with one
+  log line: no frame retries it.
+* UI renders: the handlers run on the render thread, so they only record what happened
+  (:mod:`.framequeue`; the pass is spilled to a temporary file) and write no Blender data;
+  the queue's main-thread timer, registered at register(), does the rest.
 
-Nothing is added to the user's node tree; failures are logged as one line
-and never stop the render.
+Failures are logged as one line and never stop the render.
 """
 
 from __future__ import annotations
 
-import collections
-import threading
 import time
 
 import bpy
 from bpy.app.handlers import persistent
 
-from . import pipeline, session
+from ..core.client import WorkerStartError
+from . import framequeue, passnode, pipeline, session
 from .common import first_sentence, get_prefs, log
-
-_state = {
-    "active": False,
-    "since": 0.0,
-    "frames": 0,
-    "skip_reason": None,
-    "failures": 0,
-}
-_queue: collections.deque = collections.deque()  # UI mode: (scene name, frame, path, freestyle)
-_current: dict = {}  # UI mode: the frame being refined
+from .state import render as job
 
 
-def _settings(scene):
-    return getattr(scene, "linerelifer", None)
+def background_mode() -> bool:
+    """Whether handlers run on the main thread (no UI, no timers)."""
+    return bool(bpy.app.background)
 
 
-@persistent
-def on_render_init(scene, *args):
-    settings = _settings(scene)
-    _state.update(active=bool(settings is not None and settings.auto_refine), since=time.time(),
-                  frames=0, skip_reason=None, failures=0)
+def _auto(scene) -> bool:
+    settings = getattr(scene, "linerelifer", None)
+    return bool(settings is not None and settings.auto_refine)
+
+
+def _refuse(reason: str) -> None:
+    """Stop auto-refining this render; say why once."""
+    if job.refused is None:
+        job.refused = reason
+        log(f"auto-refine stopped for this render: {reason}")
 
 
 @persistent
-def on_render_write(scene, *args):
-    _state["frames"] += 1
-    if not _state["active"]:
+def on_render_init(scene, *args) -> None:
+    job.reset(running=True, auto=_auto(scene), since=time.time())
+    if not job.auto:
+        return
+    if not scene.render.use_freestyle:
+        _refuse("Freestyle is off, so there are no lines to refine; turn it on in Render Properties")
+        return
+    problem = pipeline.baked_frames_problem(scene)
+    if problem:
+        _refuse(problem)
+        return
+    if not background_mode():
+        # Render thread: read, decide, note; the timer set the pass node up beforehand.
+        if pipeline.freestyle_pass_enabled(scene) and not passnode.folder_of(scene.name):
+            _refuse("the Freestyle pass node is not in place (Compositing off in Output Properties, "
+                    "or auto-refine was switched on a moment ago); render again")
+        return
+    # Main thread, before Blender copies the render settings: the one place to set up.
+    if pipeline.freestyle_pass_enabled(scene) and not pipeline.frame_output_problem(scene):
+        try:
+            passnode.add(scene)
+        except Exception as ex:
+            _refuse(first_sentence(ex))
+
+
+@persistent
+def on_render_write(scene, *args) -> None:
+    job.frames += 1
+    if not job.auto or job.refused:
+        return
+    frame = scene.frame_current
+    problem = pipeline.frame_output_problem(scene)  # frames only: a still can still be refined
+    if problem:
+        _refuse(problem)
         return
     try:
-        _frame_written(scene)
+        if background_mode():
+            _refine_written_frame(scene, frame)
+        else:
+            framequeue.record_frame(scene, frame, job.since)
     except Exception as ex:  # never break the render
-        _state["failures"] += 1
-        log(f"frame {scene.frame_current}: not refined: {first_sentence(ex)}")
+        log(f"frame {frame}: not refined: {first_sentence(ex)}")
 
 
-def _frame_written(scene):
-    frame = scene.frame_current
-    problem = pipeline.frame_output_problem(scene)
-    if problem:
-        if _state["skip_reason"] is None:
-            log(f"auto-refine skipped: {problem}")
-        _state["skip_reason"] = problem
-        return
-    path = pipeline.written_frame_path(scene, _state["since"])
+def _refine_written_frame(scene, frame: int) -> None:
+    path = pipeline.written_frame_path(scene, job.since)
     if path is None:
         raise pipeline.RefineError("the written frame file was not found")
-    freestyle = pipeline.capture_frame_lines(scene)
-    if bpy.app.background:
+    freestyle = None
+    if passnode.folder_of(scene.name):
+        freestyle = passnode.read_pass_file(passnode.frame_pass_file(scene.name, frame))
+    try:
         client = session.get_client(get_prefs())
         pipeline.refine_frame_sync(scene, client, path, freestyle, frame)
-    else:
-        _queue.append((scene.name, frame, path, freestyle, time.monotonic()))
-        _ensure_pump()
+    except WorkerStartError as ex:
+        _refuse(f"the worker could not start ({first_sentence(ex)})")
 
 
 @persistent
-def on_render_complete(scene, *args):
-    if not _state["active"]:
+def on_render_complete(scene, *args) -> None:
+    _finish(scene, completed=True)
+
+
+@persistent
+def on_render_cancel(scene, *args) -> None:
+    _finish(scene, completed=False)
+
+
+def _finish(scene, completed: bool) -> None:
+    auto, frames = job.auto and not job.refused, job.frames
+    background = background_mode()
+    job.reset()
+    if background:
+        passnode.remove()
+    if not auto or frames or not completed:
         return
-    _state["active"] = False
-    if _state["frames"]:
-        return  # frames were written and refined (or queued)
-    if bpy.app.background:
-        try:
-            client = session.get_client(get_prefs())
-            t0 = time.monotonic()
-            pipeline.refine_still_sync(bpy.context, scene, client, show=False)
-            log(f"refined the render in {time.monotonic() - t0:.2f} s")
-        except Exception as ex:
-            log(f"render not refined: {first_sentence(ex)}")
-    else:
-        bpy.app.timers.register(_invoke_refine_later, first_interval=0.2)
-
-
-@persistent
-def on_render_cancel(scene, *args):
-    _state["active"] = False
-
-
-def _invoke_refine_later():
-    """Main thread (timer): run the Refine Lines operator with a window."""
-    wm = bpy.context.window_manager
-    window = wm.windows[0] if wm and wm.windows else None
-    if window is None:
-        return None
+    # A still render that wrote no file: refine it into the result images.
+    if not background:
+        framequeue.record_still(scene)
+        return
     try:
-        with bpy.context.temp_override(window=window, screen=window.screen):
-            if bpy.ops.linerelifer.refine_lines.poll():
-                bpy.ops.linerelifer.refine_lines("INVOKE_DEFAULT")
-            else:
-                return 0.5  # a refinement is running: try again shortly
+        client = session.get_client(get_prefs())
+        t0 = time.monotonic()
+        pipeline.refine_still_sync(bpy.context, scene, client, show=False)
+        log(f"refined the render in {time.monotonic() - t0:.2f} s")
     except Exception as ex:
         log(f"render not refined: {first_sentence(ex)}")
-    return None
 
 
-# -- UI mode: frames refined on the main thread + a worker thread --------------------
+@persistent
+def on_load_pre(*args) -> None:
+    """Another file is loading: what the old one queued cannot be written into it."""
+    framequeue.clear("a file is being loaded")
+    passnode.remove()
 
-def _ensure_pump():
-    if not bpy.app.timers.is_registered(_pump):
-        bpy.app.timers.register(_pump, first_interval=0.1)
 
-
-def _pump():
-    """Timer: one frame at a time; returns the next interval or None."""
-    cur = _current.get("job")
-    if cur is not None:
-        thread = _current["thread"]
-        if thread.is_alive():
-            return 0.1
-        job, err = cur, _current.get("error")
-        _current.clear()
-        if err is not None:
-            pipeline.release_frame(job)
-            log(f"frame {job.frame}: not refined: {first_sentence(err)}")
-        else:
-            try:
-                scene = bpy.data.scenes.get(job.scene_name) or bpy.context.scene
-                out = pipeline.finish_frame(job)
-                dst = pipeline.write_frame(job, out, scene.linerelifer.output_mode)
-                log(f"frame {job.frame}: {job.frame_path} -> {dst} "
-                    f"({time.monotonic() - job.queued:.2f} s)")
-            except Exception as ex:
-                pipeline.release_frame(job)
-                log(f"frame {job.frame}: not refined: {first_sentence(ex)}")
-    if not _queue:
-        return None
-    scene_name, frame, path, freestyle, queued = _queue.popleft()
-    scene = bpy.data.scenes.get(scene_name)
-    if scene is None:
-        return 0.1
-    try:
-        job = pipeline.prepare_frame(scene, path, freestyle, frame)
-    except Exception as ex:
-        log(f"frame {frame}: not refined: {first_sentence(ex)}")
-        return 0.1
-    job.queued = queued
-    job.scene_name = scene_name
-    client = session.get_client(get_prefs())
-
-    def work():
-        try:
-            pipeline.run(job, client)
-        except BaseException as ex:
-            _current["error"] = ex
-
-    _current.update(job=job, thread=threading.Thread(target=work, daemon=True))
-    _current["thread"].start()
-    return 0.1
+@persistent
+def on_save_pre(*args) -> None:
+    """The pass node is the extension's, never the file's (the UI timer puts it back)."""
+    if not job.running:
+        passnode.remove()
 
 
 _HANDLERS = (
@@ -185,28 +155,32 @@ _HANDLERS = (
     ("render_write", on_render_write),
     ("render_complete", on_render_complete),
     ("render_cancel", on_render_cancel),
+    ("load_pre", on_load_pre),
+    ("save_pre", on_save_pre),
 )
 
 
-def register():
+def _same(h, fn) -> bool:
+    return h is fn or (getattr(h, "__name__", "") == fn.__name__
+                       and getattr(h, "__module__", "") == fn.__module__)
+
+
+def register() -> None:
     for name, fn in _HANDLERS:
         lst = getattr(bpy.app.handlers, name)
-        # Remove stale copies (e.g. after a reload) by name, then add ours.
-        for h in list(lst):
-            if getattr(h, "__name__", "") == fn.__name__ and getattr(h, "__module__", "") == fn.__module__:
+        for h in list(lst):  # stale copies (e.g. after a reload)
+            if _same(h, fn):
                 lst.remove(h)
         lst.append(fn)
+    framequeue.register()
 
 
-def unregister():
+def unregister() -> None:
     for name, fn in _HANDLERS:
         lst = getattr(bpy.app.handlers, name)
         for h in list(lst):
-            if h is fn or (getattr(h, "__name__", "") == fn.__name__
-                           and getattr(h, "__module__", "") == fn.__module__):
+            if _same(h, fn):
                 lst.remove(h)
-    for timer in (_pump, _invoke_refine_later):
-        if bpy.app.timers.is_registered(timer):
-            bpy.app.timers.unregister(timer)
-    _queue.clear()
-    _current.clear()
+    framequeue.unregister()
+    passnode.remove()
+    job.reset()

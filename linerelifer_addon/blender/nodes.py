@@ -30,22 +30,12 @@ def find_lines_node(tree):
     return None
 
 
-def attach_lines_image(scene, image):
-    """Add (or update) an Image node labelled LineRelifer that holds the
-    refined line layer, next to the Render Layers node.  It is left
-    unconnected: wiring it in place of the Freestyle pass is the user's
-    choice (a connected still image would otherwise be composited into every
-    later frame).  Returns the node, or None without a compositor."""
+def remove_lines_node(scene) -> bool:
+    """Remove the Image node earlier versions added (an unpacked generated image: wired in,
+    it stamped stale lines on later frames and reopened as opaque black)."""
     tree = compositor_tree(scene)
-    if tree is None:
-        return None
-    node = find_lines_node(tree)
+    node = find_lines_node(tree) if tree is not None else None
     if node is None:
-        node = tree.nodes.new("CompositorNodeImage")
-        node.name = NODE_NAME
-        node.label = NODE_LABEL
-        rl = next((n for n in tree.nodes if n.bl_idname == "CompositorNodeRLayers"), None)
-        if rl is not None:
-            node.location = (rl.location.x, rl.location.y - rl.dimensions.y - 120.0)
-    node.image = image
-    return node
+        return False
+    tree.nodes.remove(node)
+    return True

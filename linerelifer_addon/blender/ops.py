@@ -9,9 +9,9 @@ import bpy
 
 from ..core.client import Cancelled, WorkerError
 from . import pipeline, session
-from .common import first_sentence, get_prefs, log
+from .common import RESULT_IMAGE, first_sentence, get_prefs, log
+from .state import busy as _busy, render as _render_job
 
-_busy = {"refine": False, "probe": False}
 
 
 class _Worker(threading.Thread):
@@ -38,6 +38,15 @@ def _error_text(ex: BaseException) -> str:
 
 # -- Refine Lines --------------------------------------------------------------------
 
+def render_running() -> bool:
+    """A render job is running (its handlers may be writing frames): Refine Lines, which
+    saves the render through the output settings, must wait for it."""
+    if _render_job.running:
+        return True
+    is_job_running = getattr(bpy.app, "is_job_running", None)
+    return bool(is_job_running and is_job_running("RENDER"))
+
+
 class LINERELIFER_OT_refine_lines(bpy.types.Operator):
     """Refine the Freestyle lines of the latest render with the selected style"""
 
@@ -59,6 +68,9 @@ class LINERELIFER_OT_refine_lines(bpy.types.Operator):
     def poll(cls, context):
         if _busy["refine"]:
             cls.poll_message_set("A refinement is already running")
+            return False
+        if render_running():
+            cls.poll_message_set("A render is running; refine its lines when it has finished")
             return False
         return context.scene is not None
 
@@ -166,6 +178,40 @@ class LINERELIFER_OT_refine_lines(bpy.types.Operator):
         self._end(context)
 
 
+# -- Save the result -----------------------------------------------------------------
+
+class LINERELIFER_OT_save_result(bpy.types.Operator):
+    """Save the refined render as the Image Editor shows it: the scene's view transform and output format"""
+
+    bl_idname = "linerelifer.save_result"
+    bl_label = "Save Refined Render"
+    bl_options = {"REGISTER"}
+
+    filepath: bpy.props.StringProperty(subtype="FILE_PATH", options={"SKIP_SAVE"})
+
+    @classmethod
+    def poll(cls, context):
+        if bpy.data.images.get(RESULT_IMAGE) is None:
+            cls.poll_message_set("Refine the lines of a render first")
+            return False
+        return context.scene is not None
+
+    def invoke(self, context, event):
+        if not self.filepath:
+            self.filepath = bpy.path.ensure_ext("//refined", context.scene.render.file_extension)
+        context.window_manager.fileselect_add(self)
+        return {"RUNNING_MODAL"}
+
+    def execute(self, context):
+        try:
+            path = pipeline.save_result(context.scene, self.filepath)
+        except Exception as ex:
+            self.report({"ERROR"}, _error_text(ex))
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"Saved {path}")
+        return {"FINISHED"}
+
+
 # -- Freestyle pass ------------------------------------------------------------------
 
 class LINERELIFER_OT_enable_freestyle_pass(bpy.types.Operator):
@@ -210,7 +256,7 @@ class LINERELIFER_OT_test_runtime(bpy.types.Operator):
             self.report({"ERROR"}, first_sentence(ex))
             return {"CANCELLED"}
         session.set_status(python, True, versions)
-        self.report({"INFO"}, _versions_text(versions))
+        self.report({"INFO"}, session.versions_text(versions))
         return {"FINISHED"}
 
     def invoke(self, context, event):
@@ -253,21 +299,13 @@ class LINERELIFER_OT_test_runtime(bpy.types.Operator):
             self.report({"ERROR"}, msg)
             return {"CANCELLED"}
         session.set_status(self._python, True, self._thread.result)
-        self.report({"INFO"}, _versions_text(self._thread.result))
+        self.report({"INFO"}, session.versions_text(self._thread.result))
         return {"FINISHED"}
-
-
-def _versions_text(versions: dict) -> str:
-    """One line: what the worker's Python offers."""
-    runs = [f"LiteRT {versions['litert']}"] if versions.get("litert") else []
-    if versions.get("tensorflow"):
-        runs.append(f"TensorFlow {versions['tensorflow']}")
-    return (f"Runtime OK: Python {versions.get('python', '?')}, NumPy {versions.get('numpy', '?')}, "
-            + (", ".join(runs) or "no LiteRT or TensorFlow"))
 
 
 classes = (
     LINERELIFER_OT_refine_lines,
+    LINERELIFER_OT_save_result,
     LINERELIFER_OT_enable_freestyle_pass,
     LINERELIFER_OT_test_runtime,
 )

@@ -21,12 +21,14 @@ from pathlib import Path
 import bpy
 import numpy as np
 
+from ..core import baked
 from ..core.conversion import LineImage, blend, from_coverage, to_coverage
 from ..core.styles import StyleError
 from . import capture, nodes
 from .capture import (CaptureError, linear_to_srgb, premultiply, srgb_to_linear,
                       unpremultiply)
-from .common import LINES_IMAGE, RESULT_IMAGE, log
+from .common import LINES_IMAGE, RESULT_IMAGE, first_sentence, log
+from .state import baked_problem
 from .props import style_path
 
 
@@ -36,7 +38,7 @@ class RefineError(RuntimeError):
 
 @dataclass
 class Job:
-    line_image: LineImage
+    line_image: LineImage | None
     style: Path
     tile: int
     strength: float
@@ -54,10 +56,13 @@ class Job:
     started: float = field(default_factory=time.monotonic)
     queued: float = field(default_factory=time.monotonic)
     scene_name: str = ""
+    # lines baked into the render: where they are, and the render in the space they were found
+    baked: baked.BakedLines | None = None
+    baked_rgb: np.ndarray | None = None
 
     @property
     def coverage(self) -> np.ndarray:
-        return self.line_image.coverage
+        return self.baked.coverage if self.baked is not None else self.line_image.coverage
 
 
 # -- helpers --------------------------------------------------------------------------
@@ -97,6 +102,46 @@ def _lines_from_drawing(rgb_display: np.ndarray, where: str = " in the render",
     return li
 
 
+def baked_line_sets(scene) -> tuple[np.ndarray, float]:
+    """The line colours (scene linear, (K, 3)) and the widest line in pixels that the
+    scene's rendered Freestyle line sets draw."""
+    r = scene.render
+    if r.line_thickness_mode == "ABSOLUTE":
+        unit = float(r.line_thickness)
+    else:  # relative: scaled with the image height, 1 at 480 px
+        unit = r.resolution_y * r.resolution_percentage / 100.0 / 480.0
+    colors, widest = [], 0.0
+    for vl in scene.view_layers:
+        if not (vl.use and vl.use_freestyle):
+            continue
+        for ls in vl.freestyle_settings.linesets:
+            if ls.show_render and ls.linestyle is not None:
+                colors.append(tuple(ls.linestyle.color))
+                widest = max(widest, float(ls.linestyle.thickness) * unit)
+    return np.asarray(colors, np.float32).reshape(-1, 3), widest
+
+
+def _find_baked(scene, rgb_display: np.ndarray, line_colors_display: np.ndarray, widest: float,
+                where: str, allow_empty: bool) -> baked.BakedLines:
+    try:
+        lines = baked.find_lines(rgb_display, line_colors_display, widest)
+        if not allow_empty and not lines.mask.any():
+            raise baked.BakedLinesError(f"No Freestyle lines of the line sets' colours were found{where}; "
+                                        "turn on the Freestyle pass (LineRelifer panel) to refine them")
+    except baked.BakedLinesError as ex:
+        baked_problem["text"] = first_sentence(ex)
+        raise RefineError(str(ex)) from None
+    baked_problem["text"] = ""
+    return lines
+
+
+def view_is_plain_srgb(scene) -> bool:
+    """Whether files saved through the scene's view settings hold sRGB(linear) as it is."""
+    vs, ds = scene.view_settings, scene.display_settings
+    return (vs.view_transform == "Standard" and vs.look in ("None", "") and vs.exposure == 0.0
+            and vs.gamma == 1.0 and not vs.use_curve_mapping and ds.display_device == "sRGB")
+
+
 # -- still renders --------------------------------------------------------------------
 
 def prepare_still(scene) -> Job:
@@ -114,14 +159,18 @@ def prepare_still(scene) -> Job:
         raise RefineError("The render has no Freestyle pass; render again after enabling it")
     if cap.combined is None:
         raise RefineError("The render has no combined image")
+    li = lines = rgb = None
     if uses_pass:
         li = _lines_from_pass(cap.freestyle)
     else:
-        # Lines are baked into the image: refine the drawing as it is displayed.
-        li = _lines_from_drawing(linear_to_srgb(unpremultiply(cap.combined)[..., :3]))
+        # Lines baked into the image: find Freestyle's strokes by their colour (scene linear
+        # in the capture, compared as sRGB), change nothing else.
+        colors, widest = baked_line_sets(scene)
+        rgb = linear_to_srgb(unpremultiply(cap.combined)[..., :3])
+        lines = _find_baked(scene, rgb, linear_to_srgb(colors), widest, " in the render", allow_empty=False)
     return Job(line_image=li, style=style, tile=int(settings.tile_size),
                strength=float(settings.strength), color=settings.line_color(),
-               uses_pass=uses_pass, combined=cap.combined)
+               uses_pass=uses_pass, combined=cap.combined, baked=lines, baked_rgb=rgb)
 
 
 def run(job: Job, client, progress=None, cancel=None) -> np.ndarray:
@@ -141,13 +190,16 @@ def finish_still(job: Job) -> tuple[np.ndarray, np.ndarray]:
         a = lines_p[..., 3:4]
         result = lines_p + comb * (1.0 - a)
     else:
-        color_disp = tuple(linear_to_srgb(np.asarray(job.color))) if job.color is not None else None
-        out_disp = from_coverage(li, refined, job.strength, color_disp)
-        alpha = comb[..., 3:4]
-        result = np.concatenate([srgb_to_linear(out_disp[..., :3]) * alpha, alpha], axis=-1)
-        cov = blend(li.coverage, refined, job.strength)[..., None]
-        ink = srgb_to_linear(np.asarray(color_disp if color_disp is not None else li.line_color))
-        lines_p = np.concatenate([np.broadcast_to(ink, cov.shape[:2] + (3,)) * cov, cov], axis=-1)
+        lines = job.baked
+        cov = blend(lines.coverage, refined, job.strength)
+        color_disp = linear_to_srgb(np.asarray(job.color, np.float32)) if job.color is not None else None
+        redrawn = baked.apply(job.baked_rgb, lines, cov, color_disp)
+        result = np.array(comb, np.float32, copy=True)  # every other pixel as rendered, bit for bit
+        m = lines.mask
+        result[..., :3][m] = srgb_to_linear(redrawn[m]) * comb[..., 3][m][:, None]
+        ink = srgb_to_linear(lines.ink if color_disp is None else np.broadcast_to(color_disp, lines.ink.shape))
+        lines_p = np.concatenate([ink * cov[..., None], cov[..., None]], axis=-1)
+        return result, _finite(lines_p)
     return _finite(result), _finite(lines_p)
 
 
@@ -155,13 +207,35 @@ def apply_still(context, scene, result: np.ndarray, lines: np.ndarray, show: boo
     """Store the results as images, feed the compositor node, show the result."""
     res_img = capture.array_to_image(RESULT_IMAGE, result, float_buffer=True)
     lines_img = capture.array_to_image(LINES_IMAGE, lines, float_buffer=True)
+    # Shown and saved as the render is: through the scene's view transform.
+    res_img.use_view_as_render = True
     try:
-        nodes.attach_lines_image(scene, lines_img)
+        nodes.remove_lines_node(scene)  # what earlier versions left in the compositor
     except Exception as ex:  # the compositor is optional; never fail the refinement
-        log(f"could not add the compositor node ({ex})")
+        log(f"could not remove the old compositor node ({ex})")
     if show:
         show_in_image_editor(context, res_img)
     return res_img, lines_img
+
+
+def save_result(scene, filepath: str) -> str:
+    """Write ``LineRelifer Result`` as the Image Editor shows it (view as render): through the
+    scene's view transform, look, exposure and gamma, in the scene's output format -- what
+    Blender's own "Save as Render" does.  Returns the path written."""
+    img = bpy.data.images.get(RESULT_IMAGE)
+    if img is None:
+        raise RefineError(f"There is no image '{RESULT_IMAGE}' to save; refine the lines of a render first")
+    if not filepath:
+        raise RefineError("No file path was given for the refined render")
+    path = bpy.path.abspath(filepath)
+    if scene.render.use_file_extension:
+        path = bpy.path.ensure_ext(path, scene.render.file_extension)
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    try:
+        img.save_render(path, scene=scene)
+    except RuntimeError as ex:
+        raise RefineError(f"The refined render could not be saved to {path} ({first_sentence(ex)})") from None
+    return path
 
 
 def show_in_image_editor(context, img) -> bool:
@@ -202,9 +276,11 @@ def frame_output_problem(scene) -> str | None:
     r = scene.render
     ims = r.image_settings
     if getattr(r, "is_movie_format", False) or getattr(ims, "media_type", "") == "VIDEO":
-        return "movie output is not supported; render image frames to refine them"
+        return ("the output (Output Properties > Output) is a movie, whose frames cannot be rewritten; "
+                "render image frames to refine them")
     if getattr(ims, "media_type", "") == "MULTI_LAYER_IMAGE" or ims.file_format == "OPEN_EXR_MULTILAYER":
-        return "multilayer EXR output is not supported; use PNG, TIFF or EXR frames"
+        return ("the output (Output Properties > Output) is OpenEXR MultiLayer, which auto-refine does not "
+                "rewrite; choose PNG, TIFF or OpenEXR")
     return None
 
 
@@ -232,20 +308,6 @@ def written_frame_path(scene, since: float) -> str | None:
     return max(found)[1]
 
 
-def capture_frame_lines(scene):
-    """In render_write: the Freestyle pass of the frame just rendered, or None
-    when the lines are baked into the frame (pass off)."""
-    if not freestyle_pass_enabled(scene):
-        return None
-    try:
-        cap = capture.save_render_passes(scene, want_combined=False)
-    except CaptureError as ex:
-        raise RefineError(str(ex)) from None
-    if cap.freestyle is None:
-        raise RefineError("The render has no Freestyle pass")
-    return cap.freestyle
-
-
 def prepare_frame(scene, frame_path: str, freestyle: np.ndarray | None, frame: int) -> Job:
     """Load the written frame (main thread) and build its coverage.
 
@@ -266,6 +328,14 @@ def prepare_frame(scene, frame_path: str, freestyle: np.ndarray | None, frame: i
             rgb = pixels[..., :3]
             if is_float:
                 rgb = linear_to_srgb(unpremultiply(pixels)[..., :3])
+            if scene.render.use_freestyle:
+                lines = _baked_frame_lines(scene, rgb, frame_path)
+                return Job(line_image=None, style=style, tile=int(settings.tile_size),
+                           strength=float(settings.strength), color=settings.line_color(),
+                           uses_pass=False, frame=frame, frame_path=frame_path, frame_pixels=pixels,
+                           frame_is_float=is_float, frame_image_name=img.name, baked=lines, baked_rgb=rgb)
+            # A scene without Freestyle: the file is a line drawing (scripts refining files;
+            # auto-refine never comes here, it stops at render_init when Freestyle is off).
             li = _lines_from_drawing(rgb, f" in the frame {frame_path}", allow_empty=True)
     except Exception:
         bpy.data.images.remove(img)
@@ -274,6 +344,31 @@ def prepare_frame(scene, frame_path: str, freestyle: np.ndarray | None, frame: i
                strength=float(settings.strength), color=settings.line_color(),
                uses_pass=freestyle is not None, frame=frame, frame_path=frame_path,
                frame_pixels=pixels, frame_is_float=is_float, frame_image_name=img.name)
+
+
+def baked_frames_problem(scene) -> str | None:
+    """Why frames this scene writes with baked lines cannot be refined, or None: EXR and HDR
+    frames hold scene linear values, other formats are saved through the view transform,
+    where the line colour is known only when that transform is plain sRGB (reads only)."""
+    if freestyle_pass_enabled(scene) or scene.render.image_settings.file_format in ("OPEN_EXR", "HDR"):
+        return None
+    if view_is_plain_srgb(scene):
+        return None
+    return (f"frames are saved through the view transform '{scene.view_settings.view_transform}' "
+            "(Color Management), which hides the colour of lines baked into them; turn on the Freestyle "
+            "pass (LineRelifer panel) or use Standard")
+
+
+def _baked_frame_lines(scene, rgb_display: np.ndarray, frame_path: str) -> baked.BakedLines:
+    """Freestyle's strokes in a written frame (see :func:`baked_frames_problem`)."""
+    colors, widest = baked_line_sets(scene)
+    if not frame_path.lower().endswith((".exr", ".hdr")) and not view_is_plain_srgb(scene):
+        raise RefineError(
+            f"The frame {frame_path} was saved through the view transform "
+            f"'{scene.view_settings.view_transform}', so the colour of its baked lines is not known; "
+            "turn on the Freestyle pass (LineRelifer panel) or use Standard")
+    return _find_baked(scene, rgb_display, linear_to_srgb(colors), widest, f" in the frame {frame_path}",
+                       allow_empty=True)
 
 
 def finish_frame(job: Job) -> np.ndarray:
@@ -292,6 +387,16 @@ def finish_frame(job: Job) -> np.ndarray:
             num = lc * a + px[..., :3] * ba * (1.0 - a)
             rgb = np.where(out_a > 1e-6, num / np.maximum(out_a, 1e-6), 0.0)
             out = np.concatenate([rgb, out_a], axis=-1)
+    elif job.baked is not None:
+        lines = job.baked
+        cov = blend(lines.coverage, refined, job.strength)
+        color_disp = linear_to_srgb(np.asarray(job.color, np.float32)) if job.color is not None else None
+        redrawn = baked.apply(job.baked_rgb, lines, cov, color_disp)
+        out = np.array(px, np.float32, copy=True)  # every other pixel as written, bit for bit
+        m = lines.mask
+        new = redrawn[m]
+        out[..., :3][m] = srgb_to_linear(new) * px[..., 3][m][:, None] if job.frame_is_float else new
+        return out
     else:
         color_disp = tuple(linear_to_srgb(np.asarray(job.color))) if job.color is not None else None
         out_disp = from_coverage(li, refined, job.strength, color_disp)[..., :3]

@@ -1,16 +1,15 @@
-"""Scene settings (``scene.linerelifer``) and the add-on preferences."""
+"""Scene settings (``scene.linerelifer``): what a render is refined with."""
 
 from __future__ import annotations
 
 import zlib
 
 import bpy
-from bpy.props import (BoolProperty, EnumProperty, FloatProperty, FloatVectorProperty,
-                       IntProperty, StringProperty)
+from bpy.props import BoolProperty, EnumProperty, FloatProperty, FloatVectorProperty, IntProperty
 
 from ..core import styles as _core_styles
 from ..core.styles import StyleError, list_styles, resolve_style
-from .common import ADDON_ID, style_dirs
+from .common import style_dirs
 
 NO_STYLE = "__NONE__"
 DEFAULT_STYLE = getattr(_core_styles, "DEFAULT_STYLE", "default")
@@ -98,29 +97,13 @@ class LINERELIFER_PG_settings(bpy.types.PropertyGroup):
             ("OVERWRITE_KEEP_ORIGINALS", "Overwrite, Keep Originals",
              "Copy the original frames to '<output folder>_originals' and overwrite them with the refined ones"),
         ),
-        default="SEPARATE_FOLDER",
+        # A farm's next step (comp, encode, review) reads the scene's output path: refined frames
+        # go there, and nothing is lost because the originals are copied aside first.
+        default="OVERWRITE_KEEP_ORIGINALS",
     )
 
     def line_color(self):
         return tuple(self.color) if self.color_mode == "OVERRIDE" else None
 
 
-class LINERELIFER_AP_preferences(bpy.types.AddonPreferences):
-    bl_idname = ADDON_ID
-
-    python_path: StringProperty(
-        name="Worker Python", subtype="FILE_PATH", default="",
-        description=("Optional: a Python interpreter with TensorFlow, for styles that have no LiteRT "
-                     "file; empty runs the bundled LiteRT in Blender's own Python"),
-    )
-    threads: IntProperty(
-        name="Worker Threads", default=0, min=0, max=256,
-        description="CPU threads for the network (0: automatic)",
-    )
-
-    def draw(self, context):
-        from . import ui
-        ui.draw_runtime(self.layout, context, prefs=self, full=True)
-
-
-classes = (LINERELIFER_PG_settings, LINERELIFER_AP_preferences)
+classes = (LINERELIFER_PG_settings,)

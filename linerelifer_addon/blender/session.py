@@ -12,6 +12,7 @@ and at exit.
 from __future__ import annotations
 
 import atexit
+import os
 import sys
 import threading
 import time
@@ -47,9 +48,10 @@ class WorkerSetup:
 
 def worker_setup(prefs=None) -> WorkerSetup:
     """How the worker will run: Blender's Python with the bundled LiteRT, unless the
-    preferences name another interpreter or $LINERELIFER_BACKEND asks for TensorFlow."""
+    preferences or $LINERELIFER_PYTHON name another interpreter or $LINERELIFER_BACKEND asks
+    for TensorFlow."""
     prefs = prefs or get_prefs()
-    explicit = python_for_worker(prefs)
+    explicit = python_for_worker(prefs) or os.environ.get("LINERELIFER_PYTHON")
     try:
         wanted = requested_backend()
     except ValueError:
@@ -102,6 +104,15 @@ def shutdown() -> None:
 def worker_alive() -> bool:
     c = _client
     return c is not None and c.alive
+
+
+def versions_text(versions: dict) -> str:
+    """One line: what the worker's Python offers."""
+    runs = [f"LiteRT {versions['litert']}"] if versions.get("litert") else []
+    if versions.get("tensorflow"):
+        runs.append(f"TensorFlow {versions['tensorflow']}")
+    return (f"Runtime OK: Python {versions.get('python', '?')}, NumPy {versions.get('numpy', '?')}, "
+            + (", ".join(runs) or "no LiteRT or TensorFlow"))
 
 
 def set_status(python: str, ok: bool, versions: dict | None = None, error: str = "") -> None:

@@ -6,7 +6,8 @@ import os
 
 import bpy
 
-from . import ops, session
+from . import pipeline, session
+from .state import baked_problem, busy
 from .common import RESULT_IMAGE, get_prefs
 from .pipeline import freestyle_pass_enabled
 
@@ -18,10 +19,10 @@ def draw_runtime(layout, context, prefs=None, full=False):
     box = layout.box()
     col = box.column(align=True)
     status = session.runtime_status
-    if status.get("checking") and ops._busy["probe"]:
+    if status.get("checking") and busy["probe"]:
         col.label(text="Checking runtime...", icon="SORTTIME")
     elif status.get("python") == setup.python and status.get("ok"):
-        col.label(text=ops._versions_text(status.get("versions", {}))[:120], icon="CHECKMARK")
+        col.label(text=session.versions_text(status.get("versions", {}))[:120], icon="CHECKMARK")
     elif status.get("python") == setup.python and not status.get("ok"):
         col.label(text="Runtime problem", icon="ERROR")
         col.label(text=status.get("error", "")[:120])
@@ -50,6 +51,14 @@ def draw_settings(layout, context):
             box.label(text="Freestyle is off", icon="INFO")
         else:
             box.label(text="Lines are baked into the image", icon="INFO")
+            col = box.column(align=True)
+            col.label(text="Only pixels of the line sets' colours change; lines over")
+            col.label(text="areas of that colour stay as rendered. The pass is exact.")
+            if baked_problem.get("text"):
+                col.label(text=baked_problem["text"][:110], icon="ERROR")
+            if settings.auto_refine and not pipeline.view_is_plain_srgb(scene):
+                col.label(text=f"Frames saved through '{scene.view_settings.view_transform}' hide the "
+                               "line colour: use the pass", icon="ERROR")
         box.operator("linerelifer.enable_freestyle_pass", icon="RENDERLAYERS")
     elif not view_layer.freestyle_settings.as_render_pass:
         layout.label(text="This view layer draws its lines into the image", icon="INFO")
@@ -72,7 +81,9 @@ def draw_settings(layout, context):
     row.scale_y = 1.4
     row.operator("linerelifer.refine_lines", icon="GREASEPENCIL")
     if bpy.data.images.get(RESULT_IMAGE) is not None:
-        layout.label(text=f"Result: image '{RESULT_IMAGE}'", icon="IMAGE_DATA")
+        row = layout.row()
+        row.label(text=f"Result: image '{RESULT_IMAGE}'", icon="IMAGE_DATA")
+        row.operator("linerelifer.save_result", text="Save", icon="FILE_TICK")
     draw_runtime(layout, context)
 
 

@@ -1,0 +1,237 @@
+"""UI renders: what the render handlers recorded, and the main-thread timer that refines it.
+
+The handlers run on the render thread in the UI, where Blender data must not be written
+and timers must not be registered.  So they only append a record here (plain Python, under
+a lock): the frame number, the file Blender wrote and the Freestyle pass file the
+extension's File Output node wrote (:mod:`.passnode`) -- paths, never pixels.  One timer,
+registered at register() on the main thread and persistent across file loads, refines the
+records one at a time: it loads one frame, runs the worker on a thread, writes the result.
+So whatever the length of the animation, at most one frame's arrays are held (the frame,
+its pass and the refined coverage); the rest waits on disk.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import threading
+import time
+from dataclasses import dataclass
+
+import bpy
+
+from ..core.client import WorkerStartError
+from . import passnode, pipeline, session
+from .common import first_sentence, get_prefs, log
+from .state import render as render_job
+
+IDLE_INTERVAL = 0.5
+BUSY_INTERVAL = 0.1
+
+
+@dataclass(frozen=True)
+class Record:
+    """A frame written by a UI render (or, with frame None, a still render finished)."""
+
+    scene_name: str
+    frame: int | None
+    frame_path: str = ""
+    pass_path: str = ""  # empty: the lines are baked into the frame
+    queued: float = 0.0
+    render: float = 0.0  # the render job it belongs to (its start time)
+
+
+_lock = threading.Lock()
+_pending: collections.deque[Record] = collections.deque()
+_current: dict = {}  # the record being refined: record, job, thread, error, cancel
+_given_up: set[float] = set()  # render jobs whose worker could not start
+_node_problem: dict = {}  # the last pass-node error logged
+
+
+def record_frame(scene, frame: int, since: float) -> None:
+    """Render thread: note the frame Blender just wrote (reads only; no Blender writes)."""
+    path = pipeline.written_frame_path(scene, since)
+    if path is None:
+        raise pipeline.RefineError("the written frame file was not found")
+    pass_path = ""
+    if passnode.folder_of(scene.name):
+        pass_path = passnode.frame_pass_file(scene.name, frame)
+    elif pipeline.freestyle_pass_enabled(scene):
+        raise pipeline.RefineError("the Freestyle pass was not written; turn on Compositing in "
+                                   "Output Properties > Post Processing")
+    with _lock:
+        _pending.append(Record(scene.name, frame, path, pass_path, time.monotonic(), since))
+
+
+def record_still(scene) -> None:
+    """Render thread: a still render finished without writing a file."""
+    with _lock:
+        _pending.append(Record(scene.name, None, queued=time.monotonic()))
+
+
+def pending() -> list[Record]:
+    with _lock:
+        return list(_pending)
+
+
+def arrays_held() -> int:
+    """How many frames' pixel arrays this queue holds now (0 or 1)."""
+    return 1 if _current.get("job") is not None else 0
+
+
+def clear(reason: str) -> int:
+    """Drop everything queued (and cancel the frame being refined); one log line."""
+    with _lock:
+        dropped = list(_pending)
+        _pending.clear()
+    cur = dict(_current)
+    _current.clear()
+    if cur.get("cancel") is not None:
+        cur["cancel"].set()
+    if cur.get("job") is not None:
+        pipeline.release_frame(cur["job"])
+    frames = [r.frame for r in dropped if r.frame is not None]
+    if cur.get("record") is not None and cur["record"].frame is not None:
+        frames.insert(0, cur["record"].frame)
+    for r in dropped:
+        _unlink(r.pass_path)
+    if frames or any(r.frame is None for r in dropped):
+        what = f"frames {', '.join(map(str, frames))}" if frames else "a still render"
+        log(f"{reason}: dropped {what} not yet refined")
+    return len(frames)
+
+
+def _unlink(path: str) -> None:
+    if path:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+
+
+def pump() -> float:
+    """The main-thread timer: keep the pass nodes in place, refine one record at a time."""
+    try:
+        return _pump()
+    except Exception as ex:  # a timer that raises is dropped by Blender: log and go on
+        log(f"auto-refine: {first_sentence(ex)}")
+        return IDLE_INTERVAL
+
+
+def _pump() -> float:
+    is_job_running = getattr(bpy.app, "is_job_running", None)
+    if not render_job.running and not (is_job_running and is_job_running("RENDER")):
+        try:
+            passnode.sync_all()
+            _node_problem.clear()
+        except Exception as ex:
+            text = f"the Freestyle pass node could not be set up: {first_sentence(ex)}"
+            if _node_problem.get("text") != text:  # the timer retries; the log says it once
+                _node_problem["text"] = text
+                log(text)
+    cur = _current.get("thread")
+    if cur is not None:
+        if cur.is_alive():
+            return BUSY_INTERVAL
+        _finish_current()
+    with _lock:
+        record = _pending.popleft() if _pending else None
+    if record is None:
+        return IDLE_INTERVAL
+    if record.render in _given_up:
+        _unlink(record.pass_path)  # said once already
+        return BUSY_INTERVAL
+    if record.frame is None:
+        _refine_still(record)
+    else:
+        _start(record)
+    return BUSY_INTERVAL
+
+
+def _refine_still(record: Record) -> None:
+    if render_job.running:
+        with _lock:
+            _pending.appendleft(record)  # Refine Lines waits for the render
+        return
+    wm = bpy.context.window_manager
+    window = wm.windows[0] if wm and wm.windows else None
+    try:
+        if window is None:
+            return
+        with bpy.context.temp_override(window=window, screen=window.screen):
+            if bpy.ops.linerelifer.refine_lines.poll():
+                bpy.ops.linerelifer.refine_lines("INVOKE_DEFAULT")
+    except Exception as ex:
+        log(f"render not refined: {first_sentence(ex)}")
+
+
+def _start(record: Record) -> None:
+    scene = bpy.data.scenes.get(record.scene_name)
+    try:
+        if scene is None:
+            raise pipeline.RefineError(f"the scene {record.scene_name} is gone")
+        freestyle = passnode.read_pass_file(record.pass_path) if record.pass_path else None
+        job = pipeline.prepare_frame(scene, record.frame_path, freestyle, record.frame)
+    except Exception as ex:
+        _unlink(record.pass_path)
+        log(f"frame {record.frame}: not refined: {first_sentence(ex)}")
+        return
+    client = session.get_client(get_prefs())
+    cancel = threading.Event()
+    outcome: dict = {"error": None}  # the thread's only write, read once it has ended
+    cur = {"record": record, "job": job, "cancel": cancel, "outcome": outcome}
+
+    def work():
+        try:
+            pipeline.run(job, client, cancel=cancel)
+        except BaseException as ex:  # handed to the main thread
+            outcome["error"] = ex
+
+    cur["thread"] = threading.Thread(target=work, daemon=True)
+    _current.update(cur)
+    cur["thread"].start()
+
+
+def _finish_current() -> None:
+    cur = dict(_current)
+    _current.clear()
+    record, job, err = cur["record"], cur["job"], cur["outcome"]["error"]
+    if isinstance(err, WorkerStartError):
+        pipeline.release_frame(job)
+        _unlink(record.pass_path)
+        _given_up.add(record.render)
+        log(f"auto-refine stopped for this render: the worker could not start ({first_sentence(err)})")
+        return
+    if err is not None:
+        pipeline.release_frame(job)
+        log(f"frame {record.frame}: not refined: {first_sentence(err)}")
+        return
+    try:
+        scene = bpy.data.scenes.get(record.scene_name)
+        if scene is None:
+            raise pipeline.RefineError(f"the scene {record.scene_name} is gone")
+        out = pipeline.finish_frame(job)
+        dst = pipeline.write_frame(job, out, scene.linerelifer.output_mode)
+        log(f"frame {record.frame}: {record.frame_path} -> {dst} ({time.monotonic() - record.queued:.2f} s)")
+    except Exception as ex:
+        pipeline.release_frame(job)
+        log(f"frame {record.frame}: not refined: {first_sentence(ex)}")
+
+
+def drain(timeout: float = 120.0) -> None:
+    """Run the timer until the queue is empty (what Blender's event loop does in the UI;
+    for background tests and scripts, where timers never fire)."""
+    end = time.monotonic() + timeout
+    while (pending() or _current) and time.monotonic() < end:
+        time.sleep(min(pump(), 0.05))
+
+
+def register() -> None:
+    if not bpy.app.timers.is_registered(pump):
+        bpy.app.timers.register(pump, first_interval=IDLE_INTERVAL, persistent=True)
+
+
+def unregister() -> None:
+    if bpy.app.timers.is_registered(pump):
+        bpy.app.timers.unregister(pump)
+    clear("LineRelifer was disabled")

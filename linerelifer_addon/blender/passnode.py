@@ -1,0 +1,217 @@
+"""Background renders: a File Output node that writes the Freestyle pass of every frame.
+
+``blender -b file.blend -a`` (what farms run) calls RE_RenderAnim directly and never
+creates the "Render Result" image, so the pass cannot be saved from it.  Instead,
+``render_init`` (main thread in background mode, and run before Blender copies the render
+settings) adds a File Output node fed by the Render Layers node's Freestyle output, writing
+each frame's pass as an EXR into a private temp folder; ``render_write`` reads the file of
+the frame just written; ``render_complete``/``render_cancel`` remove the node, the compositor
+tree if it was made here, and the folder.  Only the node and what it needs are added: the
+scene's own output is composited exactly as before.
+
+Blender 5.0: ``scene.compositing_node_group`` (made here when the scene has none, passing the
+render through), File Output ``directory``/``file_name``/``file_output_items``.
+Blender 4.x: ``scene.use_nodes`` + ``scene.node_tree``, File Output ``base_path``/``file_slots``.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import tempfile
+
+import bpy
+import numpy as np
+
+from . import exr
+from .common import IS_5
+
+NODE_NAME = "LineRelifer Freestyle Pass"
+_TREE_NAME = ".LineRelifer Compositor"
+_FILE_STEM = "freestyle_"
+
+# What was added, per scene name (main thread only).
+_added: dict[str, dict] = {}
+
+
+class PassNodeError(RuntimeError):
+    """The pass cannot be written by a File Output node (one sentence for the log)."""
+
+
+def freestyle_view_layer(scene):
+    """The first rendered view layer drawing Freestyle as a pass, or None."""
+    for vl in scene.view_layers:
+        if vl.use and vl.use_freestyle and vl.freestyle_settings.as_render_pass:
+            return vl
+    return None
+
+
+def _tree_for(scene):
+    """The compositor tree to add the node to, making one that passes the render through
+    when the scene has none; returns (tree, undo) where undo restores the scene."""
+    if IS_5:
+        tree = scene.compositing_node_group
+        if tree is not None:
+            return tree, None
+        tree = bpy.data.node_groups.new(_TREE_NAME, "CompositorNodeTree")
+        rl = tree.nodes.new("CompositorNodeRLayers")
+        rl.scene = scene
+        out = tree.nodes.new("NodeGroupOutput")
+        tree.interface.new_socket("Image", in_out="OUTPUT", socket_type="NodeSocketColor")
+        tree.links.new(rl.outputs["Image"], out.inputs[0])
+        scene.compositing_node_group = tree
+
+        def undo():
+            scene.compositing_node_group = None
+            bpy.data.node_groups.remove(tree)
+        return tree, undo
+    # Blender 4.x: switching the compositor on makes (or reuses) the scene's embedded tree,
+    # by default Render Layers -> Composite, which passes the render through.
+    if scene.use_nodes and scene.node_tree is not None:
+        return scene.node_tree, None
+    scene.use_nodes = True
+    tree = scene.node_tree
+    if not any(n.bl_idname == "CompositorNodeComposite" for n in tree.nodes):
+        rl = next((n for n in tree.nodes if n.bl_idname == "CompositorNodeRLayers"), None) \
+            or tree.nodes.new("CompositorNodeRLayers")
+        comp = tree.nodes.new("CompositorNodeComposite")
+        tree.links.new(rl.outputs["Image"], comp.inputs["Image"])
+
+    def undo():
+        scene.use_nodes = False
+    return tree, undo
+
+
+def add(scene) -> str:
+    """Add the node to ``scene``'s compositor; returns the folder it writes to."""
+    remove(scene.name)
+    vl = freestyle_view_layer(scene)
+    if vl is None:
+        raise PassNodeError("no view layer renders Freestyle as a pass")
+    if not scene.render.use_compositing:
+        raise PassNodeError("Compositing is off in Output Properties > Post Processing; turn it on "
+                            "so the Freestyle pass can be written")
+    folder = tempfile.mkdtemp(prefix="linerelifer-pass-")
+    tree, undo = _tree_for(scene)
+    for stale in [n for n in tree.nodes if n.name.startswith(NODE_NAME)]:
+        tree.nodes.remove(stale)  # saved by a session that ended before it could take them out
+    try:
+        rl = tree.nodes.new("CompositorNodeRLayers")
+        rl.scene = scene
+        rl.layer = vl.name
+        rl.name = NODE_NAME + " Source"
+        node = tree.nodes.new("CompositorNodeOutputFile")
+        node.name = node.label = NODE_NAME
+        fmt = node.format
+        if hasattr(fmt, "media_type"):
+            fmt.media_type = "IMAGE"
+        fmt.file_format = "OPEN_EXR"
+        fmt.color_mode = "RGBA"
+        fmt.color_depth = "32"
+        fmt.exr_codec = "NONE"
+        if IS_5:
+            node.directory = folder + os.sep
+            node.file_name = _FILE_STEM
+            node.file_output_items.new("RGBA", "Freestyle")
+        else:
+            node.base_path = folder + os.sep
+            node.file_slots[0].path = _FILE_STEM + "Freestyle"
+        socket = rl.outputs.get("Freestyle")
+        if socket is None:
+            raise PassNodeError(f"the view layer {vl.name} has no Freestyle output")
+        tree.links.new(socket, node.inputs[0])
+    except Exception:
+        _added[scene.name] = dict(tree=tree, nodes=[n for n in tree.nodes if n.name.startswith(NODE_NAME)],
+                                  undo=undo, folder=folder)
+        remove(scene.name)
+        raise
+    _added[scene.name] = dict(tree=tree, nodes=[rl, node], undo=undo, folder=folder)
+    return folder
+
+
+def remove(scene_name: str | None = None) -> None:
+    """Take out what :func:`add` put in (all scenes without a name); idempotent."""
+    for name in ([scene_name] if scene_name is not None else list(_added)):
+        info = _added.pop(name, None)
+        if info is not None:
+            _remove(**info)
+
+
+def _remove(tree, nodes, undo, folder) -> None:
+    try:
+        for n in nodes or ():
+            try:
+                tree.nodes.remove(n)
+            except (ReferenceError, RuntimeError):
+                pass
+        if undo is not None:
+            undo()
+    except ReferenceError:
+        pass  # the scene or tree is gone (file reloaded)
+    if folder:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def folder_of(scene_name: str) -> str | None:
+    """The folder the scene's node writes to, or None without a node (plain Python: the
+    render thread may call it)."""
+    info = _added.get(scene_name)
+    return info["folder"] if info else None
+
+
+def frame_pass_file(scene_name: str, frame: int) -> str:
+    """The pass file the node wrote for ``frame`` (no bpy: safe on the render thread)."""
+    folder = folder_of(scene_name)
+    if not folder:
+        raise PassNodeError("the Freestyle pass node was not set up for this render")
+    digits = f"{frame:04d}" if frame >= 0 else f"-{-frame:03d}"
+    found = sorted(glob.glob(os.path.join(glob.escape(folder), f"{_FILE_STEM}*{digits}.exr")))
+    if not found:
+        raise PassNodeError(f"the Freestyle pass of frame {frame} was not written")
+    return found[-1]
+
+
+def read_pass_file(path: str, delete: bool = True) -> np.ndarray:
+    """A pass file: (H, W, 4) premultiplied linear float32, top row first."""
+    found = [path]
+    try:
+        ch = exr.read_exr(path)
+    except exr.ExrError as ex:
+        raise PassNodeError(f"the Freestyle pass {path} could not be read ({ex})") from None
+    finally:
+        for p in found if delete else ():
+            try:
+                os.unlink(p)
+            except OSError:
+                pass
+    if not all(c in ch for c in "RGBA"):
+        raise PassNodeError(f"the Freestyle pass {path} lacks RGBA channels")
+    return np.stack([ch["R"], ch["G"], ch["B"], ch["A"]], axis=-1)
+
+
+def wanted(scene) -> bool:
+    """Whether auto-refine needs the node in ``scene`` (pass on, auto-refine on)."""
+    settings = getattr(scene, "linerelifer", None)
+    return bool(settings is not None and settings.auto_refine and freestyle_view_layer(scene) is not None
+                and scene.render.use_compositing)
+
+
+def sync_all() -> None:
+    """UI, main thread, no render running: the node is in every scene that wants it and in
+    no other (auto-refine or the pass switched, scenes renamed or deleted)."""
+    present = {s.name: s for s in bpy.data.scenes}
+    for name in list(_added):
+        scene = present.get(name)
+        if scene is None or not wanted(scene) or not _intact(name):
+            remove(name)
+    for name, scene in present.items():
+        if name not in _added and wanted(scene):
+            add(scene)
+
+
+def _intact(name: str) -> bool:
+    try:
+        return all(n.name.startswith(NODE_NAME) for n in _added[name]["nodes"])
+    except ReferenceError:
+        return False

@@ -1,0 +1,30 @@
+"""What is running now: plain Python flags shared by operators, panels and handlers.
+
+No bpy here: the render handlers set these from the render thread, the panels read them
+while drawing, and neither may touch Blender data to do it.
+"""
+
+from __future__ import annotations
+
+# Which long operations are running (one of each at a time).
+busy = {"refine": False, "probe": False}
+
+# Why the latest refinement of baked lines was refused (shown beside the pass button).
+baked_problem = {"text": ""}
+
+
+class RenderJob:
+    """The render in progress, as the handlers saw it (set from whichever thread runs them)."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self, running: bool = False, auto: bool = False, since: float = 0.0) -> None:
+        self.running = running  # a render job is running: Refine Lines waits
+        self.auto = auto  # auto-refine is on for it
+        self.since = since  # wall-clock start, to tell the frames it wrote
+        self.frames = 0  # frames written so far
+        self.refused: str | None = None  # why auto-refine gave up on this job (logged once)
+
+
+render = RenderJob()
