@@ -54,8 +54,11 @@ def main(zip_path: str, out_dir: str) -> int:
     scene.linerelifer.auto_refine = True
     scene.render.filepath = os.path.join(out_dir, "frames", "frame_")
     assert bpy.ops.render.render(animation=True) == {"FINISHED"}
-    frames = Path(out_dir) / "frames"
-    report["frames"] = sorted(str(p.relative_to(frames)) for p in frames.rglob("*.png"))
+    base = Path(out_dir)
+    report["frames"] = sorted(str(p.relative_to(base)) for p in base.glob("frames*/*.png"))
+    report["refined_differs"] = [(base / "frames" / f"frame_{i:04d}.png").read_bytes()
+                                 != (base / "frames_originals" / f"frame_{i:04d}.png").read_bytes()
+                                 for i in (1, 2, 3) if (base / "frames_originals" / f"frame_{i:04d}.png").is_file()]
     report["blender_loaded"] = sorted(m for m in ("tensorflow", "keras") if m in sys.modules)
     session.shutdown()
     print("RESULT " + json.dumps(report))
