@@ -106,3 +106,20 @@ def test_over_composites_lines_on_render() -> None:
     np.testing.assert_allclose(out[0, 0], [0, 0, 0, 1])
     np.testing.assert_allclose(out[0, 1], [0.5, 0.5, 0.5, 1])
     np.testing.assert_allclose(out[1, 1], [1, 1, 1, 1])
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+@pytest.mark.parametrize("light", [True, False])
+def test_gray_drawings_convert_through_their_levels_as_rgb_would(dtype, light: bool) -> None:
+    """One-channel 8/16-bit drawings take the level-table path; it must agree with the
+    per-pixel path the same drawing takes as RGB (paper, ink, coverage and colours)."""
+    top = np.iinfo(dtype).max
+    rng = np.random.default_rng(5)
+    lum = (1.0 - COV) if light else COV
+    gray = np.rint(np.clip(lum * 0.8 + 0.1 + rng.normal(0, 0.01, lum.shape), 0, 1) * top).astype(dtype)
+    fast, slow = to_coverage(gray), to_coverage(np.dstack([gray] * 3))
+    assert fast.channels == 0 and slow.channels == 3
+    np.testing.assert_allclose(fast.coverage, slow.coverage, atol=1e-5)
+    np.testing.assert_allclose(fast.line_color, slow.line_color, atol=1e-5)
+    np.testing.assert_allclose(fast.paper_color, slow.paper_color, atol=1e-5)
+    assert fast.coverage.max() > 0.9 and (fast.coverage == 0).mean() > 0.5
