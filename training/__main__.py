@@ -75,6 +75,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_realset(args: argparse.Namespace) -> int:
+    from .realset import build
+
+    build(cache=Path(args.cache), rebuild=args.rebuild)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m training", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -110,6 +117,10 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--json", help="also write the results here")
     e.add_argument("--threads", type=int)
     e.set_defaults(func=cmd_evaluate)
+    r = sub.add_parser("realset", help="render the real Freestyle evaluation set with bpy (cached)")
+    r.add_argument("--cache", default="out/realset", help="folder for the renders (default out/realset)")
+    r.add_argument("--rebuild", action="store_true", help="render everything again")
+    r.set_defaults(func=cmd_realset)
     args = p.parse_args(argv)
     return args.func(args)
 
