@@ -54,23 +54,44 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from linerelifer_addon.core.linewidth import native_width, refine_at_width
     from linerelifer_addon.core.styles import resolve_style
     from linerelifer_addon.worker.engine import Engine, configure_threads
 
     from .evalset import make_evalset
-    from .evaluate import evaluate_items, format_table
+    from .evaluate import evaluate_items, evaluate_real, format_real_table, format_table
+    from .probes import make_probes, score_probes
 
     configure_threads(args.threads)
     items = make_evalset()
-    rows = {"identity (input)": evaluate_items(lambda x: x, items)}
-    for label, ref in (("style", args.style), ("baseline", args.baseline)):
+    probes = make_probes()
+    refiners = {"identity (input)": lambda x: x}
+    for ref in (args.style, args.baseline):
         if not ref:
             continue
         info = resolve_style(ref)
         engine = Engine(info.path)
-        rows[f"{info.name}"] = evaluate_items(lambda x: engine.refine(x, skip_blank=False), items)
+        refiners[info.name] = lambda x, e=engine: e.refine(x, skip_blank=False)
+        if args.width:
+            nw = native_width(info.path)
+            refiners[f"{info.name} + width"] = lambda x, e=engine, nw=nw: refine_at_width(
+                x, nw, lambda a: e.refine(a, skip_blank=False))
+    rows = {}
+    for label, fn in refiners.items():
+        rows[label] = {**evaluate_items(fn, items), **score_probes(fn, probes)}
     print(format_table(rows))
+    real = {}
+    if args.real:
+        from .realset import load_manifest
+
+        cache = Path(args.real)
+        entries = load_manifest(cache)
+        real = {label: evaluate_real(fn, cache, entries, shift=not args.no_shift) for label, fn in refiners.items()}
+        print()
+        print(format_real_table(real))
     if args.json:
+        for label, res in real.items():
+            rows[label]["real"] = {f"{g} t{t:g}": v for (g, t), v in res.items()}
         Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
     return 0
 
@@ -116,6 +137,9 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--baseline", help="second style to compare against")
     e.add_argument("--json", help="also write the results here")
     e.add_argument("--threads", type=int)
+    e.add_argument("--real", default=None, help="also score the real renders in this folder (built by `realset`)")
+    e.add_argument("--width", action="store_true", help="also score each style with width normalisation")
+    e.add_argument("--no-shift", action="store_true", help="skip the shift-stability test on real renders")
     e.set_defaults(func=cmd_evaluate)
     r = sub.add_parser("realset", help="render the real Freestyle evaluation set with bpy (cached)")
     r.add_argument("--cache", default="out/realset", help="folder for the renders (default out/realset)")

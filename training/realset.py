@@ -220,7 +220,8 @@ def build_scene(spec: RenderSpec):
         m = style.thickness_modifiers.new("Along", "ALONG_STROKE")
         m.mapping = "CURVE"
         m.value_min, m.value_max = 0.3 * style.thickness, 1.6 * style.thickness
-        m.blend = "REPLACE"
+        m.blend = "MIX"
+        m.influence = 1.0
     elif spec.modifier == "noise":
         m = style.thickness_modifiers.new("Noise", "NOISE")
         m.amplitude, m.period, m.seed = 0.8 * style.thickness, 30.0, 3

@@ -7,6 +7,9 @@ without retraining. Only numpy: this runs inside Blender too.
 """
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -93,3 +96,13 @@ def refine_at_width(coverage: np.ndarray, native_width: float,
     small = (max(8, round(h * scale)), max(8, round(w * scale)))
     out = refine(resize(coverage, small))
     return np.clip(resize(np.asarray(out, np.float32), (h, w)), 0.0, 1.0)
+
+
+def native_width(style_path: str | os.PathLike) -> float:
+    """The style's native line width (px) from its metadata (`native_width` in NAME.json)."""
+    meta = Path(style_path).with_suffix(".json")
+    try:
+        value = json.loads(meta.read_text(encoding="utf-8")).get("native_width", DEFAULT_NATIVE_WIDTH)
+        return float(value) if float(value) > 0 else DEFAULT_NATIVE_WIDTH
+    except (OSError, ValueError, TypeError, AttributeError):
+        return DEFAULT_NATIVE_WIDTH
