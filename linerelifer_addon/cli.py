@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .core.client import Cancelled, RequestError, WorkerClient, WorkerError, WorkerStartError
-from .core.conversion import from_coverage, to_coverage
+from .core.conversion import MAX_STRENGTH, from_coverage, to_coverage
 from .core.styles import StyleError, list_styles, resolve_style
 
 
@@ -137,8 +137,9 @@ class _Progress:
 def cmd_refine(args: argparse.Namespace) -> int:
     from .imagefiles import ImageFileError, read_image, write_image
 
-    if not 0.0 <= args.strength <= 1.0:
-        raise UsageError(f"--strength {args.strength} is outside 0..1")
+    if not 0.0 <= args.strength <= MAX_STRENGTH:
+        raise UsageError(f"--strength {args.strength} is outside 0..{MAX_STRENGTH:g}; use 0 (input lines), "
+                         f"1 (the style) or up to {MAX_STRENGTH:g} (exaggerated)")
     if args.tile is not None and args.tile < 64:
         raise UsageError(f"--tile {args.tile} is too small; use 256 or more")
     style = resolve_style(args.style)
@@ -158,7 +159,8 @@ def cmd_refine(args: argparse.Namespace) -> int:
             t0 = time.perf_counter()
             try:
                 line = to_coverage(read_image(src))
-                refined = client.refine(line.coverage, style.path, tile=args.tile or 0, progress=progress.tiles)
+                refined = (line.coverage if args.strength == 0 else  # 0: the input's lines, exactly
+                           client.refine(line.coverage, style.path, tile=args.tile or 0, progress=progress.tiles))
                 write_image(dst, from_coverage(line, refined, strength=args.strength))
             except (WorkerStartError, RequestError):
                 raise  # the setup or the style: every file would fail the same way
@@ -205,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
     r.add_argument("-o", "--output", required=True, help="output file, or folder for several inputs")
     r.add_argument("--style", default=None, help="style name or .keras path (default: default)")
-    r.add_argument("--strength", type=float, default=1.0, help="0 keeps the input lines, 1 fully refined")
+    r.add_argument("--strength", type=float, default=1.0, help="0 keeps the input lines exactly, 1 the style, up to 2 exaggerated (default 1)")
     r.add_argument("--tile", type=int, default=None, help="tile size in pixels (default: the style's)")
     r.add_argument("--threads", type=int, default=None, help="TensorFlow threads (default: all cores)")
     r.add_argument("--python", default=None, help="interpreter for the worker (default: LINERELIFER_PYTHON or this one)")
