@@ -125,3 +125,24 @@ def test_probes_from_the_held_out_generator():
         return out
 
     assert score_probes(ideal, probes) == {"probe_gap_closure": 1.0, "probe_speck_removal": 1.0}
+
+
+def test_thin_frames_are_never_scaled_up_and_bad_widths_leave_the_frame_alone():
+    thin = frame(1.0)
+    got = []
+    refine_at_width(thin, 2.5, lambda a: got.append(a) or a)
+    assert got[0].shape == thin.shape
+    assert native_scale(float("nan"), 2.5) == 1.0 and native_scale(0.0, 2.5) == 1.0
+
+
+def test_client_refines_thick_lines_at_the_styles_native_width(default_style):
+    from linerelifer_addon.core.client import WorkerClient
+
+    x = frame(10.0)
+    with WorkerClient() as client:
+        native = client.refine(x, default_style)
+        raw = client.refine(x, default_style, at_width=False)
+    r_native, r_raw = real_metrics(x, native), real_metrics(x, raw)
+    assert 0.8 <= r_native["width_ratio"] <= 1.25, r_native
+    assert r_native["recall"] >= 0.98
+    assert r_raw["width_ratio"] < r_native["width_ratio"] - 0.1, (r_raw, r_native)

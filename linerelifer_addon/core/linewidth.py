@@ -7,17 +7,20 @@ without retraining. Only numpy: this runs inside Blender too.
 """
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
+from .styles import StyleError, read_meta
+
 DEFAULT_NATIVE_WIDTH = 2.5  # px; styles without `native_width` in their metadata
 # Resample only when the width is this far off (ratio); near-native frames pass untouched.
 TOLERANCE = 1.3
-MIN_SCALE, MAX_SCALE = 0.125, 2.0  # keep resampled frames within sane sizes
+# Only ever scale down: thin lines go to the network as they are (scaling a frame up would
+# also multiply its memory), and at most by 8 per side.
+MIN_SCALE, MAX_SCALE = 0.125, 1.0
+_BLOCK_PIXELS = 1 << 20
 
 
 def line_width(coverage: np.ndarray) -> float:
@@ -25,56 +28,72 @@ def line_width(coverage: np.ndarray) -> float:
 
     For a line of width w and length L the mass is w·L and the edges add up to 2·L, whatever
     its darkness; edges are the total variation (forward differences), which reads thin
-    anti-aliased lines ~20 % wide and thick slanted ones ~4 % narrow.
+    anti-aliased lines ~20 % wide and thick slanted ones ~4 % narrow. Works in blocks of
+    rows, so a 16k frame needs no full-size temporaries.
     """
-    c = np.asarray(coverage, np.float32)
-    mass = float(c.sum(dtype=np.float64))
-    if mass <= 0.0 or min(c.shape) < 3:
+    c = np.asarray(coverage)
+    h, w = c.shape
+    if min(h, w) < 3:
         return 0.0
-    gx = np.diff(c, axis=1)[:-1, :]
-    gy = np.diff(c, axis=0)[:, :-1]
-    edges = float(np.hypot(gx, gy).sum(dtype=np.float64))
-    return 2.0 * mass / edges if edges > 0 else 0.0
+    mass = edges = 0.0
+    step = max(2, _BLOCK_PIXELS // max(w, 1))
+    for y0 in range(0, h - 1, step):
+        blk = np.asarray(c[y0:min(h, y0 + step + 1)], np.float32)  # one row of overlap
+        mass += float(blk[:-1].sum(dtype=np.float64))
+        gx = np.diff(blk[:-1], axis=1)
+        gy = np.diff(blk, axis=0)[:, :-1]
+        edges += float(np.hypot(gx, gy).sum(dtype=np.float64))
+    mass += float(np.asarray(c[h - 1], np.float32).sum(dtype=np.float64))
+    return 2.0 * mass / edges if edges > 0 and mass > 0 else 0.0
 
 
 def resize(img: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Area-correct resampling of a 2-D float image to `shape` (box filter down, linear up).
 
-    Separable: each axis is a matrix product with weights that sum to one, so total coverage
-    per unit area is kept and a line neither thins nor greys from the resampling itself.
+    Separable, each output row/column a weighted sum of a few input ones with weights that
+    sum to one, so coverage per unit area is kept: a line neither thins nor greys from the
+    resampling itself. Memory: the output plus one input-sized pass.
     """
     out = np.asarray(img, np.float32)
     for axis, n in enumerate(shape):
-        out = np.moveaxis(np.tensordot(_weights(out.shape[axis], n), np.moveaxis(out, axis, 0), axes=1), 0, axis)
+        out = _resample_axis(out, n, axis)
     return np.ascontiguousarray(out, dtype=np.float32)
 
 
-def _weights(n_in: int, n_out: int) -> np.ndarray:
-    """(n_out, n_in) resampling matrix: overlap of output cells with input cells (down) or
-    linear interpolation between input pixel centres (up)."""
+def _resample_axis(a: np.ndarray, n_out: int, axis: int) -> np.ndarray:
+    n_in = a.shape[axis]
     if n_out == n_in:
-        return np.eye(n_in, dtype=np.float32)
+        return a
+    idx, wts = _taps(n_in, n_out)
+    moved = np.moveaxis(a, axis, 0)
+    out = np.zeros((n_out,) + moved.shape[1:], np.float32)
+    for k in range(idx.shape[1]):
+        out += wts[:, k].reshape((-1,) + (1,) * (moved.ndim - 1)) * moved[idx[:, k]]
+    return np.moveaxis(out, 0, axis)
+
+
+def _taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
+    """(indices, weights), each (n_out, taps): the input cells each output cell covers (down)
+    or the two input pixel centres around it (up)."""
     scale = n_in / n_out
-    if n_out < n_in:  # each output cell averages the input cells it covers
-        edges = np.arange(n_out + 1) * scale
-        lo, hi = edges[:-1, None], edges[1:, None]
-        cells = np.arange(n_in)[None, :]
-        overlap = np.clip(np.minimum(hi, cells + 1) - np.maximum(lo, cells), 0.0, None)
-        return (overlap / scale).astype(np.float32)
-    centres = (np.arange(n_out) + 0.5) * scale - 0.5
-    c = np.clip(centres, 0, n_in - 1)
+    if n_out < n_in:
+        taps = int(np.ceil(scale)) + 1
+        lo = np.arange(n_out) * scale
+        first = np.floor(lo).astype(int)
+        idx = np.minimum(first[:, None] + np.arange(taps)[None, :], n_in - 1)
+        cells = first[:, None] + np.arange(taps)[None, :]
+        overlap = np.clip(np.minimum(lo[:, None] + scale, cells + 1) - np.maximum(lo[:, None], cells), 0.0, None)
+        overlap[cells >= n_in] = 0.0
+        return idx, (overlap / scale).astype(np.float32)
+    c = np.clip((np.arange(n_out) + 0.5) * scale - 0.5, 0, n_in - 1)
     i0 = np.floor(c).astype(int)
-    i1 = np.minimum(i0 + 1, n_in - 1)
     f = (c - i0).astype(np.float32)
-    w = np.zeros((n_out, n_in), np.float32)
-    w[np.arange(n_out), i0] += 1.0 - f
-    w[np.arange(n_out), i1] += f
-    return w
+    return np.stack([i0, np.minimum(i0 + 1, n_in - 1)], 1), np.stack([1.0 - f, f], 1)
 
 
 def native_scale(width: float, native_width: float) -> float:
     """Factor to resample a frame by so that lines of `width` reach `native_width` (1 = leave it)."""
-    if width <= 0 or native_width <= 0:
+    if not (np.isfinite(width) and width > 0 and native_width > 0):
         return 1.0
     ratio = native_width / width
     if 1.0 / TOLERANCE <= ratio <= TOLERANCE:
@@ -99,10 +118,13 @@ def refine_at_width(coverage: np.ndarray, native_width: float,
 
 
 def native_width(style_path: str | os.PathLike) -> float:
-    """The style's native line width (px) from its metadata (`native_width` in NAME.json)."""
-    meta = Path(style_path).with_suffix(".json")
+    """The style's native line width (px): `native_width` in its metadata, else the default.
+
+    A missing or broken metadata file is the worker's to report (it names the file), so
+    here it just means the default.
+    """
     try:
-        value = json.loads(meta.read_text(encoding="utf-8")).get("native_width", DEFAULT_NATIVE_WIDTH)
-        return float(value) if float(value) > 0 else DEFAULT_NATIVE_WIDTH
-    except (OSError, ValueError, TypeError, AttributeError):
+        value = float(read_meta(style_path).get("native_width", DEFAULT_NATIVE_WIDTH))
+    except (StyleError, TypeError, ValueError):
         return DEFAULT_NATIVE_WIDTH
+    return value if np.isfinite(value) and value > 0 else DEFAULT_NATIVE_WIDTH
