@@ -19,7 +19,7 @@ from typing import Sequence
 
 from .core.client import Cancelled, RequestError, WorkerClient, WorkerError, WorkerStartError
 from .core.conversion import MAX_STRENGTH, from_coverage, to_coverage
-from .core.styles import StyleError, list_styles, resolve_style
+from .core.styles import StyleError, list_styles, read_meta, resolve_style
 
 
 class UsageError(ValueError):
@@ -134,6 +134,15 @@ class _Progress:
             sys.stderr.write("\n")
 
 
+def style_ink_color(style_path: Path) -> tuple[float, float, float] | None:
+    """The grey the style's drawings were inked in (`ink_tone` in its metadata), else None:
+    a style trained on grey markers draws grey lines, not the input's black."""
+    tone = read_meta(style_path).get("ink_tone")
+    if isinstance(tone, (int, float)) and 0.0 <= tone <= 1.0:
+        return (float(tone),) * 3
+    return None
+
+
 def cmd_refine(args: argparse.Namespace) -> int:
     from .imagefiles import ImageFileError, read_image, write_image
 
@@ -143,6 +152,7 @@ def cmd_refine(args: argparse.Namespace) -> int:
     if args.tile is not None and args.tile < 64:
         raise UsageError(f"--tile {args.tile} is too small; use 256 or more")
     style = resolve_style(args.style)
+    color = style_ink_color(style.path) if args.strength > 0 else None
     pairs = plan_outputs(args.inputs, args.output)
     if len(pairs) > 1:
         try:
@@ -161,7 +171,7 @@ def cmd_refine(args: argparse.Namespace) -> int:
                 line = to_coverage(read_image(src))
                 refined = (line.coverage if args.strength == 0 else  # 0: the input's lines, exactly
                            client.refine(line.coverage, style.path, tile=args.tile or 0, progress=progress.tiles))
-                write_image(dst, from_coverage(line, refined, strength=args.strength))
+                write_image(dst, from_coverage(line, refined, strength=args.strength, color=color))
             except (WorkerStartError, RequestError):
                 raise  # the setup or the style: every file would fail the same way
             except (ImageFileError, ValueError, WorkerError) as exc:

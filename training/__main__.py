@@ -26,11 +26,14 @@ def cmd_train(args: argparse.Namespace) -> int:
                  if v is not None}
     cfg = base(**overrides) if args.arch == "seed" else base(arch=args.arch, **overrides)
     t0 = time.perf_counter()
+    tone = None
     if args.drawings:
-        from .prepare import prepare_folder
+        from .prepare import ink_tone, prepare_folder
 
         pairs = prepare_folder(args.drawings)
-        print(f"prepared {len(pairs)} drawings from {args.drawings} in {time.perf_counter() - t0:.1f} s")
+        tone = ink_tone(args.drawings)
+        print(f"prepared {len(pairs)} drawings from {args.drawings} in {time.perf_counter() - t0:.1f} s"
+              + (f"; ink tone {tone * 255:.0f}/255" if tone is not None else ""))
         data = f"drawings in {Path(args.drawings).name}/"
     else:
         pairs = None
@@ -48,7 +51,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     training = {"command": command_line(), "data": data, "seed": cfg.seed, "steps": cfg.steps,
                 "wall_seconds": round(trainer.wall, 1), "config": dict(vars(cfg)),
                 "final_losses": {k: round(v, 5) for k, v in logs.items()}}
-    path = export_style(trainer.final_generator(), cfg.arch, out_dir, args.name, desc, training)
+    import numpy as np
+
+    from linerelifer_addon.core.linewidth import line_width
+
+    native = float(np.median([line_width(x) for x, _ in sampler.pairs]))  # what the network saw
+    path = export_style(trainer.final_generator(), cfg.arch, out_dir, args.name, desc, training,
+                        native_width=native, ink_tone=tone)
     print(f"style written: {path} ({cfg.steps} steps, {trainer.wall:.0f} s of training)")
     return 0
 

@@ -229,9 +229,13 @@ def from_coverage(
             ink = np.asarray(color, np.float32) if color is not None else src.line_color
             if color is None and src.channels in (0, 1, 2):
                 ink = np.full(3, float(ink @ _LUMA), np.float32)
-            # Untouched paper keeps its exact pixels; elsewhere mix paper and ink colours.
+            # Untouched pixels keep their exact values (with a colour given, only untouched
+            # paper: ink takes the colour); elsewhere mix paper and ink colours.
             mixed = src.paper_color * (1.0 - cov[:, :, None]) + ink * cov[:, :, None]
-            exact = (np.abs(cov - orig) < 1e-6)[:, :, None]
+            exact = np.abs(cov - orig) < 1e-6
+            if color is not None:
+                exact &= orig < 1e-6
+            exact = exact[:, :, None]
             block = np.where(exact, rgb_in, mixed)
             if alpha_in is not None:
                 block = np.concatenate([block, alpha_in[:, :, None]], axis=2)
