@@ -143,6 +143,7 @@ def test_client_refines_thick_lines_at_the_styles_native_width(default_style):
         native = client.refine(x, default_style)
         raw = client.refine(x, default_style, at_width=False)
     r_native, r_raw = real_metrics(x, native), real_metrics(x, raw)
-    assert 0.8 <= r_native["width_ratio"] <= 1.25, r_native
-    assert r_native["recall"] >= 0.98
-    assert r_raw["width_ratio"] < r_native["width_ratio"] - 0.1, (r_raw, r_native)
+    # the bars: recall >= 0.98, cores >= 0.95 as dark as the input's, width 0.7-1.5x
+    assert r_native["recall"] >= 0.98 and 0.7 <= r_native["width_ratio"] <= 1.5, r_native
+    assert r_native["darkness_kept"] >= 0.95 and r_native["hollow"] <= 0.01, r_native
+    assert r_raw["darkness_kept"] < 0.85, r_raw  # what the style alone does to 10 px lines: grey

@@ -98,6 +98,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         real = {label: evaluate_real(fn, cache, entries, shift=not args.no_shift) for label, fn in refiners.items()}
         print()
         print(format_real_table(real))
+        if args.grid:
+            import cv2
+
+            from .evaluate import real_grid
+
+            cv2.imwrite(args.grid, real_grid(refiners, cache, entries))
+            print(f"picture grid written: {args.grid}")
     if args.json:
         for label, res in real.items():
             rows[label]["real"] = {f"{g} t{t:g}": v for (g, t), v in res.items()}
@@ -149,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--real", default=None, help="also score the real renders in this folder (built by `realset`)")
     e.add_argument("--width", action="store_true", help="also score each style with width normalisation")
     e.add_argument("--no-shift", action="store_true", help="skip the shift-stability test on real renders")
+    e.add_argument("--grid", help="with --real: write a picture grid (input | outputs, a row per thickness) here")
     e.set_defaults(func=cmd_evaluate)
     r = sub.add_parser("realset", help="render the real Freestyle evaluation set with bpy (cached)")
     r.add_argument("--cache", default="out/realset", help="folder for the renders (default out/realset)")

@@ -96,11 +96,11 @@ def real_group(entry: dict) -> str:
     return "720p AA" if entry["samples"] > 1 else "720p aliased"
 
 
-def _inky_crop(x: np.ndarray, size: int = 256) -> np.ndarray:
-    """The size² window holding the most ink (for the shift test, which refines it 8 times)."""
+def _inky_window(x: np.ndarray, size: int = 256) -> tuple[int, int]:
+    """Top-left corner of the size² window (on a size/2 grid) holding the most ink."""
     h, w = x.shape
     if h <= size or w <= size:
-        return x
+        return 0, 0
     step = size // 2
     best, where = -1.0, (0, 0)
     for y0 in range(0, h - size + 1, step):
@@ -108,7 +108,13 @@ def _inky_crop(x: np.ndarray, size: int = 256) -> np.ndarray:
             s = float(x[y0:y0 + size, x0:x0 + size].sum())
             if s > best:
                 best, where = s, (y0, x0)
-    return x[where[0]:where[0] + size, where[1]:where[1] + size]
+    return where
+
+
+def _inky_crop(x: np.ndarray, size: int = 256) -> np.ndarray:
+    """The inkiest size² window (for the shift test, which refines it 8 times)."""
+    y0, x0 = _inky_window(x, size)
+    return x[y0:y0 + size, x0:x0 + size]
 
 
 def evaluate_real(refine: Callable[[np.ndarray], np.ndarray], cache, entries: list[dict],
@@ -152,3 +158,34 @@ def format_real_table(rows: dict[str, dict[tuple[str, float], dict[str, float]]]
         fmt = lambda r: "  ".join(c.ljust(wd) if i == 0 else c.rjust(wd) for i, (c, wd) in enumerate(zip(r, widths)))
         lines += [fmt(head), "  ".join("-" * wd for wd in widths)] + [fmt(r) for r in body] + [""]
     return "\n".join(lines)
+
+
+def real_grid(refiners: dict[str, Callable[[np.ndarray], np.ndarray]], cache, entries: list[dict],
+              scene: str = "figure", size: int = 192) -> np.ndarray:
+    """A picture sheet (uint8, white paper): a row per thickness of `scene` (720p, anti-aliased),
+    a column per refiner, each cell the same inkiest crop, refined as a whole frame."""
+    import cv2
+
+    from training.realset import load_pass
+
+    rows = [e for e in entries if e["scene"] == scene and real_group(e) == "720p AA"]
+    rows.sort(key=lambda e: e["thickness"])
+    head = 22
+    cells = []
+    for e in rows:
+        x = load_pass(cache, e)
+        y0, x0 = _inky_window(x, size)
+        row = []
+        for fn in refiners.values():
+            out = _as_image(fn(x.copy()), x.shape)[y0:y0 + size, x0:x0 + size]
+            row.append(np.pad(1.0 - out, 3, constant_values=1.0))
+        line = np.concatenate(row, axis=1)
+        label = np.ones((line.shape[0], 56), np.float32)
+        cv2.putText(label, f"{e['thickness']:g} px", (4, line.shape[0] // 2), cv2.FONT_HERSHEY_SIMPLEX, 0.45, 0.0, 1,
+                    cv2.LINE_AA)
+        cells.append(np.concatenate([label, line], axis=1))
+    sheet = np.concatenate(cells, axis=0)
+    top = np.ones((head, sheet.shape[1]), np.float32)
+    for i, name in enumerate(refiners):
+        cv2.putText(top, name, (56 + i * (size + 6) + 6, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, 0.0, 1, cv2.LINE_AA)
+    return np.rint(np.concatenate([top, sheet], axis=0) * 255).astype(np.uint8)

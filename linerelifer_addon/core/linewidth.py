@@ -113,8 +113,26 @@ def refine_at_width(coverage: np.ndarray, native_width: float,
         return refine(coverage)
     h, w = coverage.shape
     small = (max(8, round(h * scale)), max(8, round(w * scale)))
-    out = refine(resize(coverage, small))
-    return np.clip(resize(np.asarray(out, np.float32), (h, w)), 0.0, 1.0)
+    out = resize(np.asarray(refine(resize(coverage, small)), np.float32), (h, w))
+    return sharpen(out, 1.0 / scale)
+
+
+def sharpen(coverage: np.ndarray, gain: float) -> np.ndarray:
+    """Steepen edges that scaling up by `gain` spread over `gain` px back to about one pixel.
+
+    A linear ramp about the half-coverage contour: line widths (where coverage crosses 0.5)
+    stay where they are, soft edges turn crisp, and cores the network left at 0.8 turn solid
+    (as a pen's would be); faint residue under ~0.3 vanishes. Works in place, by rows.
+    """
+    out = np.asarray(coverage, np.float32)
+    g = np.float32(max(gain, 1.0))
+    for y0 in range(0, out.shape[0], max(1, _BLOCK_PIXELS // max(out.shape[1], 1))):
+        blk = out[y0:y0 + max(1, _BLOCK_PIXELS // max(out.shape[1], 1))]
+        blk -= 0.5
+        blk *= g
+        blk += 0.5
+        np.clip(blk, 0.0, 1.0, out=blk)
+    return out
 
 
 def native_width(style_path: str | os.PathLike) -> float:

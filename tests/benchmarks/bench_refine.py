@@ -3,7 +3,8 @@
     .venv/bin/python tests/benchmarks/bench_refine.py [--runs 5] [--json out/bench.json]
 
 Inputs are synthetic line drawings (training/synth.py) tiled up to each frame size, with
-5-10 % ink. Each configuration gets a fresh worker, so cold start and peak RSS are its own.
+5-10 % ink, and with `--real DIR` real Freestyle passes of the bpy-rendered set
+(`python -m training realset`): its 4K figure renders scaled to 1080p, lines 1.5-12 px. Each configuration gets a fresh worker, so cold start and peak RSS are its own.
 The seed architecture runs with random weights (timing only), exported by the project's
 own export code to a temporary style, in float32 as the seed ran it (`--seed-precision`);
 the default style runs in the worker's own choice (bfloat16 where the CPU has it natively,
@@ -98,16 +99,28 @@ def main() -> int:
     ap.add_argument("--seed-precision", default="float32", choices=(*PRECISIONS, "auto"),
                     help="precision the seed architecture runs in (default: float32, as the seed ran)")
     ap.add_argument("--json", default=str(ROOT / "out" / "bench_refine.json"))
+    ap.add_argument("--real", help="also time real Freestyle passes from this realset folder at 1080p")
+    ap.add_argument("--skip-large", action="store_true", help="leave out the 4K and 8K frames")
     args = ap.parse_args()
 
-    images = {name: drawing(*hw) for name, hw in SIZES.items()}
+    images = {name: drawing(*hw) for name, hw in SIZES.items() if not (args.skip_large and name != "1080p")}
+    real = []
+    if args.real:
+        from linerelifer_addon.core.linewidth import resize
+        from training.realset import load_manifest, load_pass
+
+        for e in load_manifest(Path(args.real)):
+            if e["scene"] == "figure" and e["height"] == 2160:
+                name = f"1080p real t{e['thickness']:g}"
+                images[name] = resize(load_pass(Path(args.real), e), SIZES["1080p"])
+                real.append(("default", Path(args.style), name))
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         seed = None if args.skip_seed else seed_style(Path(tmp))
         plan = [("default", Path(args.style), "1080p"), ("seed arch", seed, "1080p"),
                 ("default", Path(args.style), "4K"), ("seed arch", seed, "4K"), ("default", Path(args.style), "8K")]
-        for label, style, size in plan:
-            if style is None:
+        for label, style, size in plan + real:
+            if style is None or size not in images:
                 continue
             img = images[size]
             print(f"measuring {label} at {size} ({img.shape[1]}x{img.shape[0]}, ink {100 * np.mean(img > 0.25):.1f} %)",
@@ -121,13 +134,13 @@ def main() -> int:
         base = by.get(("seed arch", r["size"]))
         r["speedup_vs_seed"] = base["median_s"] / r["median_s"] if base and r["style"] == "default" else None
 
-    head = (f"{'style':<10}{'size':<7}{'precision':>10}{'median s':>9}{'min s':>8}{'MPix/s':>8}{'vs seed':>9}"
+    head = (f"{'style':<10}{'size':<18}{'precision':>10}{'median s':>9}{'min s':>8}{'MPix/s':>8}{'vs seed':>9}"
             f"{'peak RSS MB':>12}{'cold s':>8}{'overhead':>9}{'runs':>5}")
     print(head)
     print("-" * len(head))
     for r in rows:
         sp = f"{r['speedup_vs_seed']:.1f}x" if r["speedup_vs_seed"] else "-"
-        print(f"{r['style']:<10}{r['size']:<7}{r['precision']:>10}{r['median_s']:>9.3f}{r['min_s']:>8.3f}{r['mpix_per_s']:>8.2f}"
+        print(f"{r['style']:<10}{r['size']:<18}{r['precision']:>10}{r['median_s']:>9.3f}{r['min_s']:>8.3f}{r['mpix_per_s']:>8.2f}"
               f"{sp:>9}{r['peak_rss_mb']:>12.0f}{r['cold_start_s']:>8.2f}{r['overhead_pct']:>8.1f}%{r['runs']:>5}")
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
