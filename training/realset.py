@@ -5,8 +5,9 @@ lines, which differ (anti-aliasing by Cycles samples, joins, crease flicker, thi
 modifiers). This module builds procedural scenes (organic, architectural, dense detail, a
 figure), renders each with Cycles on the CPU at several Freestyle thicknesses, with and
 without anti-aliasing, and caches the Freestyle pass (lines in alpha) and the shaded render
-with the lines baked in as PNG files plus a manifest. Renders are deterministic (fixed
-Cycles seed), so a cached file is reused unless `rebuild` is asked for.
+with the lines baked in as PNG files plus a manifest. Cycles' seed is fixed, so a cached
+file is reused unless `rebuild` is asked for; a rebuild reproduces most files bit for bit, but
+Freestyle's strokes on the figure scene can differ by a few pixels between runs.
 
 Thickness is RELATIVE in Freestyle's sense (scaled with the frame height), so a 4K render
 of thickness t shows lines three times as wide as the 720p render of the same t.
