@@ -21,7 +21,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                                    ("sample_every", args.sample_every), ("gan_weight", args.gan_weight),
                                    ("gap_weight", args.gap_weight),
                                    ("ink_weight", args.ink_weight), ("mark_weight", args.mark_weight),
-                                   ("speck_weight", args.speck_weight), ("ema", args.ema), ("stem", args.stem), ("lr_schedule", args.lr_schedule),
+                                   ("speck_weight", args.speck_weight), ("ema", args.ema), ("stem", args.stem), ("lr_schedule", args.lr_schedule), ("target", args.target),
                                    ("widths", tuple(int(w) for w in args.widths.split(",")) if args.widths else None))
                  if v is not None}
     cfg = base(**overrides) if args.arch == "seed" else base(arch=args.arch, **overrides)
@@ -39,7 +39,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         pairs = None
         data = f"synthetic hand-inked drawings (training/synth.py), pool {cfg.pool}"
     sampler = PairSampler(pairs, crop=cfg.crop, seed=cfg.seed, degrade_kwargs=cfg.degrade,
-                          **({"pool_size": cfg.pool} if pairs is None else {}))
+                          **({"pool_size": cfg.pool, "tied": cfg.target == "tied"} if pairs is None else {}))
     run_dir = Path(args.run_dir or Path("runs") / args.name)
     trainer = Trainer(cfg, run_dir, sampler)
     if args.resume:
@@ -140,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--speck-weight", type=float, help="extra loss weight on small isolated input ink the target lacks (specks)")
     t.add_argument("--ema", type=float, help="export the moving average of the generator's weights with this momentum, e.g. 0.999 (0 = last step)")
     t.add_argument("--lr-schedule", choices=("cosine", "constant"))
+    t.add_argument("--target", choices=("free", "tied"),
+                   help="synthetic targets: width drawn apart from the input's (free, default) or tied to it")
     t.add_argument("--widths", help="lite channel widths at 1/4 and 1/8 resolution, e.g. 32,64")
     t.add_argument("--stem", type=int, help="lite: full-resolution 3x3 features before the fold (default 8, 0 = none)")
     t.add_argument("--threads", type=int)
