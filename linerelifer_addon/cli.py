@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from .core.client import Cancelled, RequestError, WorkerClient, WorkerError, WorkerStartError
-from .core.conversion import from_coverage, to_coverage
-from .core.styles import StyleError, list_styles, resolve_style
+from .core.conversion import MAX_STRENGTH, from_coverage, to_coverage
+from .core.styles import StyleError, list_styles, read_meta, resolve_style
 
 
 class UsageError(ValueError):
@@ -135,8 +135,11 @@ class _Progress:
 
 
 def refine_file(client: WorkerClient, src: Path, dst: Path, style: Path, strength: float = 1.0, tile: int = 0,
-                progress: Callable[[int, int], None] | None = None) -> dict[str, float]:
-    """One file in, one file out; returns the seconds each step took (for the benchmark)."""
+                progress: Callable[[int, int], None] | None = None,
+                color: tuple[float, float, float] | None = None) -> dict[str, float]:
+    """One file in, one file out; returns the seconds each step took (for the benchmark).
+
+    Strength 0 writes the input's lines exactly, without the worker."""
     from .imagefiles import read_image, write_image
 
     t0 = time.perf_counter()
@@ -144,9 +147,9 @@ def refine_file(client: WorkerClient, src: Path, dst: Path, style: Path, strengt
     t1 = time.perf_counter()
     line = to_coverage(pixels)
     t2 = time.perf_counter()
-    refined = client.refine(line.coverage, style, tile=tile, progress=progress)
+    refined = line.coverage if strength == 0 else client.refine(line.coverage, style, tile=tile, progress=progress)
     t3 = time.perf_counter()
-    out = from_coverage(line, refined, strength=strength)
+    out = from_coverage(line, refined, strength=strength, color=color)
     t4 = time.perf_counter()
     write_image(dst, out)
     t5 = time.perf_counter()
@@ -154,14 +157,25 @@ def refine_file(client: WorkerClient, src: Path, dst: Path, style: Path, strengt
             "write": t5 - t4, "total": t5 - t0}
 
 
+def style_ink_color(style_path: Path) -> tuple[float, float, float] | None:
+    """The grey the style's drawings were inked in (`ink_tone` in its metadata), else None:
+    a style trained on grey markers draws grey lines, not the input's black."""
+    tone = read_meta(style_path).get("ink_tone")
+    if isinstance(tone, (int, float)) and 0.0 <= tone <= 1.0:
+        return (float(tone),) * 3
+    return None
+
+
 def cmd_refine(args: argparse.Namespace) -> int:
     from .imagefiles import ImageFileError
 
-    if not 0.0 <= args.strength <= 1.0:
-        raise UsageError(f"--strength {args.strength} is outside 0..1")
+    if not 0.0 <= args.strength <= MAX_STRENGTH:
+        raise UsageError(f"--strength {args.strength} is outside 0..{MAX_STRENGTH:g}; use 0 (input lines), "
+                         f"1 (the style) or up to {MAX_STRENGTH:g} (exaggerated)")
     if args.tile is not None and args.tile < 64:
         raise UsageError(f"--tile {args.tile} is too small; use 256 or more")
     style = resolve_style(args.style)
+    color = style_ink_color(style.path) if args.strength > 0 else None
     pairs = plan_outputs(args.inputs, args.output)
     if len(pairs) > 1:
         try:
@@ -178,7 +192,7 @@ def cmd_refine(args: argparse.Namespace) -> int:
             t0 = time.perf_counter()
             try:
                 refine_file(client, src, dst, style.path, strength=args.strength, tile=args.tile or 0,
-                            progress=progress.tiles)
+                            progress=progress.tiles, color=color)
             except (WorkerStartError, RequestError):
                 raise  # the setup or the style: every file would fail the same way
             except (ImageFileError, ValueError, WorkerError) as exc:
@@ -222,7 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
     r.add_argument("-o", "--output", required=True, help="output file, or folder for several inputs")
     r.add_argument("--style", default=None, help="style name, .keras or .tflite path (default: default)")
-    r.add_argument("--strength", type=float, default=1.0, help="0 keeps the input lines, 1 fully refined")
+    r.add_argument("--strength", type=float, default=1.0, help="0 keeps the input lines exactly, 1 the style, up to 2 exaggerated (default 1)")
     r.add_argument("--tile", type=int, default=None, help="tile size in pixels (default: the style's)")
     r.add_argument("--threads", type=int, default=None, help="worker threads (default: all cores)")
     r.add_argument("--python", default=None, help="interpreter for the worker (default: LINERELIFER_PYTHON or this one)")

@@ -42,6 +42,22 @@ def test_refine_file_and_folder(tmp_path, random_style) -> None:
     assert np.abs(cv2.imread(str(tmp_path / "single.png"), 0).astype(int) - originals["a.png"]).max() <= 1
 
 
+def test_strength_zero_writes_the_input_exactly_and_two_is_accepted(tmp_path, random_style) -> None:
+    rgba = np.zeros((90, 100, 4), np.uint8)
+    rgba[..., :3] = (30, 60, 200)
+    rgba[..., 3] = np.rint(line_image(90, 100, seed=3) * 255)
+    gray16 = np.rint((1 - line_image(90, 100, seed=4)) * 65535).astype(np.uint16)
+    for name, img in (("pass.png", cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGRA)), ("gray16.png", gray16)):
+        cv2.imwrite(str(tmp_path / name), img)
+        r = run_cli("refine", str(tmp_path / name), "-o", str(tmp_path / f"s0-{name}"), "--style", str(random_style),
+                    "--strength", "0")
+        assert r.returncode == 0, r.stderr
+        assert np.array_equal(cv2.imread(str(tmp_path / f"s0-{name}"), cv2.IMREAD_UNCHANGED), img)
+    r = run_cli("refine", str(tmp_path / "pass.png"), "-o", str(tmp_path / "s2.png"), "--style", str(random_style),
+                "--strength", "2")
+    assert r.returncode == 0, r.stderr
+
+
 def test_rgba_pass_keeps_its_convention(tmp_path, random_style) -> None:
     rgba = np.zeros((90, 100, 4), np.uint8)
     rgba[..., :3] = (30, 60, 200)
@@ -62,7 +78,7 @@ def test_bad_input_exits_2_with_one_line(tmp_path, random_style, case: str) -> N
         "empty": [str(tmp_path / "empty.png"), "-o", str(tmp_path / "o.png")],
         "text": [str(tmp_path / "text.png"), "-o", str(tmp_path / "o.png")],
         "same_as_input": [str(good), "-o", str(good)],
-        "strength": [str(good), "-o", str(tmp_path / "o.png"), "--strength", "2"],
+        "strength": [str(good), "-o", str(tmp_path / "o.png"), "--strength", "2.5"],
         "style": [str(good), "-o", str(tmp_path / "o.png"), "--style", "no-such-style"],
         "usage": ["--bogus"],
     }[case]

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from linerelifer_addon.core.conversion import DRAWING, PASS, from_coverage, over, to_coverage
+from linerelifer_addon.core.conversion import DRAWING, PASS, blend, from_coverage, over, to_coverage
 
 from conftest import line_image
 
@@ -70,8 +70,19 @@ def test_strength_blends_and_colour_override() -> None:
     assert np.abs(half[..., 3].astype(int) - expected).max() <= 1
     assert (half[..., 0] == 255).all() and (half[..., 1] == 0).all()
     assert np.array_equal(from_coverage(line, refined, strength=0.0), rgba)
+    with pytest.raises(ValueError, match="0..2"):
+        from_coverage(line, refined, strength=2.5)
     with pytest.raises(ValueError):
-        from_coverage(line, refined, strength=1.5)
+        from_coverage(line, refined, strength=-0.1)
+
+
+def test_strength_above_one_exaggerates_the_style() -> None:
+    orig = np.array([[0.0, 0.5, 1.0, 1.0]], np.float32)
+    refined = np.array([[0.2, 0.7, 0.8, 1.0]], np.float32)
+    assert np.allclose(blend(orig, refined, 1.0), refined)
+    assert np.allclose(blend(orig, refined, 2.0), [[0.4, 0.9, 0.6, 1.0]])  # each change doubled
+    assert np.allclose(blend(orig, refined, 1.5), [[0.3, 0.8, 0.7, 1.0]])
+    assert np.clip(blend(orig, np.ones_like(orig), 2.0), 0, 1).max() <= 1.0  # still coverage
 
 
 def test_light_background_stays_light_and_coloured_paper_kept() -> None:

@@ -85,6 +85,26 @@ def test_synth_target_widths_vary_and_input_is_uniform(seed):
     assert np.percentile(wy, 50) - np.percentile(wy, 10) > 0.4
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2, 5, 11])
+def test_tied_targets_follow_the_input_width_with_thick_thin_and_solid_cores(seed):
+    from linerelifer_addon.core.linewidth import line_width
+    from training.realmetrics import real_metrics
+
+    free, tied = synth_sample(seed), synth_sample(seed, tied=True)
+    assert np.array_equal(free.input, tied.input)  # same drawing, same input; only the target differs
+    assert 0.8 <= line_width(tied.target) / line_width(tied.input) <= 1.3, (seed, tied.width)
+    r = real_metrics(tied.input, tied.target)
+    assert r["width_cv"] >= 0.08 and r["darkness_kept"] >= 0.8, r  # thin nib strokes grey a little
+    horizontal = Stroke(np.stack([np.linspace(10, 150, 60), np.full(60, 20.3)], axis=1), np.full(60, 0.7))
+    diagonal = Stroke(np.stack([np.linspace(10, 60, 60), np.linspace(5, 55, 60)], axis=1), np.full(60, 0.7))
+    rng = np.random.default_rng(0)
+    # a 45° nib: strokes along its edge come out thinner than strokes across it
+    across = render_inked([horizontal], 40, 160, rng, max_width=4.0, nib=np.pi / 4, solid=True)
+    along = render_inked([diagonal], 64, 70, rng, max_width=4.0, nib=np.pi / 4, solid=True)
+    assert line_width(along) < 0.8 * line_width(across)
+    assert across[20, 40:120].max() > 0.95  # solid core
+
+
 # ---------------------------------------------------------------- degrade
 
 

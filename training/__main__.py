@@ -21,22 +21,25 @@ def cmd_train(args: argparse.Namespace) -> int:
                                    ("sample_every", args.sample_every), ("gan_weight", args.gan_weight),
                                    ("gap_weight", args.gap_weight),
                                    ("ink_weight", args.ink_weight), ("mark_weight", args.mark_weight),
-                                   ("speck_weight", args.speck_weight), ("ema", args.ema), ("stem", args.stem), ("lr_schedule", args.lr_schedule),
+                                   ("speck_weight", args.speck_weight), ("ema", args.ema), ("stem", args.stem), ("lr_schedule", args.lr_schedule), ("target", args.target),
                                    ("widths", tuple(int(w) for w in args.widths.split(",")) if args.widths else None))
                  if v is not None}
     cfg = base(**overrides) if args.arch == "seed" else base(arch=args.arch, **overrides)
     t0 = time.perf_counter()
+    tone = None
     if args.drawings:
-        from .prepare import prepare_folder
+        from .prepare import ink_tone, prepare_folder
 
         pairs = prepare_folder(args.drawings)
-        print(f"prepared {len(pairs)} drawings from {args.drawings} in {time.perf_counter() - t0:.1f} s")
+        tone = ink_tone(args.drawings)
+        print(f"prepared {len(pairs)} drawings from {args.drawings} in {time.perf_counter() - t0:.1f} s"
+              + (f"; ink tone {tone * 255:.0f}/255" if tone is not None else ""))
         data = f"drawings in {Path(args.drawings).name}/"
     else:
         pairs = None
         data = f"synthetic hand-inked drawings (training/synth.py), pool {cfg.pool}"
     sampler = PairSampler(pairs, crop=cfg.crop, seed=cfg.seed, degrade_kwargs=cfg.degrade,
-                          **({"pool_size": cfg.pool} if pairs is None else {}))
+                          **({"pool_size": cfg.pool, "tied": cfg.target == "tied"} if pairs is None else {}))
     run_dir = Path(args.run_dir or Path("runs") / args.name)
     trainer = Trainer(cfg, run_dir, sampler)
     if args.resume:
@@ -48,29 +51,63 @@ def cmd_train(args: argparse.Namespace) -> int:
     training = {"command": command_line(), "data": data, "seed": cfg.seed, "steps": cfg.steps,
                 "wall_seconds": round(trainer.wall, 1), "config": dict(vars(cfg)),
                 "final_losses": {k: round(v, 5) for k, v in logs.items()}}
-    path = export_style(trainer.final_generator(), cfg.arch, out_dir, args.name, desc, training)
+    import numpy as np
+
+    from linerelifer_addon.core.linewidth import line_width
+
+    native = float(np.median([line_width(x) for x, _ in sampler.pairs]))  # what the network saw
+    path = export_style(trainer.final_generator(), cfg.arch, out_dir, args.name, desc, training,
+                        native_width=native, ink_tone=tone)
     print(f"style written: {path} ({cfg.steps} steps, {trainer.wall:.0f} s of training)")
     return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from linerelifer_addon.core.linewidth import native_width, refine_at_width
     from linerelifer_addon.core.styles import resolve_style
     from linerelifer_addon.worker.engine import Engine, configure_threads
 
     from .evalset import make_evalset
-    from .evaluate import evaluate_items, format_table
+    from .evaluate import evaluate_items, evaluate_real, format_real_table, format_table
+    from .probes import make_probes, score_probes
 
     configure_threads(args.threads)
     items = make_evalset()
-    rows = {"identity (input)": evaluate_items(lambda x: x, items)}
-    for label, ref in (("style", args.style), ("baseline", args.baseline)):
+    probes = make_probes()
+    refiners = {"identity (input)": lambda x: x}
+    for ref in (args.style, args.baseline):
         if not ref:
             continue
         info = resolve_style(ref)
         engine = Engine(info.path)
-        rows[f"{info.name}"] = evaluate_items(lambda x: engine.refine(x, skip_blank=False), items)
+        refiners[info.name] = lambda x, e=engine: e.refine(x, skip_blank=False)
+        if args.width:
+            nw = native_width(info.path)
+            refiners[f"{info.name} + width"] = lambda x, e=engine, nw=nw: refine_at_width(
+                x, nw, lambda a: e.refine(a, skip_blank=False))
+    rows = {}
+    for label, fn in refiners.items():
+        rows[label] = {**evaluate_items(fn, items), **score_probes(fn, probes)}
     print(format_table(rows))
+    real = {}
+    if args.real:
+        from .realset import load_manifest
+
+        cache = Path(args.real)
+        entries = load_manifest(cache)
+        real = {label: evaluate_real(fn, cache, entries, shift=not args.no_shift) for label, fn in refiners.items()}
+        print()
+        print(format_real_table(real))
+        if args.grid:
+            import cv2
+
+            from .evaluate import real_grid
+
+            cv2.imwrite(args.grid, real_grid(refiners, cache, entries))
+            print(f"picture grid written: {args.grid}")
     if args.json:
+        for label, res in real.items():
+            rows[label]["real"] = {f"{g} t{t:g}": v for (g, t), v in res.items()}
         Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
     return 0
 
@@ -85,6 +122,13 @@ def cmd_export(args: argparse.Namespace) -> int:
         t0 = time.perf_counter()
         out = convert_style(info.path)
         print(f"{out} ({out.stat().st_size / 1e6:.2f} MB, {time.perf_counter() - t0:.1f} s)")
+    return 0
+
+
+def cmd_realset(args: argparse.Namespace) -> int:
+    from .realset import build
+
+    build(cache=Path(args.cache), rebuild=args.rebuild)
     return 0
 
 
@@ -109,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--speck-weight", type=float, help="extra loss weight on small isolated input ink the target lacks (specks)")
     t.add_argument("--ema", type=float, help="export the moving average of the generator's weights with this momentum, e.g. 0.999 (0 = last step)")
     t.add_argument("--lr-schedule", choices=("cosine", "constant"))
+    t.add_argument("--target", choices=("free", "tied"),
+                   help="synthetic targets: width drawn apart from the input's (free, default) or tied to it")
     t.add_argument("--widths", help="lite channel widths at 1/4 and 1/8 resolution, e.g. 32,64")
     t.add_argument("--stem", type=int, help="lite: full-resolution 3x3 features before the fold (default 8, 0 = none)")
     t.add_argument("--threads", type=int)
@@ -122,10 +168,18 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--baseline", help="second style to compare against")
     e.add_argument("--json", help="also write the results here")
     e.add_argument("--threads", type=int)
+    e.add_argument("--real", default=None, help="also score the real renders in this folder (built by `realset`)")
+    e.add_argument("--width", action="store_true", help="also score each style with width normalisation")
+    e.add_argument("--no-shift", action="store_true", help="skip the shift-stability test on real renders")
+    e.add_argument("--grid", help="with --real: write a picture grid (input | outputs, a row per thickness) here")
     e.set_defaults(func=cmd_evaluate)
     x = sub.add_parser("export", help="add the LiteRT (.tflite) file to existing .keras styles")
     x.add_argument("styles", nargs="+", help="style names or .keras paths")
     x.set_defaults(func=cmd_export)
+    r = sub.add_parser("realset", help="render the real Freestyle evaluation set with bpy (cached)")
+    r.add_argument("--cache", default="out/realset", help="folder for the renders (default out/realset)")
+    r.add_argument("--rebuild", action="store_true", help="render everything again")
+    r.set_defaults(func=cmd_realset)
     args = p.parse_args(argv)
     return args.func(args)
 

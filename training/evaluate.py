@@ -80,3 +80,112 @@ def format_table(rows: dict[str, dict[str, float]]) -> str:
     lines = [fmt(head), "  ".join("-" * wd for wd in widths)] + [fmt(r) for r in body]
     lines.append("* = best per metric; (lower)/(higher) says which direction is better.")
     return "\n".join(lines)
+
+
+REAL_METRICS = ("recall", "precision", "darkness_in", "darkness_out", "darkness_kept", "hollow",
+                "width_in", "width_ratio", "width_cv", "taper", "shift_change")
+_MEDIAN = frozenset({"width_cv", "taper"})  # per-render medians stay medians across scenes
+
+
+def real_group(entry: dict) -> str:
+    """Which table a render belongs to: anti-aliased 720p, aliased, 4K or thickness modifiers."""
+    if entry.get("modifier"):
+        return f"modifier {entry['modifier']}"
+    if entry["height"] != 720:
+        return f"{entry['height']}p"
+    return "720p AA" if entry["samples"] > 1 else "720p aliased"
+
+
+def _inky_window(x: np.ndarray, size: int = 256) -> tuple[int, int]:
+    """Top-left corner of the size² window (on a size/2 grid) holding the most ink."""
+    h, w = x.shape
+    if h <= size or w <= size:
+        return 0, 0
+    step = size // 2
+    best, where = -1.0, (0, 0)
+    for y0 in range(0, h - size + 1, step):
+        for x0 in range(0, w - size + 1, step):
+            s = float(x[y0:y0 + size, x0:x0 + size].sum())
+            if s > best:
+                best, where = s, (y0, x0)
+    return where
+
+
+def _inky_crop(x: np.ndarray, size: int = 256) -> np.ndarray:
+    """The inkiest size² window (for the shift test, which refines it 8 times)."""
+    y0, x0 = _inky_window(x, size)
+    return x[y0:y0 + size, x0:x0 + size]
+
+
+def evaluate_real(refine: Callable[[np.ndarray], np.ndarray], cache, entries: list[dict],
+                  shift: bool = True) -> dict[tuple[str, float], dict[str, float]]:
+    """Real-render metrics per (group, thickness): means over scenes (medians for width_cv, taper)."""
+    from training.realmetrics import real_metrics, shift_change
+    from training.realset import load_pass
+
+    per: dict[tuple[str, float], list[dict[str, float]]] = {}
+    for e in entries:
+        x = load_pass(cache, e)
+        r = real_metrics(x, _as_image(refine(x.copy()), x.shape))
+        if shift and real_group(e) == "720p AA":
+            r["shift_change"] = shift_change(lambda a: _as_image(refine(a), a.shape), _inky_crop(x))
+        per.setdefault((real_group(e), float(e["thickness"])), []).append(r)
+    out = {}
+    for key, rs in sorted(per.items()):
+        agg = {}
+        for k in REAL_METRICS:
+            v = [r[k] for r in rs if k in r and np.isfinite(r[k])]
+            agg[k] = float((np.median if k in _MEDIAN else np.mean)(v)) if v else float("nan")
+        out[key] = agg
+    return out
+
+
+def format_real_table(rows: dict[str, dict[tuple[str, float], dict[str, float]]]) -> str:
+    """One block per group: a row per (metric, style), a column per thickness."""
+    lines = []
+    groups = sorted({g for res in rows.values() for g, _ in res})
+    for g in groups:
+        ts = sorted({t for res in rows.values() for gg, t in res if gg == g})
+        head = [f"{g}: thickness"] + [f"{t:g}" for t in ts]
+        body = []
+        for k in REAL_METRICS:
+            for style, res in rows.items():
+                vals = [res.get((g, t), {}).get(k, float("nan")) for t in ts]
+                if all(not np.isfinite(v) for v in vals):
+                    continue
+                body.append([f"{k} [{style}]"] + [f"{v:.3f}" if np.isfinite(v) else "-" for v in vals])
+        widths = [max(len(r[i]) for r in [head] + body) for i in range(len(head))]
+        fmt = lambda r: "  ".join(c.ljust(wd) if i == 0 else c.rjust(wd) for i, (c, wd) in enumerate(zip(r, widths)))
+        lines += [fmt(head), "  ".join("-" * wd for wd in widths)] + [fmt(r) for r in body] + [""]
+    return "\n".join(lines)
+
+
+def real_grid(refiners: dict[str, Callable[[np.ndarray], np.ndarray]], cache, entries: list[dict],
+              scene: str = "figure", size: int = 192) -> np.ndarray:
+    """A picture sheet (uint8, white paper): a row per thickness of `scene` (720p, anti-aliased),
+    a column per refiner, each cell the same inkiest crop, refined as a whole frame."""
+    import cv2
+
+    from training.realset import load_pass
+
+    rows = [e for e in entries if e["scene"] == scene and real_group(e) == "720p AA"]
+    rows.sort(key=lambda e: e["thickness"])
+    head = 22
+    cells = []
+    for e in rows:
+        x = load_pass(cache, e)
+        y0, x0 = _inky_window(x, size)
+        row = []
+        for fn in refiners.values():
+            out = _as_image(fn(x.copy()), x.shape)[y0:y0 + size, x0:x0 + size]
+            row.append(np.pad(1.0 - out, 3, constant_values=1.0))
+        line = np.concatenate(row, axis=1)
+        label = np.ones((line.shape[0], 56), np.float32)
+        cv2.putText(label, f"{e['thickness']:g} px", (4, line.shape[0] // 2), cv2.FONT_HERSHEY_SIMPLEX, 0.45, 0.0, 1,
+                    cv2.LINE_AA)
+        cells.append(np.concatenate([label, line], axis=1))
+    sheet = np.concatenate(cells, axis=0)
+    top = np.ones((head, sheet.shape[1]), np.float32)
+    for i, name in enumerate(refiners):
+        cv2.putText(top, name, (56 + i * (size + 6) + 6, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, 0.0, 1, cv2.LINE_AA)
+    return np.rint(np.concatenate([top, sheet], axis=0) * 255).astype(np.uint8)

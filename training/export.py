@@ -21,7 +21,8 @@ STYLE_FORMAT = 1
 
 
 def style_metadata(gen: Any, arch: str, name: str, description: str, training: dict[str, Any],
-                   tile: int = 512) -> dict[str, Any]:
+                   tile: int = 512, native_width: float | None = None,
+                   ink_tone: float | None = None) -> dict[str, Any]:
     import importlib
 
     import keras
@@ -37,6 +38,11 @@ def style_metadata(gen: Any, arch: str, name: str, description: str, training: d
     # Only a tile's inner part reaches the result; its border sees the layers' zero padding.
     blank = float(blank_out[0, margin:tile - margin, margin:tile - margin, 0].max())
     backend = keras.backend.backend()
+    look = {}
+    if native_width is not None:  # line width the network was trained on (core/linewidth.py)
+        look["native_width"] = round(float(native_width), 3)
+    if ink_tone is not None:  # grey level of the drawings' ink (0 black, 1 white), drawn by the CLI
+        look["ink_tone"] = round(float(ink_tone), 4)
     return {
         "format": STYLE_FORMAT,
         "name": name,
@@ -49,6 +55,7 @@ def style_metadata(gen: Any, arch: str, name: str, description: str, training: d
         "align": grid,
         "tile": tile,
         "receptive_radius": radius,
+        **look,
         "macs_per_pixel": round(models.macs_per_pixel(gen)),
         "parameters": int(gen.count_params()),
         "blank_output_max": blank,
@@ -81,11 +88,12 @@ def _write_meta(style_path: Path, meta: dict[str, Any]) -> None:
 
 
 def export_style(gen: Any, arch: str, out_dir: str | os.PathLike, name: str, description: str,
-                 training: dict[str, Any], tflite: bool = True) -> Path:
+                 training: dict[str, Any], native_width: float | None = None,
+                 ink_tone: float | None = None, tflite: bool = True) -> Path:
     """Save `gen` as `out_dir/name.keras` + `.tflite` + `.json`; returns the .keras path."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    meta = style_metadata(gen, arch, name, description, training)
+    meta = style_metadata(gen, arch, name, description, training, native_width=native_width, ink_tone=ink_tone)
     path = out_dir / f"{name}.keras"
     atomic_write(path, lambda tmp: gen.save(tmp))
     if tflite:

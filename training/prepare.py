@@ -298,6 +298,28 @@ def _explicit_pairs(folder: Path, max_side: int) -> list[tuple[np.ndarray, np.nd
     return pairs
 
 
+def ink_tone(folder: str | Path, max_side: int = 1024) -> float | None:
+    """Median grey level (0 black .. 1 white, as stored in the files) of the drawings' solid ink.
+
+    The network learns coverage, not colour: a style trained on grey marker drawings would
+    otherwise be drawn in the input's (usually black) colour. Solid ink is coverage > 0.9,
+    so anti-aliased edges do not lighten the median. None when there are no loose drawings
+    (line/ + norm/ pairs) or no ink.
+    """
+    folder = Path(folder)
+    if (folder / "line").is_dir() and (folder / "norm").is_dir():
+        return None
+    tones = []
+    for path in _images_in(folder):
+        lum = _fit(load_drawing(path), max_side)
+        if np.median(lum) < 0.5:  # white lines on black: their ink tone is not a dark ink
+            continue
+        solid = drawing_to_target(lum) > 0.9
+        tones.append(lum[solid])
+    tones = [t for t in tones if t.size]
+    return float(np.median(np.concatenate(tones))) if tones else None
+
+
 def prepare_folder(folder: str | Path, max_side: int = 1024, width: float | None = None,
                    seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
     """(input, target) pairs for every drawing in a folder, or its line/ + norm/ pairs.

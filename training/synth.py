@@ -328,16 +328,26 @@ def render_uniform(strokes: list[Stroke], h: int, w: int, width: float) -> np.nd
 
 
 def render_inked(strokes: list[Stroke], h: int, w: int, rng: np.random.Generator,
-                 max_width: float | None = None) -> np.ndarray:
-    """Hand-inked look: width follows pressure, ends taper, slight texture along the stroke."""
+                 max_width: float | None = None, cap: float = MAX_INK_WIDTH,
+                 nib: float | None = None, solid: bool = False) -> np.ndarray:
+    """Hand-inked look: width follows pressure, ends taper, slight texture along the stroke.
+
+    nib: a broad nib's angle (radians): the width also follows the stroke's direction, a
+    thick-thin the input's geometry predicts (random pressure alone a network can only average
+    away). solid: cores of full ink with only a faint texture.
+    """
     if max_width is None:
         max_width = rng.uniform(2.6, 4.3)
-    max_width = min(max_width, MAX_INK_WIDTH)
+    max_width = min(max_width, cap)
     canvas = np.zeros((h * SS, w * SS), np.uint8)
     for st in strokes:
         pts, press = _dense(st, 0.35)
-        width = np.minimum(TIP_WIDTH + (max_width - TIP_WIDTH) * press, MAX_INK_WIDTH)
-        tex = 0.85 + 0.15 * smooth_noise(rng, len(pts), corr=rng.uniform(8, 40))
+        if nib is not None and len(pts) > 1:
+            d = np.gradient(pts, axis=0)
+            press = press * (0.55 + 0.45 * np.abs(np.sin(np.arctan2(d[:, 1], d[:, 0]) - nib)))
+        width = np.minimum(TIP_WIDTH + (max_width - TIP_WIDTH) * press, cap)
+        noise = smooth_noise(rng, len(pts), corr=rng.uniform(8, 40))
+        tex = 0.96 + 0.04 * noise if solid else 0.85 + 0.15 * noise
         _stamp(canvas, pts, width, np.round(255 * tex).astype(np.int32))
     return _downsample(canvas, h, w)
 
@@ -355,17 +365,30 @@ class SynthSample:
     width: float  # uniform input line width
 
 
-def synth_sample(seed: int, size: int = 256, density: float = 1.0) -> SynthSample:
-    """Deterministic drawing for `seed`, rendered both uniform (input) and inked (target)."""
+NIB_ANGLE = np.pi / 4  # tied targets: a broad nib held at 45°
+
+
+def synth_sample(seed: int, size: int = 256, density: float = 1.0, tied: bool = False) -> SynthSample:
+    """Deterministic drawing for `seed`, rendered both uniform (input) and inked (target).
+
+    tied: the inked width follows the input's width (about the same on average, thick-thin by
+    a 45° nib and pressure, tapered ends, solid cores), so each input has one right answer;
+    otherwise (the default, the data the shipped style was trained on) it is drawn apart.
+    """
     rng = np.random.default_rng(seed)
     strokes = random_strokes(rng, size, size, density)
     width = float(rng.uniform(1.0, 3.0))
-    target = render_inked(strokes, size, size, rng)
+    if tied:
+        target = render_inked(strokes, size, size, rng, max_width=2.1 * width * rng.uniform(0.9, 1.1) - 0.3,
+                              cap=2.2 * width + 1.0, nib=NIB_ANGLE, solid=True)
+    else:
+        target = render_inked(strokes, size, size, rng)
     inp = render_uniform(strokes, size, size, width)
     return SynthSample(strokes, inp, target, width)
 
 
-def synth_pair(seed: int, size: int = 256, density: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+def synth_pair(seed: int, size: int = 256, density: float = 1.0,
+               tied: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(input, target) coverage images, float32 size x size, deterministic from seed."""
-    s = synth_sample(seed, size, density)
+    s = synth_sample(seed, size, density, tied)
     return s.input, s.target

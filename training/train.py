@@ -49,6 +49,7 @@ class TrainConfig:
     sample_every: int = 250
     checkpoint_every: int = 250
     pool: int = 240
+    target: str = "free"  # synthetic targets: "free" width, or "tied" to the input's (synth.synth_sample)
     degrade: dict[str, Any] = field(default_factory=lambda: {"gaps": (1, 8)})
 
     @classmethod

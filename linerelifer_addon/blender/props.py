@@ -65,8 +65,8 @@ class LINERELIFER_PG_settings(bpy.types.PropertyGroup):
         description="Trained line style applied to the Freestyle lines",
     )
     strength: FloatProperty(
-        name="Strength", default=1.0, min=0.0, max=1.0, subtype="FACTOR",
-        description="Mix between the original lines (0) and the refined lines (1)",
+        name="Strength", default=1.0, min=0.0, max=2.0, soft_max=2.0, subtype="FACTOR",
+        description="0 keeps Freestyle's lines exactly, 1 applies the style, up to 2 exaggerates it",
     )
     color_mode: EnumProperty(
         name="Line Colour",

@@ -20,6 +20,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from . import protocol
+from .linewidth import native_width, refine_at_width
 from .runtime import REQUIREMENTS, resolve_python
 
 WORKER_SCRIPT = Path(__file__).resolve().parent.parent / "worker" / "bootstrap.py"
@@ -281,12 +282,15 @@ class WorkerClient:
         progress: Callable[[int, int], None] | None = None,
         cancel: threading.Event | None = None,
         skip_blank: bool = True,
+        at_width: bool = True,
     ) -> np.ndarray:
         """Refined coverage (float32, same shape) for an H×W coverage image; tile 0 lets the
         worker choose the tile size for the frame.
 
         The pixels travel in bands of rows, as the worker asks for them (float16), and the
         result comes back band by band: neither process copies the whole frame at once.
+        With `at_width`, a frame of thick lines is first scaled down so its lines reach the
+        style's native width, and the result scaled back (core/linewidth.py).
         """
         coverage = np.asarray(coverage)
         if coverage.ndim != 2:
@@ -294,6 +298,9 @@ class WorkerClient:
         h, w = coverage.shape
         if h == 0 or w == 0:
             raise ValueError(f"coverage of shape {coverage.shape} is empty")
+        if at_width:
+            return refine_at_width(coverage, native_width(style), lambda c: self.refine(
+                c, style, tile, progress, cancel, skip_blank, at_width=False))
         out = np.zeros((h, w), np.float32)
         with self._lock:
             self._ensure()

@@ -24,6 +24,8 @@ _LUMA = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
 _TRANSPARENT_FRACTION = 0.01
 # Below this contrast between paper and ink the image holds no lines.
 _MIN_CONTRAST = 0.05
+# Strength above 1 pushes each pixel further along the change the style made (exaggerated).
+MAX_STRENGTH = 2.0
 
 
 @dataclass
@@ -244,10 +246,19 @@ def _gray_drawing(pixels: np.ndarray, index: np.ndarray, values: np.ndarray,
                      line_color=ink_color, paper_color=mean_level(lut < 0.02, paper))
 
 
+def check_strength(strength: float) -> None:
+    """ValueError naming the allowed range when `strength` is outside 0..MAX_STRENGTH."""
+    if not 0.0 <= strength <= MAX_STRENGTH:
+        raise ValueError(f"strength {strength} is outside 0..{MAX_STRENGTH:g}; use 0 (input lines) to "
+                         f"1 (the style) or up to {MAX_STRENGTH:g} (exaggerated)")
+
+
 def blend(original: np.ndarray, refined: np.ndarray, strength: float) -> np.ndarray:
-    """Mix original and refined coverage; strength 0 keeps the original, 1 the refined."""
-    if not 0.0 <= strength <= 1.0:
-        raise ValueError(f"strength {strength} is outside [0, 1]")
+    """Mix original and refined coverage: 0 keeps the original exactly, 1 gives the refined,
+    above 1 extrapolates the style's change (thinner thins, thicker thickens, further)."""
+    check_strength(strength)
+    if strength == 0.0:
+        return np.asarray(original, np.float32).copy()
     if refined.shape != original.shape:
         raise ValueError(f"refined coverage {refined.shape} does not match the input {original.shape}")
     return np.clip(original + (refined.astype(np.float32) - original) * np.float32(strength), 0.0, 1.0)
@@ -260,8 +271,7 @@ def from_coverage(
     color: tuple[float, float, float] | None = None,
 ) -> np.ndarray:
     """Write refined coverage back in the input's convention, shape and dtype."""
-    if not 0.0 <= strength <= 1.0:
-        raise ValueError(f"strength {strength} is outside [0, 1]")
+    check_strength(strength)
     if coverage.shape != src.coverage.shape:
         raise ValueError(f"refined coverage {coverage.shape} does not match the input {src.coverage.shape}")
     h, w = src.coverage.shape
@@ -282,9 +292,13 @@ def from_coverage(
             ink = np.asarray(color, np.float32) if color is not None else src.line_color
             if color is None and src.channels in (0, 1, 2):
                 ink = np.full(3, float(ink @ _LUMA), np.float32)
-            # Untouched paper keeps its exact pixels; elsewhere mix paper and ink colours.
+            # Untouched pixels keep their exact values (with a colour given, only untouched
+            # paper: ink takes the colour); elsewhere mix paper and ink colours.
             mixed = src.paper_color * (1.0 - cov[:, :, None]) + ink * cov[:, :, None]
-            exact = (np.abs(cov - orig) < 1e-6)[:, :, None]
+            exact = np.abs(cov - orig) < 1e-6
+            if color is not None:
+                exact &= orig < 1e-6
+            exact = exact[:, :, None]
             block = np.where(exact, rgb_in, mixed)
             if alpha_in is not None:
                 block = np.concatenate([block, alpha_in[:, :, None]], axis=2)

@@ -5,9 +5,11 @@ through the real worker, engine-only and end to end (file in, file out).
                                                       [--json out/bench_refine.json]
 
 Inputs are synthetic line drawings (training/synth.py) tiled up to each frame size, with
-5-10 % ink, written as 8-bit PNGs (dark lines on white). Each row gets a fresh worker, so its
-cold start (spawn to first result) and peak RSS are its own. Per warm frame it reports the
-worker's own time (engine), the client's round trip (array in, array out) and the CLI's
+5-10 % ink, written as 8-bit PNGs (dark lines on white), and with `--real DIR` real Freestyle
+passes of the bpy-rendered set (`python -m training realset`): its 4K figure renders scaled to
+1080p, lines 1.5-12 px, written as RGBA passes (lines in alpha). Each row gets a fresh worker,
+so its cold start (spawn to first result) and peak RSS are its own. Per warm frame it reports
+the worker's own time (engine), the client's round trip (array in, array out) and the CLI's
 per-file path (`cli.refine_file`: read PNG, convert, refine, convert back, write PNG), with
 the end-to-end steps apart. LiteRT runs float32; TensorFlow runs in its own choice
 (bfloat16 where the CPU has it natively; LINERELIFER_PRECISION overrides). The seed
@@ -132,37 +134,56 @@ def main() -> int:
     ap.add_argument("--seed-precision", default="float32", choices=(*PRECISIONS, "auto"),
                     help="precision the seed architecture runs in (default: float32, as the seed ran)")
     ap.add_argument("--json", default=str(ROOT / "out" / "bench_refine.json"))
+    ap.add_argument("--real", help="also time real Freestyle passes from this realset folder at 1080p")
     args = ap.parse_args()
 
     sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
+    frames: list[tuple[str, np.ndarray, bool]] = [(size, drawing(*SIZES[size]), False) for size in sizes]
+    if args.real:
+        from linerelifer_addon.core.linewidth import resize
+        from training.realset import load_manifest, load_pass
+
+        for e in load_manifest(Path(args.real)):
+            if e["scene"] == "figure" and e["height"] == 2160:
+                frames.append((f"1080p real t{e['thickness']:g}",
+                               resize(load_pass(Path(args.real), e), SIZES["1080p"]), True))
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         seed = seed_style(tmp) if args.seed_arch else None
-        for size in sizes:
-            img = drawing(*SIZES[size])
-            png = tmp / f"lines_{size}.png"
-            cv2.imwrite(str(png), np.rint((1.0 - img) * 255).astype(np.uint8))
+        for k, (size, img, is_pass) in enumerate(frames):
+            png = tmp / f"frame_{k}.png"
+            if is_pass:  # a Freestyle pass: black lines, coverage in alpha
+                rgba = np.zeros(img.shape + (4,), np.uint8)
+                rgba[..., 3] = np.rint(np.clip(img, 0, 1) * 255).astype(np.uint8)
+                cv2.imwrite(str(png), rgba)
+            else:
+                cv2.imwrite(str(png), np.rint((1.0 - img) * 255).astype(np.uint8))
             plan = [("default", Path(args.style), b, None) for b in args.backends.split(",")]
-            if seed is not None and size != "8K":
+            if seed is not None and size in ("1080p", "4K"):
                 plan.append(("seed arch", seed, "tensorflow", args.seed_precision))
             for label, style, backend, precision in plan:
                 print(f"measuring {label} on {backend} at {size} ({img.shape[1]}x{img.shape[0]}, "
                       f"ink {100 * np.mean(img > 0.25):.1f} %)", file=sys.stderr, flush=True)
                 runs = args.runs if label == "default" or size == "1080p" else max(3, args.runs // 2 + 1)
-                r = measure(style, png, tmp / f"out_{size}.png", runs, args.threads, args.tile, backend, precision)
+                r = measure(style, png, tmp / f"out_{k}.png", runs, args.threads, args.tile, backend, precision)
                 rows.append({"style": label, "size": size, **r})
+    seeds = {r["size"]: r for r in rows if r["style"] == "seed arch"}
+    for r in rows:
+        base = seeds.get(r["size"])
+        r["speedup_vs_seed"] = base["engine_s"] / r["engine_s"] if base and r["style"] == "default" else None
 
-    head = (f"{'style':<10}{'size':<7}{'backend':>20}{'engine s':>9}{'trip s':>8}{'e2e s':>8}{'e2e/eng':>8}"
-            f"{'cold s':>8}{'RSS MB':>8}{'MPix/s':>8}  e2e steps (read/to_cov/refine/from_cov/write s)")
+    head = (f"{'style':<10}{'size':<18}{'backend':>20}{'engine s':>9}{'trip s':>8}{'e2e s':>8}{'e2e/eng':>8}"
+            f"{'cold s':>8}{'RSS MB':>8}{'MPix/s':>8}{'vs seed':>8}  e2e steps (read/to_cov/refine/from_cov/write s)")
     print(head)
     print("-" * len(head))
     for r in rows:
         st = r["steps_s"]
         steps = "/".join(f"{st[k]:.3f}" for k in ("read", "to_coverage", "refine", "from_coverage", "write"))
-        print(f"{r['style']:<10}{r['size']:<7}{r['backend']:>20}{r['engine_s']:>9.3f}{r['round_trip_s']:>8.3f}"
+        sp = f"{r['speedup_vs_seed']:.1f}x" if r["speedup_vs_seed"] else "-"
+        print(f"{r['style']:<10}{r['size']:<18}{r['backend']:>20}{r['engine_s']:>9.3f}{r['round_trip_s']:>8.3f}"
               f"{r['end_to_end_s']:>8.3f}{r['e2e_over_engine']:>8.2f}{r['cold_start_s']:>8.2f}{r['peak_rss_mb']:>8.0f}"
-              f"{r['mpix_per_s']:>8.2f}  {steps}")
+              f"{r['mpix_per_s']:>8.2f}{sp:>8}  {steps}")
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"cpu_count": os.cpu_count(), "rows": rows}, indent=2) + "\n")

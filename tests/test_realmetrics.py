@@ -1,0 +1,149 @@
+"""Real-render metrics and line-width tools on hand-made images whose answers are known."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from linerelifer_addon.core.linewidth import line_width, native_scale, refine_at_width, resize
+from training.probes import make_probes, score_probes, speck_gone
+from training.realmetrics import real_metrics, shift_change
+
+
+def stroke(size=(200, 240), p=(100, 30), q=(100, 210), width=6.0, profile=None) -> np.ndarray:
+    """Anti-aliased straight stroke from p to q (y, x); `profile(t)` scales the width along it."""
+    yy, xx = np.mgrid[0:size[0], 0:size[1]].astype(np.float64)
+    p, q = np.asarray(p, float), np.asarray(q, float)
+    d = q - p
+    t = np.clip(((yy - p[0]) * d[0] + (xx - p[1]) * d[1]) / (d @ d), 0, 1)
+    dist = np.hypot(yy - (p[0] + t * d[0]), xx - (p[1] + t * d[1]))
+    w = width * (profile(t) if profile else 1.0)
+    return np.clip(w / 2 + 0.5 - dist, 0, 1).astype(np.float32)
+
+
+def frame(width=6.0, **kw) -> np.ndarray:
+    """Two parallel strokes and a slanted one, well apart."""
+    return np.maximum.reduce([stroke(p=(50, 30), q=(50, 210), width=width, **kw),
+                              stroke(p=(150, 30), q=(150, 210), width=width, **kw),
+                              stroke(p=(80, 40), q=(125, 200), width=width, **kw)])
+
+
+@pytest.mark.parametrize("w", [2.0, 3.0, 5.0, 8.0, 12.0])
+def test_line_width_reads_the_drawn_width(w):
+    img = frame(w)
+    assert line_width(img) == pytest.approx(w, rel=0.12)
+    assert line_width(0.5 * img) == pytest.approx(line_width(img), rel=1e-4)  # darkness is not width
+    assert line_width(np.zeros((20, 20), np.float32)) == 0.0
+
+
+def test_resize_keeps_ink_per_area_and_refine_at_width_reaches_the_native_width():
+    img = frame(10.0)
+    small = resize(img, (100, 120))
+    assert small.sum() * 4 == pytest.approx(img.sum(), rel=1e-4)
+    seen = []
+    out = refine_at_width(img, 2.5, lambda a: seen.append(a) or a)
+    assert line_width(seen[0]) == pytest.approx(2.5, rel=0.2)  # the network saw ~2.5 px lines
+    assert out.shape == img.shape and line_width(out) == pytest.approx(line_width(img), rel=0.15)
+    # near the native width nothing is resampled: the refine function gets the frame itself
+    assert native_scale(2.6, 2.5) == 1.0
+    near = frame(2.5)
+    assert refine_at_width(near, 2.5, lambda a: a) is not None
+    got = []
+    refine_at_width(near, 2.5, lambda a: got.append(a) or a)
+    assert got[0].shape == near.shape and np.array_equal(got[0], near)
+
+
+def test_identity_is_perfect_and_uniform():
+    x = frame(6.0)
+    r = real_metrics(x, x)
+    assert r["recall"] == 1.0 and r["precision"] == 1.0
+    assert r["darkness_kept"] == pytest.approx(1.0) and r["hollow"] == 0.0
+    assert r["width_ratio"] == pytest.approx(1.0)
+    assert r["width_cv"] < 0.05  # a uniform line varies little
+    assert r["taper"] > 0.85  # butt ends keep their width
+
+
+def test_grey_and_hollow_lines_are_caught():
+    x = frame(8.0)
+    grey = real_metrics(x, 0.5 * x)
+    assert grey["darkness_kept"] == pytest.approx(0.5, abs=0.01)
+    assert grey["width_ratio"] == pytest.approx(1.0, abs=0.01)
+    two_edges = np.clip(x - frame(4.0), 0, 1)  # an 8 px line drawn as two 2 px edges
+    hol = real_metrics(x, two_edges)
+    assert hol["hollow"] > 0.9 and hol["darkness_kept"] < 0.1
+    assert real_metrics(x, x)["hollow"] == 0.0
+
+
+def test_recall_precision_and_width_ratio():
+    x = frame(8.0)
+    one = np.maximum(stroke(p=(50, 30), q=(50, 210), width=8.0), stroke(p=(150, 30), q=(150, 210), width=8.0))
+    r = real_metrics(x, one)  # the slanted line dropped
+    assert 0.55 < r["recall"] < 0.8
+    assert r["precision"] == 1.0
+    stray = x.copy()
+    stray[185:195, 10:230] = 1.0  # ink far from any input line
+    assert real_metrics(x, stray)["precision"] < 0.9
+    assert real_metrics(x, frame(4.0))["width_ratio"] == pytest.approx(0.5, rel=0.15)
+
+
+def test_width_variation_and_taper_of_a_hand_drawn_stroke():
+    x = frame(6.0)
+    wavy = frame(6.0, profile=lambda t: 1.0 + 0.4 * np.sin(t * 4 * np.pi))
+    assert real_metrics(x, wavy)["width_cv"] > 0.2
+    tapered = frame(6.0, profile=lambda t: np.minimum(1.0, np.minimum(t, 1 - t) / 0.25) ** 1.5)
+    r = real_metrics(x, tapered)
+    assert r["taper"] < 0.5 and r["taper_in"] > 0.85
+
+
+def test_shift_change_is_zero_for_shift_equivariant_refinement_only():
+    x = frame(3.0)
+    assert shift_change(lambda a: a, x) == pytest.approx(0.0, abs=1e-6)
+    yy, xx = np.mgrid[0:x.shape[0], 0:x.shape[1]]
+    phase = np.where((yy % 4 < 2) ^ (xx % 4 < 2), 1.0, 0.6).astype(np.float32)  # a stride-4 pattern
+    assert shift_change(lambda a: a * phase, x) > 0.1
+
+
+def test_probes_from_the_held_out_generator():
+    probes = make_probes(6)
+    assert sum(len(p.gaps) for p in probes) >= 20 and sum(len(p.specks) for p in probes) == 24
+    ident = score_probes(lambda a: a, probes)
+    assert ident == {"probe_gap_closure": 0.0, "probe_speck_removal": 0.0}
+    foot = probes[0].specks[0]
+    faded = probes[0].input.copy()
+    faded[foot] = np.minimum(faded[foot], 0.3)
+    assert not speck_gone(faded, foot)  # faded to 30 %: still there
+    faded[foot] = np.minimum(faded[foot], 0.2)
+    assert speck_gone(faded, foot)
+
+    def ideal(a):  # a reference that knows the probes: fills every gap, erases every speck
+        p = next(p for p in probes if np.array_equal(p.input, a))
+        out = a.copy()
+        for f in p.specks:
+            out[f] = 0.0
+        for (ay, ax), (by, bx), _ in p.gaps:
+            for s in np.linspace(0, 1, 20):
+                out[int(round(ay + s * (by - ay))), int(round(ax + s * (bx - ax)))] = 1.0
+        return out
+
+    assert score_probes(ideal, probes) == {"probe_gap_closure": 1.0, "probe_speck_removal": 1.0}
+
+
+def test_thin_frames_are_never_scaled_up_and_bad_widths_leave_the_frame_alone():
+    thin = frame(1.0)
+    got = []
+    refine_at_width(thin, 2.5, lambda a: got.append(a) or a)
+    assert got[0].shape == thin.shape
+    assert native_scale(float("nan"), 2.5) == 1.0 and native_scale(0.0, 2.5) == 1.0
+
+
+def test_client_refines_thick_lines_at_the_styles_native_width(default_style):
+    from linerelifer_addon.core.client import WorkerClient
+
+    x = frame(10.0)
+    with WorkerClient() as client:
+        native = client.refine(x, default_style)
+        raw = client.refine(x, default_style, at_width=False)
+    r_native, r_raw = real_metrics(x, native), real_metrics(x, raw)
+    # the issue's bars: recall >= 0.98, cores >= 0.95 as dark as the input's, width 0.7-1.5x
+    assert r_native["recall"] >= 0.98 and 0.7 <= r_native["width_ratio"] <= 1.5, r_native
+    assert r_native["darkness_kept"] >= 0.95 and r_native["hollow"] <= 0.01, r_native
+    assert r_raw["darkness_kept"] < 0.85, r_raw  # what the style alone does to 10 px lines: grey

@@ -1,0 +1,163 @@
+"""No-reference metrics for refining a real render: the input's own lines are the reference.
+
+A Freestyle render has no hand-inked target, so these judge the output against what the
+input promises: the same lines (recall/precision), as dark and solid (darkness, hollow
+cores), about as wide, with visible thick-thin and tapered free ends, and the same result
+wherever the frame is shifted. Points are (y, x); ink = coverage > metrics.INK.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import cv2
+import numpy as np
+
+from linerelifer_addon.core.linewidth import line_width
+from training.metrics import INK, distance_to_ink, ink_mask
+
+HOLLOW_CORE = 0.5  # a core lighter than this ...
+SOLID_EDGE = 0.75  # ... beside ink at least this dark, within the line's half-width, is hollow
+
+
+def _neighbours(skel: np.ndarray) -> np.ndarray:
+    k = np.ones((3, 3), np.float32)
+    k[1, 1] = 0
+    return cv2.filter2D(skel.astype(np.float32), -1, k, borderType=cv2.BORDER_CONSTANT).round().astype(int)
+
+
+def skeleton(cov: np.ndarray) -> np.ndarray:
+    """The input's centerline (bool), as training/prepare.py computes it."""
+    from training.prepare import centerline
+
+    return centerline(cov)
+
+
+def _far_from(points: np.ndarray, dist: float) -> np.ndarray:
+    """True where the nearest of `points` (bool) is farther than `dist` px (all True if none)."""
+    if not points.any():
+        return np.ones(points.shape, bool)
+    return distance_to_ink(points) > dist
+
+
+def _tangents(skel: np.ndarray, r: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """Unit tangent (ty, tx) at every pixel from the principal axis of skeleton pixels within r."""
+    h, w = skel.shape
+    s = skel.astype(np.float64)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    box = lambda a: cv2.boxFilter(a, -1, (2 * r + 1, 2 * r + 1), normalize=False, borderType=cv2.BORDER_CONSTANT)
+    n = np.maximum(box(s), 1)
+    my, mx = box(s * yy) / n, box(s * xx) / n
+    cyy, cxx, cxy = box(s * yy * yy) / n - my * my, box(s * xx * xx) / n - mx * mx, box(s * xx * yy) / n - mx * my
+    theta = 0.5 * np.arctan2(2 * cxy, cxx - cyy)  # angle of the principal axis from +x
+    return np.sin(theta), np.cos(theta)
+
+
+def cross_sections(cov: np.ndarray, pts: np.ndarray, tangent: tuple[np.ndarray, np.ndarray],
+                   reach: float) -> np.ndarray:
+    """Ink across the line at each point: coverage integrated along the normal over ±reach px.
+
+    For a line of width w and darkness c this is c·w, sub-pixel, whatever its anti-aliasing.
+    """
+    if len(pts) == 0:
+        return np.zeros(0, np.float32)
+    ty, tx = tangent[0][pts[:, 0], pts[:, 1]], tangent[1][pts[:, 0], pts[:, 1]]
+    step = 0.25
+    t = np.arange(-reach, reach + step / 2, step)
+    ys = (pts[:, 0, None] + tx[:, None] * t[None]).astype(np.float32)  # normal = (tx, -ty) in (y, x)
+    xs = (pts[:, 1, None] - ty[:, None] * t[None]).astype(np.float32)
+    samples = cv2.remap(np.asarray(cov, np.float32), xs, ys, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    return samples.sum(axis=1) * step
+
+
+def real_metrics(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """Metrics of output `y` against input `x` (both coverage, same shape); NaN where undefined."""
+    x, y = np.asarray(x, np.float32), np.asarray(y, np.float32)
+    nan = float("nan")
+    skel = skeleton(x)
+    if not skel.any():
+        return {}
+    w_in = max(line_width(x), 1.0)
+    nb = _neighbours(skel) * skel
+    ends, joins = skel & (nb == 1), skel & (nb >= 3)
+    reach = w_in / 2 + 3
+    h, w = x.shape
+    border = np.zeros_like(skel)
+    b = int(np.ceil(reach)) + 1
+    border[b:h - b, b:w - b] = True
+    mid = skel & _far_from(ends, w_in + 2) & border  # the centerline away from free ends
+    out_ink = ink_mask(y)
+    r = {}
+    r["recall"] = float(np.mean(distance_to_ink(out_ink)[skel] <= 2.0)) if out_ink.any() else 0.0
+    r["precision"] = float(np.mean(distance_to_ink(ink_mask(x))[out_ink] <= 3.0)) if out_ink.any() else nan
+    r["darkness_in"] = float(np.mean(x[mid])) if mid.any() else nan
+    r["darkness_out"] = float(np.mean(y[mid])) if mid.any() else nan
+    r["darkness_kept"] = r["darkness_out"] / r["darkness_in"] if mid.any() else nan
+    k = int(np.ceil(w_in / 2 + 1))
+    local_max = cv2.dilate(y, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * k + 1, 2 * k + 1)))
+    core = cv2.dilate(y, np.ones((3, 3), np.uint8))  # thin lines fall between pixel rows
+    hollow = (core < HOLLOW_CORE) & (local_max >= SOLID_EDGE)
+    r["hollow"] = float(np.mean(hollow[mid])) if mid.any() else nan
+    w_out = line_width(y)
+    r["width_in"], r["width_ratio"] = w_in, w_out / w_in
+
+    tangent = _tangents(skel)
+    # Cross-sections on a slightly blurred copy (mass across the line is kept), so that thin
+    # lines' pixel phase does not read as width variation.
+    x_s, y_s = (cv2.GaussianBlur(a, (0, 0), 1.0) for a in (x, y))
+    reach += 2
+    # Mid-stroke: away from ends and junctions; clean: the input's cross-section is one line.
+    body = mid & _far_from(joins, reach + 2)
+    pts = np.argwhere(body)
+    sx = cross_sections(x_s, pts, tangent, reach)
+    sy = cross_sections(y_s, pts, tangent, reach)
+    clean = np.abs(sx - np.median(sx)) < 0.3 * np.median(sx) if len(sx) else np.zeros(0, bool)
+    pts, sx, sy = pts[clean], sx[clean], sy[clean]
+    cv_in, cv_out = [], []
+    if len(pts):
+        labels = np.zeros(x.shape, np.int32)
+        labels[pts[:, 0], pts[:, 1]] = 1
+        _, comp = cv2.connectedComponents(labels.astype(np.uint8), connectivity=8)
+        ids = comp[pts[:, 0], pts[:, 1]]
+        for i in np.unique(ids):
+            sel = ids == i
+            if sel.sum() >= max(12, 3 * w_in):
+                for s, acc in ((sx[sel], cv_in), (sy[sel], cv_out)):
+                    if s.mean() > 0.1:
+                        acc.append(float(s.std() / s.mean()))
+    r["width_cv_in"] = float(np.median(cv_in)) if cv_in else nan
+    r["width_cv"] = float(np.median(cv_out)) if cv_out else nan
+    stroke_in = float(np.median(sx)) if len(sx) else nan
+    stroke_out = float(np.median(sy)) if len(sy) else nan
+    free = np.argwhere(ends & border & _far_from(joins, reach + 2))
+    # Free ends of one clean line in the input (not where a line runs into a filled block).
+    ex = cross_sections(x_s, free, tangent, reach)
+    free = free[np.abs(ex - stroke_in) < 0.3 * stroke_in] if len(free) else free
+    if len(free) and np.isfinite(stroke_out) and stroke_out > 0:
+        r["taper_in"] = float(np.median(cross_sections(x_s, free, tangent, reach))) / stroke_in
+        r["taper"] = float(np.median(cross_sections(y_s, free, tangent, reach))) / stroke_out
+    else:
+        r["taper_in"] = r["taper"] = nan
+    r["free_ends"] = float(len(free))
+    return r
+
+
+def shift_change(refine: Callable[[np.ndarray], np.ndarray], x: np.ndarray, shifts=range(1, 8),
+                 base: np.ndarray | None = None) -> float:
+    """Mean relative change |refine(shift(x)) - shift(refine(x))| / ink, over diagonal shifts.
+
+    The input is shifted by (s, s) px; the border strip the shift uncovers is left out.
+    """
+    x = np.asarray(x, np.float32)
+    base = refine(x) if base is None else base
+    changes = []
+    for s in shifts:
+        shifted = np.zeros_like(x)
+        shifted[s:, s:] = x[:-s, :-s]
+        a = np.asarray(refine(shifted), np.float32)[s:, s:]
+        b = base[:-s, :-s]
+        m = 8 + s  # also leave out the far border, which the shift pushed out of frame
+        a, b = a[m:-m, m:-m], b[m:-m, m:-m]
+        ink = float(np.sum(b))
+        if ink > 0:
+            changes.append(float(np.abs(a - b).sum()) / ink)
+    return float(np.mean(changes)) if changes else float("nan")
