@@ -134,3 +134,18 @@ def test_gray_drawings_convert_through_their_levels_as_rgb_would(dtype, light: b
     np.testing.assert_allclose(fast.line_color, slow.line_color, atol=1e-5)
     np.testing.assert_allclose(fast.paper_color, slow.paper_color, atol=1e-5)
     assert fast.coverage.max() > 0.9 and (fast.coverage == 0).mean() > 0.5
+
+
+@pytest.mark.parametrize("color", [None, (0.3, 0.3, 0.3)])
+@pytest.mark.parametrize("strength", [0.0, 1.0, 1.7])
+def test_gray_drawings_write_back_as_rgb_would(color, strength: float) -> None:
+    """One-channel drawings are written back in their one channel; the result must be the
+    luminance the three-channel path gives for the same drawing as RGB."""
+    gray = _drawing("gray8")
+    refined = np.clip(COV * 0.7 + np.roll(COV, 3, axis=1) * 0.5, 0, 1)
+    fast = from_coverage(to_coverage(gray), refined, strength=strength, color=color)
+    slow = from_coverage(to_coverage(np.dstack([gray] * 3)), refined, strength=strength, color=color)
+    assert fast.shape == gray.shape and fast.dtype == np.uint8
+    assert np.abs(fast.astype(int) - slow[..., 0].astype(int)).max() <= 1
+    if strength == 0.0 and color is None:
+        np.testing.assert_array_equal(fast, gray)

@@ -277,9 +277,15 @@ def from_coverage(
     h, w = src.coverage.shape
     out_shape = (h, w) if src.channels == 0 else (h, w, src.channels)
     out = np.empty(out_shape, np.dtype(src.dtype))
+    gray = src.mode == DRAWING and src.channels in (0, 1)
     for y0, y1 in _row_blocks(h, w):
         orig = src.coverage[y0:y1]
         cov = blend(orig, coverage[y0:y1], strength)
+        if gray:  # one channel in, one channel out: no three-channel copies
+            ink = np.asarray(color, np.float32) if color is not None else src.line_color
+            out[y0:y1] = _gray_block(src.pixels[y0:y1], orig, cov, float(src.paper_color @ _LUMA),
+                                     float(ink @ _LUMA), keep_ink=color is None).reshape(out[y0:y1].shape)
+            continue
         rgb_in, alpha_in, _ = _split(src.pixels[y0:y1])
         if src.mode == PASS:
             if color is not None:
@@ -304,6 +310,18 @@ def from_coverage(
                 block = np.concatenate([block, alpha_in[:, :, None]], axis=2)
         out[y0:y1] = from_float(_shape_like(block, src.channels), src.dtype)
     return out
+
+
+def _gray_block(pixels: np.ndarray, orig: np.ndarray, cov: np.ndarray, paper: float, ink: float,
+                keep_ink: bool) -> np.ndarray:
+    """from_coverage's drawing rule for rows of a one-channel drawing, in that one channel:
+    untouched pixels keep their values (with a colour given, only untouched paper), the rest
+    mix the paper and ink greys."""
+    mixed = np.float32(paper) * (1.0 - cov) + np.float32(ink) * cov
+    exact = np.abs(cov - orig) < 1e-6
+    if not keep_ink:
+        exact &= orig < 1e-6
+    return from_float(np.where(exact, to_float(pixels).reshape(cov.shape), mixed), pixels.dtype)
 
 
 def _shape_like(rgb_or_rgba: np.ndarray, channels: int) -> np.ndarray:
