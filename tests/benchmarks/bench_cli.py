@@ -3,12 +3,14 @@
     .venv/bin/python tests/benchmarks/bench_cli.py [--runs 3]
 
 Each run is a fresh `python -m linerelifer_addon refine IN -o OUT`, so the time includes
-Python and TensorFlow start-up, reading, refining and writing. Peak memory is the worker's
-(reported by the CLI) and the largest process of the run, CLI or worker (from the OS).
+Python's and the worker's start-up (LiteRT's or TensorFlow's: LINERELIFER_BACKEND per row),
+reading, refining and writing. Peak memory is the worker's (reported by the CLI) and the
+largest process of the run, CLI or worker (from the OS).
 """
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import resource
 import statistics
@@ -32,18 +34,21 @@ def main() -> int:
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--backends", default="litert,tensorflow")
     args = ap.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for size in ("1080p", "4K"):
+        for size, backend in ((s, b) for s in ("1080p", "4K") for b in args.backends.split(",")):
             src = Path(tmp) / f"lines_{size}.png"
-            cv2.imwrite(str(src), np.rint((1.0 - drawing(*SIZES[size])) * 255).astype(np.uint8))
+            if not src.is_file():
+                cv2.imwrite(str(src), np.rint((1.0 - drawing(*SIZES[size])) * 255).astype(np.uint8))
+            env = {**os.environ, "LINERELIFER_BACKEND": backend}
             times, worker_mb, cli_mb = [], [], []
             for i in range(args.runs):
                 before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
                 t0 = time.perf_counter()
                 r = subprocess.run([sys.executable, "-m", "linerelifer_addon", "refine", str(src), "-o",
-                                    str(Path(tmp) / f"out_{size}.png")], cwd=ROOT, capture_output=True, text=True)
+                                    str(Path(tmp) / f"out_{size}.png")], cwd=ROOT, capture_output=True, text=True, env=env)
                 times.append(time.perf_counter() - t0)
                 if r.returncode != 0:
                     print(r.stderr, file=sys.stderr)
@@ -52,10 +57,10 @@ def main() -> int:
                 worker_mb.append(int(m.group(1)) if m else 0)
                 after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
                 cli_mb.append(max(after, before) / 1024)
-            rows.append((size, statistics.median(times), min(times), max(worker_mb), max(cli_mb)))
-    print(f"{'input':<8}{'median s':>10}{'min s':>8}{'worker peak MB':>16}{'largest process MB':>20}")
-    for size, med, lo, wmb, cmb in rows:
-        print(f"{size:<8}{med:>10.2f}{lo:>8.2f}{wmb:>16.0f}{cmb:>20.0f}")
+            rows.append((size, backend, statistics.median(times), min(times), max(worker_mb), max(cli_mb)))
+    print(f"{'input':<8}{'backend':>11}{'median s':>10}{'min s':>8}{'worker peak MB':>16}{'largest process MB':>20}")
+    for size, backend, med, lo, wmb, cmb in rows:
+        print(f"{size:<8}{backend:>11}{med:>10.2f}{lo:>8.2f}{wmb:>16.0f}{cmb:>20.0f}")
     return 0
 
 
