@@ -7,28 +7,21 @@ wherever the frame is shifted. Points are (y, x); ink = coverage > metrics.INK.
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Iterable
 
 import cv2
 import numpy as np
 
 from linerelifer_addon.core.linewidth import line_width
-from training.metrics import INK, distance_to_ink, ink_mask
+from training.metrics import distance_to_ink, ink_mask
+from training.prepare import _neighbour_count, centerline
 
 HOLLOW_CORE = 0.5  # a core lighter than this ...
 SOLID_EDGE = 0.75  # ... beside ink at least this dark, within the line's half-width, is hollow
 
 
-def _neighbours(skel: np.ndarray) -> np.ndarray:
-    k = np.ones((3, 3), np.float32)
-    k[1, 1] = 0
-    return cv2.filter2D(skel.astype(np.float32), -1, k, borderType=cv2.BORDER_CONSTANT).round().astype(int)
-
-
 def skeleton(cov: np.ndarray) -> np.ndarray:
     """The input's centerline (bool), as training/prepare.py computes it."""
-    from training.prepare import centerline
-
     return centerline(cov)
 
 
@@ -77,7 +70,7 @@ def real_metrics(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
     if not skel.any():
         return {}
     w_in = max(line_width(x), 1.0)
-    nb = _neighbours(skel) * skel
+    nb = _neighbour_count(skel) * skel
     ends, joins = skel & (nb == 1), skel & (nb >= 3)
     reach = w_in / 2 + 3
     h, w = x.shape
@@ -141,8 +134,8 @@ def real_metrics(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
     return r
 
 
-def shift_change(refine: Callable[[np.ndarray], np.ndarray], x: np.ndarray, shifts=range(1, 8),
-                 base: np.ndarray | None = None) -> float:
+def shift_change(refine: Callable[[np.ndarray], np.ndarray], x: np.ndarray,
+                 shifts: Iterable[int] = range(1, 8), base: np.ndarray | None = None) -> float:
     """Mean relative change |refine(shift(x)) - shift(refine(x))| / ink, over diagonal shifts.
 
     The input is shifted by (s, s) px; the border strip the shift uncovers is left out.

@@ -19,6 +19,7 @@ import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -248,7 +249,7 @@ def render(spec: RenderSpec) -> tuple[np.ndarray, np.ndarray]:
 
 
 def build(specs: list[RenderSpec] | None = None, cache: Path = CACHE, rebuild: bool = False,
-          log=print) -> list[dict]:
+          log: Callable[[str], None] = print) -> list[dict]:
     """Render what is missing (or everything with `rebuild`); returns and writes the manifest."""
     import cv2
 
@@ -281,6 +282,7 @@ def load_pass(cache: Path, entry: dict) -> np.ndarray:
 
 
 def load_manifest(cache: Path = CACHE) -> list[dict]:
+    """The cached set's entries (RenderSpec fields plus file names)."""
     path = cache / "manifest.json"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no real-render set; build it with `python -m training realset`")
