@@ -149,3 +149,21 @@ def test_gray_drawings_write_back_as_rgb_would(color, strength: float) -> None:
     assert np.abs(fast.astype(int) - slow[..., 0].astype(int)).max() <= 1
     if strength == 0.0 and color is None:
         np.testing.assert_array_equal(fast, gray)
+
+
+@pytest.mark.parametrize("channels", [2, 4])
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+@pytest.mark.parametrize("color", [None, (0.8, 0.1, 0.3)])
+def test_integer_passes_write_back_as_float_passes_would(channels: int, dtype, color) -> None:
+    """8/16-bit passes are written back in their own integers; they must equal what the float
+    path gives for the same pass as float32, rounded to the file's type."""
+    top = np.iinfo(dtype).max
+    px = np.zeros(COV.shape + (channels,), np.float32)
+    px[..., :-1] = np.linspace(0.1, 0.9, channels - 1)
+    px[..., -1] = COV
+    ints = np.rint(px * top).astype(dtype)
+    refined = np.clip(np.roll(COV, 2, axis=0) * 0.9, 0, 1)
+    fast = from_coverage(to_coverage(ints), refined, strength=1.3, color=color)
+    slow = from_coverage(to_coverage(ints.astype(np.float32) / top), refined, strength=1.3, color=color)
+    assert fast.dtype == dtype and fast.shape == ints.shape
+    assert np.abs(fast.astype(np.int64) - np.rint(slow * top).astype(np.int64)).max() <= 1

@@ -278,9 +278,13 @@ def from_coverage(
     out_shape = (h, w) if src.channels == 0 else (h, w, src.channels)
     out = np.empty(out_shape, np.dtype(src.dtype))
     gray = src.mode == DRAWING and src.channels in (0, 1)
+    int_pass = src.mode == PASS and np.dtype(src.dtype) in (np.uint8, np.uint16)
     for y0, y1 in _row_blocks(h, w):
         orig = src.coverage[y0:y1]
         cov = blend(orig, coverage[y0:y1], strength)
+        if int_pass:  # colours are copied or set in the file's own integers; only alpha is computed
+            _int_pass_block(src, src.pixels[y0:y1], orig, cov, color, out[y0:y1])
+            continue
         if gray:  # one channel in, one channel out: no three-channel copies
             ink = np.asarray(color, np.float32) if color is not None else src.line_color
             out[y0:y1] = _gray_block(src.pixels[y0:y1], orig, cov, float(src.paper_color @ _LUMA),
@@ -310,6 +314,24 @@ def from_coverage(
                 block = np.concatenate([block, alpha_in[:, :, None]], axis=2)
         out[y0:y1] = from_float(_shape_like(block, src.channels), src.dtype)
     return out
+
+
+def _int_pass_block(src: LineImage, pixels: np.ndarray, orig: np.ndarray, cov: np.ndarray,
+                    color: tuple[float, float, float] | None, out: np.ndarray) -> None:
+    """from_coverage's pass rule for rows of an 8/16-bit pass, written into `out`: the input's
+    own colour where it had lines, the typical (or given) colour elsewhere, alpha = coverage.
+    The same values the float path gives (a colour copied through floats rounds back to
+    itself), without float copies of every channel."""
+    rgb = np.asarray(color if color is not None else src.line_color, np.float32)
+    if src.channels == 2:  # gray + alpha: the colour's luminance
+        rgb = np.asarray([rgb @ _LUMA], np.float32)
+    fill = from_float(rgb, src.dtype)
+    n = out.shape[2] - 1
+    if color is None:
+        out[:, :, :n] = np.where((orig > 0.01)[:, :, None], pixels[:, :, :n], fill)
+    else:
+        out[:, :, :n] = fill
+    out[:, :, n] = from_float(cov, src.dtype)
 
 
 def _gray_block(pixels: np.ndarray, orig: np.ndarray, cov: np.ndarray, paper: float, ink: float,

@@ -38,6 +38,11 @@ def _rows_from(head: dict[str, Any], data: bytes, expected: tuple[int, int]) -> 
 MAX_SIDE = 65536  # Blender's largest render size
 
 
+def _result_dtype(request_dtype: str) -> np.dtype:
+    """float16 rows get float16 results; float32 and uint8 rows get float32."""
+    return np.dtype(np.float16 if request_dtype == "float16" else np.float32)
+
+
 class _Stopped(Exception):
     """Cancelled, shut down or the client went away while the worker waited for rows."""
 
@@ -161,7 +166,7 @@ class Server:
 
         t0 = time.perf_counter()
         result = engine.refine(image, tile=header.get("tile"), skip_blank=bool(header.get("skip_blank", True)),
-                               progress=progress, should_stop=should_stop, out_dtype=np.float16)
+                               progress=progress, should_stop=should_stop, out_dtype=_result_dtype(image.dtype.name))
         if result is None:
             self.cancelled.discard(rid)
             self.send({"op": "cancelled", "id": rid})
@@ -174,7 +179,8 @@ class Server:
     def handle_refine_stream(self, header: dict[str, Any]) -> None:
         """A refinement whose pixels travel in bands of rows: the worker asks for the rows
         the next row of tiles reads and sends back each finished band, so it never holds a
-        whole frame (a 16k×16k coverage is 512 MB as float16, its result as much again)."""
+        whole frame (a 16k×16k coverage is 1 GB as float32, its result as much again). Results
+        come back in the dtype the rows came in (float32 or float16; float32 for uint8)."""
         rid = header.get("id")
         shape = header.get("shape")
         try:
@@ -189,6 +195,7 @@ class Server:
             return
         h, w = shape
         dtype = header["dtype"]
+        out_dtype = _result_dtype(dtype)
 
         def should_stop() -> bool:
             return rid in self.cancelled or self.stopping.is_set()
@@ -235,7 +242,7 @@ class Server:
         try:
             finished = engine.refine_banded((h, w), fetch, emit, tile=header.get("tile"),
                                             skip_blank=bool(header.get("skip_blank", True)),
-                                            progress=progress, should_stop=should_stop, out_dtype=np.float16)
+                                            progress=progress, should_stop=should_stop, out_dtype=out_dtype)
         except _Stopped:
             finished = False
         except _BadRows as exc:
@@ -247,7 +254,7 @@ class Server:
             return
         self.send({"op": "result", "id": rid, "seconds": round(time.perf_counter() - t0, 6),
                    "precision": engine.precision, "backend": engine.backend,
-                   "rss_peak_mb": _peak_rss_mb(), "shape": [h, w], "dtype": "float16", "streamed": True})
+                   "rss_peak_mb": _peak_rss_mb(), "shape": [h, w], "dtype": out_dtype.name, "streamed": True})
 
     def serve(self) -> int:
         threading.Thread(target=self.read_loop, daemon=True).start()
