@@ -261,6 +261,8 @@ def blend(original: np.ndarray, refined: np.ndarray, strength: float) -> np.ndar
         return np.asarray(original, np.float32).copy()
     if refined.shape != original.shape:
         raise ValueError(f"refined coverage {refined.shape} does not match the input {original.shape}")
+    if strength == 1.0:
+        return np.clip(refined, 0.0, 1.0, dtype=np.float32)
     return np.clip(original + (refined.astype(np.float32) - original) * np.float32(strength), 0.0, 1.0)
 
 
@@ -339,11 +341,15 @@ def _gray_block(pixels: np.ndarray, orig: np.ndarray, cov: np.ndarray, paper: fl
     """from_coverage's drawing rule for rows of a one-channel drawing, in that one channel:
     untouched pixels keep their values (with a colour given, only untouched paper), the rest
     mix the paper and ink greys."""
-    mixed = np.float32(paper) * (1.0 - cov) + np.float32(ink) * cov
+    mixed = cov * np.float32(ink - paper)
+    mixed += np.float32(paper)
     exact = np.abs(cov - orig) < 1e-6
     if not keep_ink:
         exact &= orig < 1e-6
-    return from_float(np.where(exact, to_float(pixels).reshape(cov.shape), mixed), pixels.dtype)
+    kept = pixels.reshape(cov.shape)
+    if pixels.dtype.kind in "ui":  # integers round-trip through floats to themselves: copy them
+        return np.where(exact, kept, from_float(mixed, pixels.dtype))
+    return from_float(np.where(exact, to_float(kept), mixed), pixels.dtype)
 
 
 def _shape_like(rgb_or_rgba: np.ndarray, channels: int) -> np.ndarray:
