@@ -11,6 +11,7 @@ import importlib
 import importlib.util
 import os
 import sys
+import traceback
 
 
 def _load_package(package_dir: str):
@@ -40,8 +41,20 @@ if __name__ == "__main__":
     package_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     del sys.path[0]  # worker/ itself: its module names would shadow others
     argv = _take_site_args(sys.argv[1:])
-    server = importlib.import_module(_load_package(package_dir) + ".worker.server")
-    code = server.main(argv)
-    sys.stderr.flush()
-    # Skip interpreter teardown: TensorFlow's thread pools can abort it while a reader waits.
-    os._exit(code)
+    code = 1
+    try:
+        server = importlib.import_module(_load_package(package_dir) + ".worker.server")
+        code = server.main(argv)
+    except BaseException:  # even a failure to report a failure (the client gone, stderr closed)
+        try:
+            traceback.print_exc()
+        except OSError:
+            pass
+    finally:
+        try:
+            sys.stderr.flush()
+        except OSError:
+            pass
+        # Skip interpreter teardown: TensorFlow's and XNNPACK's thread pools can hang or abort
+        # it while the request reader still waits on stdin.
+        os._exit(code)

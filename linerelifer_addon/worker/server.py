@@ -43,6 +43,15 @@ def _result_dtype(request_dtype: str) -> np.dtype:
     return np.dtype(np.float16 if request_dtype == "float16" else np.float32)
 
 
+def _say(message: str) -> None:
+    """One line on stderr; the client may be gone with its end of the pipe, and a failed
+    write must not stop the worker from noticing that and exiting."""
+    try:
+        print(f"linerelifer worker: {message}", file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
+
+
 class _Stopped(Exception):
     """Cancelled, shut down or the client went away while the worker waited for rows."""
 
@@ -111,9 +120,10 @@ class Server:
                 else:
                     self.requests.put(msg)
         except (protocol.ProtocolError, OSError, ValueError) as exc:
-            print(f"linerelifer worker: bad request stream ({exc}); stopping", file=sys.stderr)
-        self.stopping.set()
-        self.requests.put(None)
+            _say(f"bad request stream ({exc}); stopping")
+        finally:  # whatever ended the stream, the request loop must learn of it
+            self.stopping.set()
+            self.requests.put(None)
 
     def engine(self, style: str) -> Any:
         path = os.path.realpath(style)
@@ -262,7 +272,7 @@ class Server:
             try:
                 msg = self.requests.get(timeout=self.idle_timeout)
             except queue.Empty:
-                print("linerelifer worker: idle timeout, exiting", file=sys.stderr)
+                _say("idle timeout, exiting")
                 return 0
             if msg is None or self.stopping.is_set():
                 return 0
@@ -271,7 +281,7 @@ class Server:
             try:
                 self.dispatch(header, payload)
             except ClientGone as exc:  # nobody to answer: stop instead of dying noisily
-                print(f"linerelifer worker: cannot reply ({exc}); stopping", file=sys.stderr)
+                _say(f"cannot reply ({exc}); stopping")
                 return 0
             del header, payload  # an idle worker holds no frame
 
@@ -339,7 +349,7 @@ def main(argv: list[str]) -> int:
     try:
         backend = requested_backend(args.backend)
     except ValueError as exc:
-        print(f"linerelifer worker: {exc}", file=sys.stderr)
+        _say(str(exc))
         return 2
     server = Server(sys.stdin.buffer, outbox, args.idle_timeout, backend=backend, threads=args.threads)
     try:
