@@ -102,3 +102,19 @@ def python_with_only(folder: Path, modules: tuple[str, ...]) -> Path:
     site = next((folder / "lib").glob("python3*/site-packages"))
     (site / "linked.pth").write_text(str(links) + "\n")
     return folder / "bin" / "python"
+
+
+def marker_drawings(folder: Path, grey: int = 0, n: int = 3) -> None:
+    """Thick marker strokes inked in one grey on white paper, as scanned drawings would be: a
+    style unlike the synthetic default data."""
+    import cv2
+
+    folder.mkdir()
+    rng = np.random.default_rng(5)
+    for i in range(n):
+        img = np.full((220, 260), 255, np.uint8)
+        for _ in range(6):
+            pts = rng.integers(10, 210, size=(4, 2)).astype(np.int32)
+            cv2.polylines(img, [pts], False, grey, thickness=5, lineType=cv2.LINE_AA)
+        cv2.circle(img, (130, 110), 60, grey, thickness=5, lineType=cv2.LINE_AA)
+        cv2.imwrite(str(folder / f"scan{i}.png"), img)

@@ -521,11 +521,17 @@ def test_farm_render_with_the_pass_and_no_render_result(addon, tmp_path, capfd, 
     assert set(Path(tempfile.gettempdir()).glob("linerelifer-pass-*")) <= pass_folders_before
 
 
-def test_worker_that_cannot_start_is_tried_once_per_render(addon, tmp_path, capfd, farm_condition):
+def _python_that_cannot_start(tmp_path: Path) -> tuple[Path, Path]:
+    """A 'Python' that notes each start in a file and exits at once: (its path, that file)."""
     starts = tmp_path / "starts.txt"
     fake = tmp_path / "python3"
-    fake.write_text(f"#!/bin/sh\necho started >> '{starts}'\necho 'no TensorFlow here' >&2\nexit 3\n")
+    fake.write_text(f"#!/bin/sh\necho started >> '{starts}'\necho 'no runtime here' >&2\nexit 3\n")
     fake.chmod(0o755)
+    return fake, starts
+
+
+def test_worker_that_cannot_start_is_tried_once_per_render(addon, tmp_path, capfd, farm_condition):
+    fake, starts = _python_that_cannot_start(tmp_path)
     scene = build_scene(width=W, height=H, samples=1, frames=(1, 3))
     scene.linerelifer.auto_refine = True
     out = tmp_path / "frames"
@@ -687,10 +693,7 @@ def _pump_until_idle(framequeue) -> list[int]:
 
 def test_ui_render_worker_that_cannot_start_is_tried_once(ui_render, tmp_path, capfd):
     framequeue = _addon_module("framequeue")
-    starts = tmp_path / "starts.txt"
-    fake = tmp_path / "python3"
-    fake.write_text(f"#!/bin/sh\necho started >> '{starts}'\nexit 3\n")
-    fake.chmod(0o755)
+    fake, starts = _python_that_cannot_start(tmp_path)
     scene = build_scene(width=W, height=H, samples=1, frames=(1, 3))
     scene.linerelifer.auto_refine = True
     scene.render.filepath = str(tmp_path / "frames" / "frame_")

@@ -9,23 +9,10 @@ import pytest
 
 cv2 = pytest.importorskip("cv2")
 
-from conftest import ROOT, line_image  # noqa: E402
+from conftest import ROOT, line_image, marker_drawings  # noqa: E402
 from training.prepare import ink_tone  # noqa: E402
 
 GREY = 60  # the marker's grey level, out of 255
-
-
-def marker_drawings(folder, grey: int, n: int = 3) -> None:
-    """Thick strokes inked in one grey on white paper, as a scanned marker drawing would be."""
-    folder.mkdir()
-    rng = np.random.default_rng(11)
-    for i in range(n):
-        img = np.full((200, 240), 255, np.uint8)
-        for _ in range(5):
-            pts = rng.integers(12, 188, size=(4, 2)).astype(np.int32)
-            cv2.polylines(img, [pts], False, grey, thickness=5, lineType=cv2.LINE_AA)
-        cv2.circle(img, (120, 100), 55, grey, thickness=5, lineType=cv2.LINE_AA)
-        cv2.imwrite(str(folder / f"scan{i}.png"), img)
 
 
 @pytest.mark.parametrize("grey", [0, GREY, 140])

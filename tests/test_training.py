@@ -9,20 +9,7 @@ import pytest
 
 cv2 = pytest.importorskip("cv2")
 
-from conftest import ROOT  # noqa: E402
-
-
-def marker_drawings(folder, n: int = 3) -> None:
-    """Thick uniform marker strokes: a style unlike the synthetic default data."""
-    folder.mkdir()
-    rng = np.random.default_rng(5)
-    for i in range(n):
-        img = np.full((220, 260), 255, np.uint8)
-        for _ in range(6):
-            pts = rng.integers(10, 210, size=(4, 2)).astype(np.int32)
-            cv2.polylines(img, [pts], False, 0, thickness=5, lineType=cv2.LINE_AA)
-        cv2.circle(img, (130, 110), 60, 0, thickness=5, lineType=cv2.LINE_AA)
-        cv2.imwrite(str(folder / f"scan{i}.png"), img)
+from conftest import ROOT, marker_drawings  # noqa: E402
 
 
 def test_train_from_drawings_makes_a_listed_usable_style(tmp_path) -> None:

@@ -190,13 +190,9 @@ def finish_still(job: Job) -> tuple[np.ndarray, np.ndarray]:
         a = lines_p[..., 3:4]
         result = lines_p + comb * (1.0 - a)
     else:
-        lines = job.baked
-        cov = blend(lines.coverage, refined, job.strength)
-        color_disp = linear_to_srgb(np.asarray(job.color, np.float32)) if job.color is not None else None
-        redrawn = baked.apply(job.baked_rgb, lines, cov, color_disp)
+        lines, cov, color_disp, m, new = _redraw_baked(job, refined)
         result = np.array(comb, np.float32, copy=True)  # every other pixel as rendered, bit for bit
-        m = lines.mask
-        result[..., :3][m] = srgb_to_linear(redrawn[m]) * comb[..., 3][m][:, None]
+        result[..., :3][m] = srgb_to_linear(new) * comb[..., 3][m][:, None]
         ink = srgb_to_linear(lines.ink if color_disp is None else np.broadcast_to(color_disp, lines.ink.shape))
         lines_p = np.concatenate([ink * cov[..., None], cov[..., None]], axis=-1)
         return result, _finite(lines_p)
@@ -388,13 +384,8 @@ def finish_frame(job: Job) -> np.ndarray:
             rgb = np.where(out_a > 1e-6, num / np.maximum(out_a, 1e-6), 0.0)
             out = np.concatenate([rgb, out_a], axis=-1)
     elif job.baked is not None:
-        lines = job.baked
-        cov = blend(lines.coverage, refined, job.strength)
-        color_disp = linear_to_srgb(np.asarray(job.color, np.float32)) if job.color is not None else None
-        redrawn = baked.apply(job.baked_rgb, lines, cov, color_disp)
+        _, _, _, m, new = _redraw_baked(job, refined)
         out = np.array(px, np.float32, copy=True)  # every other pixel as written, bit for bit
-        m = lines.mask
-        new = redrawn[m]
         out[..., :3][m] = srgb_to_linear(new) * px[..., 3][m][:, None] if job.frame_is_float else new
         return out
     else:
@@ -406,6 +397,17 @@ def finish_frame(job: Job) -> np.ndarray:
         else:
             out = np.concatenate([out_disp, alpha], axis=-1)
     return np.clip(_finite(out), 0.0, None)
+
+
+def _redraw_baked(job, refined: np.ndarray):
+    """Baked lines redrawn at the refined coverage, as display (sRGB) colours: the lines, their
+    new coverage, the display line colour (None: the lines' own), the line-pixel mask and the
+    new colours of those pixels. Only masked pixels may change."""
+    lines = job.baked
+    cov = blend(lines.coverage, refined, job.strength)
+    color_disp = linear_to_srgb(np.asarray(job.color, np.float32)) if job.color is not None else None
+    redrawn = baked.apply(job.baked_rgb, lines, cov, color_disp)
+    return lines, cov, color_disp, lines.mask, redrawn[lines.mask]
 
 
 def _finite(pixels: np.ndarray) -> np.ndarray:
