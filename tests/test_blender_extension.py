@@ -758,6 +758,36 @@ def test_refine_lines_waits_for_a_running_render(addon, tmp_path):
 
 # -- last: disabling the add-on ---------------------------------------------------
 
+def test_lines_in_the_styles_ink_tone(still_scene):
+    """'Style's Ink': a style trained on grey-marker drawings draws its lines in that grey."""
+    import json
+
+    settings = still_scene.linerelifer
+    settings.color_mode = "STYLE"
+    assert settings.line_color() is None  # the bundled style records no ink tone: Freestyle's colour
+    folder = Path(_STYLES_DIR)
+    folder.mkdir(exist_ok=True)
+    bundled = ROOT / "linerelifer_addon" / "styles"
+    try:
+        for ext in (".keras", ".tflite"):
+            shutil.copy(bundled / f"default{ext}", folder / f"grey{ext}")
+        meta = json.loads((bundled / "default.json").read_text())
+        (folder / "grey.json").write_text(json.dumps({**meta, "name": "grey", "ink_tone": 60 / 255}))
+        settings.style = "grey"
+        expected = float(_addon_module("capture").srgb_to_linear(np.float32(60 / 255)))
+        assert settings.line_color() == pytest.approx((expected,) * 3)
+        assert bpy.ops.linerelifer.refine_lines() == {"FINISHED"}
+        lines = _image_rgba("LineRelifer Lines")
+        ink = lines[..., 3] > 0.5
+        assert ink.sum() > 100
+        straight = lines[ink][:, :3] / lines[ink][:, 3:]  # the image holds premultiplied colour
+        np.testing.assert_allclose(straight, expected, atol=1e-3)
+    finally:
+        settings.color_mode = "KEEP"
+        settings.style = "default"
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def test_enable_freestyle_pass_and_disable_cleans_up(addon):
     scene = build_scene(width=W, height=H, as_render_pass=False)
     scene.render.use_freestyle = False
@@ -780,3 +810,4 @@ def _op_registered() -> bool:
         return True
     except KeyError:
         return False
+

@@ -5,10 +5,12 @@ from __future__ import annotations
 import zlib
 
 import bpy
+import numpy as np
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, FloatVectorProperty, IntProperty
 
 from ..core import styles as _core_styles
-from ..core.styles import StyleError, list_styles, resolve_style
+from ..core.styles import StyleError, list_styles, read_meta, resolve_style
+from .capture import srgb_to_linear
 from .common import style_dirs
 
 NO_STYLE = "__NONE__"
@@ -59,6 +61,19 @@ def style_path(settings):
     return resolve_style(name, style_dirs()).path
 
 
+def style_ink_color(settings) -> tuple[float, float, float] | None:
+    """The selected style's ink tone (`ink_tone` in its metadata, a display grey) as linear
+    RGB, or None when it records none or cannot be read."""
+    try:
+        tone = read_meta(style_path(settings)).get("ink_tone")
+    except (OSError, StyleError):
+        return None
+    if not isinstance(tone, (int, float)) or not 0.0 <= tone <= 1.0:
+        return None
+    lin = float(srgb_to_linear(np.float32(tone)))
+    return (lin, lin, lin)
+
+
 class LINERELIFER_PG_settings(bpy.types.PropertyGroup):
     style: EnumProperty(
         name="Style", items=style_items,
@@ -73,6 +88,9 @@ class LINERELIFER_PG_settings(bpy.types.PropertyGroup):
         items=(
             ("KEEP", "Keep Freestyle's", "Use the colour of the Freestyle lines"),
             ("OVERRIDE", "Override", "Draw the refined lines in a colour of your choice"),
+            ("STYLE", "Style's Ink", "Draw the refined lines in the ink tone of the drawings the style was "
+                                     "trained on (a grey marker style draws grey); the Freestyle colour for "
+                                     "styles that record none"),
         ),
         default="KEEP",
     )
@@ -103,7 +121,12 @@ class LINERELIFER_PG_settings(bpy.types.PropertyGroup):
     )
 
     def line_color(self):
-        return tuple(self.color) if self.color_mode == "OVERRIDE" else None
+        """The refined lines' colour, linear RGB, or None to keep Freestyle's."""
+        if self.color_mode == "OVERRIDE":
+            return tuple(self.color)
+        if self.color_mode == "STYLE":
+            return style_ink_color(self)
+        return None
 
 
 classes = (LINERELIFER_PG_settings,)
