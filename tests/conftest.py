@@ -118,3 +118,23 @@ def marker_drawings(folder: Path, grey: int = 0, n: int = 3) -> None:
             cv2.polylines(img, [pts], False, grey, thickness=5, lineType=cv2.LINE_AA)
         cv2.circle(img, (130, 110), 60, grey, thickness=5, lineType=cv2.LINE_AA)
         cv2.imwrite(str(folder / f"scan{i}.png"), img)
+
+
+# bpy 4.2 (the module build) crashes while Python shuts down when an operator class is still
+# registered (five lines reproduce it: register a bpy.types.Operator subclass, exit; segfault
+# 139 after everything ran; 4.5 and 5.0 exit cleanly). The tests' outcome is decided by then,
+# so a 4.2 test process ends without that teardown, keeping pytest's own exit status.
+_EXIT_STATUS: list[int] = []
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    _EXIT_STATUS.append(int(exitstatus))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    bpy = sys.modules.get("bpy")
+    app = getattr(bpy, "app", None)
+    if app is not None and tuple(app.version[:2]) == (4, 2) and _EXIT_STATUS:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(_EXIT_STATUS[-1])
