@@ -143,3 +143,24 @@ def test_bad_style_is_a_request_error_and_worker_survives(tmp_path, random_style
             client.refine(np.zeros((10, 10), np.float32), broken)
         assert client.refine(np.zeros((10, 10), np.float32), random_style).shape == (10, 10)
         assert client.starts == 1
+
+
+def test_worker_ignores_sibling_extensions_and_writes_no_pycache(tmp_path, monkeypatch) -> None:
+    """Installed in Blender, the package sits among other extensions: one named like a module
+    the worker imports must not shadow it, and the worker (-B) writes no __pycache__ there."""
+    import shutil
+
+    from linerelifer_addon.core import client as client_module
+
+    extensions = tmp_path / "extensions" / "user_default"
+    pkg = extensions / "linerelifer"
+    shutil.copytree(client_module.WORKER_SCRIPT.parents[1], pkg,
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    for name in ("numpy", "ai_edge_litert"):  # sibling "extensions" that would break the worker
+        (extensions / name).mkdir()
+        (extensions / name / "__init__.py").write_text("raise ImportError('a sibling extension shadowed me')\n")
+    monkeypatch.setattr(client_module, "WORKER_SCRIPT", pkg / "worker" / "bootstrap.py")
+    with WorkerClient() as client:
+        out = client.refine(line_image(120, 160, seed=7), pkg / "styles" / "default.keras")
+        assert out.shape == (120, 160) and client.last_stats["backend"] == "litert"
+    assert not list(pkg.rglob("__pycache__")), "the worker wrote bytecode into the extension's folder"
