@@ -237,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("-o", "--output", required=True, help="output file, or folder for several inputs")
     r.add_argument("--style", default=None, help="style name, .keras or .tflite path (default: default)")
     r.add_argument("--strength", type=float, default=1.0, help="0 keeps the input lines exactly, 1 the style, up to 2 exaggerated (default 1)")
-    r.add_argument("--tile", type=int, default=None, help="tile size in pixels (default: the style's)")
+    r.add_argument("--tile", type=int, default=None, help="tile size in pixels (default: chosen per frame)")
     r.add_argument("--threads", type=int, default=None, help="worker threads (default: all cores)")
     r.add_argument("--python", default=None, help="interpreter for the worker (default: LINERELIFER_PYTHON or this one)")
     r.add_argument("--quiet", action="store_true")

@@ -1,7 +1,8 @@
 """The client side of the worker: one warm process, many requests.
 
-TensorFlow costs seconds and hundreds of MB to import, so one worker process serves every
-request of a session (a CLI call, a Blender session, an animation). The client starts it
+A worker start costs a third of a second with LiteRT and seconds and hundreds of MB with
+TensorFlow, so one worker process serves every request of a session (a CLI call, a Blender
+session, an animation). The client starts it
 lazily, restarts it when it has died, and turns every failure into one clear error that
 carries the tail of the worker's stderr.
 """
