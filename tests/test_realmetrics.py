@@ -157,3 +157,17 @@ def test_a_filled_region_does_not_make_thin_lines_read_thick():
     whole_frame = 2 * blob.sum() / np.hypot(np.diff(blob, axis=1)[:-1], np.diff(blob, axis=0)[:, :-1]).sum()
     assert whole_frame > 1.4 * line_width(thin)  # one ratio over the whole frame would read it thick
     assert line_width(blob) == pytest.approx(line_width(thin), rel=0.15)
+
+
+def test_edge_gain_makes_grey_cores_solid_and_keeps_the_half_coverage_contour():
+    """A style's edge_gain steepens a near-native frame's edges about 0.5: a core the network
+    left at 0.85 turns solid, faint residue vanishes, and where lines cross 0.5 stays put."""
+    grey = np.zeros((40, 60), np.float32)
+    grey[18:20, 5:55] = 0.85  # a 3 px line the style drew grey
+    grey[17, 5:55] = grey[20, 5:55] = 0.4
+    grey[5, 5] = 0.3  # faint residue of a speck
+    same = refine_at_width(grey, 2.5, lambda a: a, edge_gain=1.0)
+    assert np.array_equal(same, grey)
+    crisp = refine_at_width(grey, 2.5, lambda a: a.copy(), edge_gain=1.5)
+    assert crisp[18:20, 5:55].min() >= 0.99 and crisp[5, 5] < 0.25
+    assert np.array_equal(crisp >= 0.5, grey >= 0.5)

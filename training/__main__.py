@@ -63,7 +63,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from linerelifer_addon.core.linewidth import native_width, refine_at_width
+    from linerelifer_addon.core.linewidth import edge_gain, native_width, refine_at_width
     from linerelifer_addon.core.styles import resolve_style
     from linerelifer_addon.worker.engine import Engine, configure_threads
 
@@ -82,9 +82,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         engine = Engine(info.path)
         refiners[info.name] = lambda x, e=engine: e.refine(x, skip_blank=False)
         if args.width:
-            nw = native_width(info.path)
-            refiners[f"{info.name} + width"] = lambda x, e=engine, nw=nw: refine_at_width(
-                x, nw, lambda a: e.refine(a, skip_blank=False))
+            nw, gain = native_width(info.path), edge_gain(info.path)
+            refiners[f"{info.name} + width"] = lambda x, e=engine, nw=nw, g=gain: refine_at_width(
+                x, nw, lambda a: e.refine(a, skip_blank=False), edge_gain=g)
     rows = {}
     for label, fn in refiners.items():
         rows[label] = {**evaluate_items(fn, items), **score_probes(fn, probes)}

@@ -21,7 +21,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from . import protocol
-from .linewidth import native_width, refine_at_width
+from .linewidth import edge_gain, native_width, refine_at_width
 from .runtime import REQUIREMENTS, resolve_python
 
 WORKER_SCRIPT = Path(__file__).resolve().parent.parent / "worker" / "bootstrap.py"
@@ -302,7 +302,7 @@ class WorkerClient:
             raise ValueError(f"coverage of shape {coverage.shape} is empty")
         if at_width:
             return refine_at_width(coverage, native_width(style), lambda c: self.refine(
-                c, style, tile, progress, cancel, skip_blank, at_width=False))
+                c, style, tile, progress, cancel, skip_blank, at_width=False), edge_gain=edge_gain(style))
         out = np.zeros((h, w), np.float32)
         with self._lock:
             self._ensure()
