@@ -19,7 +19,7 @@ from typing import Callable, Sequence
 
 from .core.client import Cancelled, RequestError, WorkerClient, WorkerError, WorkerStartError
 from .core.conversion import MAX_STRENGTH, from_coverage, to_coverage
-from .core.styles import StyleError, list_styles, read_meta, resolve_style
+from .core.styles import StyleError, ink_tone, list_styles, resolve_style
 
 
 class UsageError(ValueError):
@@ -158,12 +158,10 @@ def refine_file(client: WorkerClient, src: Path, dst: Path, style: Path, strengt
 
 
 def style_ink_color(style_path: Path) -> tuple[float, float, float] | None:
-    """The grey the style's drawings were inked in (`ink_tone` in its metadata), else None:
-    a style trained on grey markers draws grey lines, not the input's black."""
-    tone = read_meta(style_path).get("ink_tone")
-    if isinstance(tone, (int, float)) and 0.0 <= tone <= 1.0:
-        return (float(tone),) * 3
-    return None
+    """The grey the style's drawings were inked in, else None: a style trained on grey
+    markers draws grey lines, not the input's black."""
+    tone = ink_tone(style_path)
+    return None if tone is None else (tone,) * 3
 
 
 def cmd_refine(args: argparse.Namespace) -> int:

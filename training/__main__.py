@@ -63,7 +63,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from linerelifer_addon.core.linewidth import edge_gain, native_width, refine_at_width
+    from linerelifer_addon.core.linewidth import refine_at_width, width_settings
     from linerelifer_addon.core.styles import resolve_style
     from linerelifer_addon.worker.engine import Engine, configure_threads
 
@@ -82,7 +82,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         engine = Engine(info.path)
         refiners[info.name] = lambda x, e=engine: e.refine(x, skip_blank=False)
         if args.width:
-            nw, gain = native_width(info.path), edge_gain(info.path)
+            nw, gain = width_settings(info.path)
             refiners[f"{info.name} + width"] = lambda x, e=engine, nw=nw, g=gain: refine_at_width(
                 x, nw, lambda a: e.refine(a, skip_blank=False), edge_gain=g)
     rows = {}

@@ -9,7 +9,7 @@ import numpy as np
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, FloatVectorProperty, IntProperty
 
 from ..core import styles as _core_styles
-from ..core.styles import StyleError, list_styles, read_meta, resolve_style
+from ..core.styles import StyleError, ink_tone, list_styles, resolve_style
 from .capture import srgb_to_linear
 from .common import style_dirs
 
@@ -62,13 +62,13 @@ def style_path(settings):
 
 
 def style_ink_color(settings) -> tuple[float, float, float] | None:
-    """The selected style's ink tone (`ink_tone` in its metadata, a display grey) as linear
-    RGB, or None when it records none or cannot be read."""
+    """The selected style's ink tone (a display grey) as linear RGB, or None when it records
+    none or cannot be read."""
     try:
-        tone = read_meta(style_path(settings)).get("ink_tone")
-    except (OSError, StyleError):
+        tone = ink_tone(style_path(settings))
+    except (OSError, StyleError):  # no style installed at all
         return None
-    if not isinstance(tone, (int, float)) or not 0.0 <= tone <= 1.0:
+    if tone is None:
         return None
     lin = float(srgb_to_linear(np.float32(tone)))
     return (lin, lin, lin)

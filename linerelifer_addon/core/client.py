@@ -21,7 +21,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from . import protocol
-from .linewidth import edge_gain, native_width, refine_at_width
+from .linewidth import refine_at_width, width_settings
 from .runtime import REQUIREMENTS, resolve_python
 
 WORKER_SCRIPT = Path(__file__).resolve().parent.parent / "worker" / "bootstrap.py"
@@ -301,8 +301,9 @@ class WorkerClient:
         if h == 0 or w == 0:
             raise ValueError(f"coverage of shape {coverage.shape} is empty")
         if at_width:
-            return refine_at_width(coverage, native_width(style), lambda c: self.refine(
-                c, style, tile, progress, cancel, skip_blank, at_width=False), edge_gain=edge_gain(style))
+            width, gain = width_settings(style)
+            return refine_at_width(coverage, width, lambda c: self.refine(
+                c, style, tile, progress, cancel, skip_blank, at_width=False), edge_gain=gain)
         out = np.zeros((h, w), np.float32)
         with self._lock:
             self._ensure()

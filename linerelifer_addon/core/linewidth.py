@@ -154,23 +154,24 @@ def sharpen(coverage: np.ndarray, gain: float) -> np.ndarray:
     return out
 
 
-def native_width(style_path: str | os.PathLike) -> float:
-    """The style's native line width (px): `native_width` in its metadata, else the default.
+def width_settings(style_path: str | os.PathLike) -> tuple[float, float]:
+    """The style's native line width (px, `native_width`) and edge gain (`edge_gain`, at least
+    1), from one read of its metadata; each falls back to its default when absent or unusable.
 
     A missing or broken metadata file is the worker's to report (it names the file), so
-    here it just means the default.
+    here it just means the defaults.
     """
     try:
-        value = float(read_meta(style_path).get("native_width", DEFAULT_NATIVE_WIDTH))
-    except (StyleError, TypeError, ValueError):
-        return DEFAULT_NATIVE_WIDTH
-    return value if np.isfinite(value) and value > 0 else DEFAULT_NATIVE_WIDTH
+        meta = read_meta(style_path)
+    except StyleError:
+        return DEFAULT_NATIVE_WIDTH, 1.0
+    return (_number(meta.get("native_width"), DEFAULT_NATIVE_WIDTH, lambda v: v > 0),
+            _number(meta.get("edge_gain"), 1.0, lambda v: v >= 1.0))
 
 
-def edge_gain(style_path: str | os.PathLike) -> float:
-    """The style's edge gain (`edge_gain` in its metadata, at least 1), else 1: no change."""
+def _number(value: object, default: float, valid: Callable[[float], bool]) -> float:
     try:
-        value = float(read_meta(style_path).get("edge_gain", 1.0))
-    except (StyleError, TypeError, ValueError):
-        return 1.0
-    return value if np.isfinite(value) and value >= 1.0 else 1.0
+        v = float(default if value is None else value)
+    except (TypeError, ValueError):
+        return default
+    return v if np.isfinite(v) and valid(v) else default

@@ -11,9 +11,8 @@ import os
 import shutil
 import sys
 
-# What a worker Python needs: one of the two runtimes, with the numpy Blender also ships.
+# What a worker Python needs for the bundled style (TensorFlow is only for .keras-only styles).
 REQUIREMENTS = ["numpy==1.26.4", "ai-edge-litert==2.3.0"]
-TENSORFLOW_REQUIREMENTS = ["tensorflow-cpu==2.21.0", "keras==3.15.1"]
 
 
 def resolve_python(explicit: str | os.PathLike | None = None) -> str:

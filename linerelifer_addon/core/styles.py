@@ -60,6 +60,16 @@ def read_meta(style_path: str | os.PathLike) -> dict[str, Any]:
     return meta
 
 
+def ink_tone(style_path: str | os.PathLike) -> float | None:
+    """The grey (0..1, as displayed) of the drawings a style was trained on (`ink_tone` in its
+    metadata), or None when it records none or its metadata cannot be read."""
+    try:
+        tone = read_meta(style_path).get("ink_tone")
+    except StyleError:
+        return None
+    return float(tone) if isinstance(tone, (int, float)) and 0.0 <= tone <= 1.0 else None
+
+
 def _scan(folder: Path, bundled: bool) -> list[StyleInfo]:
     found: list[StyleInfo] = []
     if not folder.is_dir():

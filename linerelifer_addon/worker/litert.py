@@ -16,16 +16,6 @@ from ..core.styles import StyleError
 from .tiled import TiledEngine
 
 
-def litert_version() -> str | None:
-    """The installed ai-edge-litert version, without importing it."""
-    from importlib import metadata
-
-    try:
-        return metadata.version("ai-edge-litert")
-    except metadata.PackageNotFoundError:
-        return None
-
-
 class LiteRTEngine(TiledEngine):
     """A style's `.tflite` network; the input is resized to each tile size when it changes."""
 
@@ -43,8 +33,9 @@ class LiteRTEngine(TiledEngine):
         model = tflite_path(self.path)
         if not model.is_file():
             raise StyleError(f"style file {model} does not exist; convert the style with `python -m training export`")
+        self.threads = int(threads or os.cpu_count() or 1)
         try:
-            self._interp = Interpreter(model_path=str(model), num_threads=int(threads or os.cpu_count() or 1))
+            self._interp = Interpreter(model_path=str(model), num_threads=self.threads)
         except (ValueError, RuntimeError) as exc:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
             raise StyleError(f"style file {model} is not a LiteRT model ({first}); re-export it with "
@@ -57,7 +48,6 @@ class LiteRTEngine(TiledEngine):
                              "[1, H, W, 1] coverage image to another)")
         self._in, self._out = inputs[0]["index"], outputs[0]["index"]
         self._shape: tuple[int, int] | None = None
-        self.threads = int(threads or os.cpu_count() or 1)
 
     @property
     def max_tile(self) -> int:

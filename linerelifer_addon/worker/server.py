@@ -142,10 +142,8 @@ class Server:
             from .litert import LiteRTEngine
 
             return LiteRTEngine(style, threads=self.threads)
-        try:
-            from .engine import Engine, configure_threads
-        except ImportError as exc:  # engine.py imports no TensorFlow; a missing numpy would land here
-            raise StyleError(f"the worker's Python {sys.executable} cannot run TensorFlow styles ({exc})") from None
+        from .engine import Engine, configure_threads  # imports TensorFlow only when an Engine is made
+
         if importlib.util.find_spec("tensorflow") is None:
             raise StyleError(f"style {style} has no LiteRT file ({tflite_path(style).name}) and the worker's Python "
                              f"{sys.executable} has no TensorFlow; convert it with `python -m training export` "
