@@ -55,10 +55,14 @@ def litert_graph(gen: Any) -> Any:
     class PhaseConvTranspose(layers.Layer):
         def __init__(self, src: Any, **kw: Any) -> None:
             super().__init__(name=src.name, **kw)
-            kernel, bias = (np.asarray(w) for w in src.get_weights())
+            weights = [np.asarray(w) for w in src.get_weights()]
+            kernel = weights[0]
+            bias = weights[1] if src.use_bias else np.zeros(kernel.shape[2], np.float32)
             k, stride = src.kernel_size[0], src.strides[0]
+            # 'valid' with kernel == stride (a plain repeat) places outputs as 'same' does
+            same = src.padding == "same" or k == stride
             if (src.kernel_size[0] != src.kernel_size[1] or src.strides[0] != src.strides[1]
-                    or src.padding != "same" or src.dilation_rate != (1, 1)):
+                    or not same or src.dilation_rate != (1, 1)):
                 raise ValueError(f"layer {src.name} is not a square 'same' transposed convolution")
             w, self.reach = _phase_kernel(kernel, stride, k)
             self.stride = stride

@@ -17,13 +17,30 @@ import numpy as np
 import keras
 from keras import layers
 
-ARCHS = ("lite", "seed")
+ARCHS = ("field", "lite", "seed")
 LITE_WIDTHS = (48, 96)  # channels at 1/4 and 1/8 resolution
 LITE_STEM = 8  # full-resolution 3×3 features before the fold
+FIELD_WIDTHS = (32, 64)  # the field generator's trunk: its full-resolution part costs the rest of 0.5 s
+FIELD_STEM = 4
+FIELD_BASIS = 6  # learned full-resolution filters of the input (half 5×5, half 5×5 dilated)
+ARCH_DEFAULTS = {"lite": (LITE_WIDTHS, LITE_STEM), "field": (FIELD_WIDTHS, FIELD_STEM)}
 
 
 def _conv(x: Any, ch: int, k: int = 3, stride: int = 1, act: str | None = "relu", name: str | None = None) -> Any:
     return layers.Conv2D(ch, k, strides=stride, padding="same", activation=act, name=name)(x)
+
+
+def _trunk(x: Any, widths: tuple[int, int], depth: int) -> Any:
+    """Fold 4×4 pixels into channels, a small U-Net at 1/4 and 1/8 resolution; 1/4-res features out."""
+    c1, c2 = widths
+    e1 = layers.Conv2D(c1, 4, strides=4, padding="valid", activation="relu", name="fold")(x)
+    e1 = _conv(e1, c1, name="enc1")
+    e2 = _conv(e1, c2, stride=2, name="down")
+    for i in range(depth):
+        e2 = _conv(e2, c2, name=f"mid{i}")
+    u1 = layers.Conv2DTranspose(c1, 2, strides=2, padding="same", activation="relu", name="up")(e2)
+    d1 = layers.Concatenate(name="skip")([u1, e1])
+    return _conv(d1, c1, name="dec1")
 
 
 def build_lite(widths: tuple[int, int] = LITE_WIDTHS, depth: int = 3, stem: int = LITE_STEM) -> keras.Model:
@@ -32,23 +49,57 @@ def build_lite(widths: tuple[int, int] = LITE_WIDTHS, depth: int = 3, stem: int 
     `stem` > 0 adds that many full-resolution 3×3 features before the fold: the fold is linear,
     so without them a faint speck and a solid dot of the same size look alike to the network.
     """
-    c1, c2 = widths
     inp = keras.Input((None, None, 1), name="coverage")
     x = inp
     if stem:
         x = layers.Concatenate(name="stem_join")([inp, _conv(inp, stem, name="stem")])
-    e1 = layers.Conv2D(c1, 4, strides=4, padding="valid", activation="relu", name="fold")(x)
-    e1 = _conv(e1, c1, name="enc1")
-    e2 = _conv(e1, c2, stride=2, name="down")
-    for i in range(depth):
-        e2 = _conv(e2, c2, name=f"mid{i}")
-    u1 = layers.Conv2DTranspose(c1, 2, strides=2, padding="same", activation="relu", name="up")(e2)
-    d1 = layers.Concatenate(name="skip")([u1, e1])
-    d1 = _conv(d1, c1, name="dec1")
+    d1 = _trunk(x, widths, depth)
     logits = layers.Conv2DTranspose(1, 8, strides=4, padding="same", name="unfold")(d1)
     direct = layers.Conv2D(1, 1, name="direct")(inp)
     out = layers.Activation("sigmoid", name="refined")(layers.Add(name="merge")([logits, direct]))
     return keras.Model(inp, out, name="linerelifer_lite")
+
+
+def build_field(widths: tuple[int, int] = FIELD_WIDTHS, depth: int = 3, stem: int = FIELD_STEM,
+                basis: int = FIELD_BASIS) -> keras.Model:
+    """Shift-stable generator: full-resolution filters of the input, mixed per pixel by weights
+    that a stride-8 trunk predicts and linear upsampling spreads smoothly.
+
+    A network that unfolds its result with a learned stride-4 transposed convolution draws
+    each pixel from one of 16 phases, so moving the frame by a pixel changes the lines
+    (animations shimmer). Here every sharp detail comes from full-resolution convolutions of
+    the input, which move with it exactly; the trunk only decides, smoothly over ~4 px, how
+    to weigh them (thicker here, gone there). A 4×4 box blur before the fold keeps the trunk's
+    view from aliasing; training adds a shift-consistency loss for what is left of the trunk's
+    phase dependence.
+    """
+    inp = keras.Input((None, None, 1), name="coverage")
+    feats = _conv(inp, stem, name="stem")
+    joined = layers.Concatenate(name="stem_join")([inp, feats])
+    near = _conv(inp, basis - basis // 2, k=5, act=None, name="basis")
+    # 5×5 taps 2 px apart reach ±4 px: across a 4 px gap from both ends, past a thick line's edge
+    far = layers.Conv2D(basis // 2, 5, dilation_rate=2, padding="same", name="basis_wide")(inp)
+    sharp = layers.Concatenate(name="sharp")([joined, near, far])
+    x = layers.AveragePooling2D(4, strides=1, padding="same", name="antialias")(joined)
+    d1 = _trunk(x, widths, depth)
+    n = sharp.shape[-1]
+    mix = _smooth_up(_conv(d1, n, k=1, act=None, name="mix"), "mix")
+    bias = _smooth_up(_conv(d1, 1, k=1, act=None, name="bias"), "bias")
+    mixed = layers.Conv2D(1, 1, use_bias=False, name="blend")(layers.Multiply(name="weigh")([mix, sharp]))
+    out = layers.Activation("sigmoid", name="refined")(layers.Add(name="merge")([mixed, bias]))
+    return keras.Model(inp, out, name="linerelifer_field")
+
+
+def _smooth_up(x: Any, name: str) -> Any:
+    """×4 upsampling that is linear interpolation: a fixed, untrainable repeat of each value
+    over its 4×4 block, then a 4×4 box. Nothing training does can make it blocky, and both
+    run as delegated LiteRT ops (UpSampling2D exports as slow dynamic reshapes)."""
+    ch = x.shape[-1]
+    repeat = layers.Conv2DTranspose(ch, 4, strides=4, padding="valid", use_bias=False, trainable=False,
+                                    name=f"{name}_up")
+    x = repeat(x)
+    repeat.set_weights([np.broadcast_to(np.eye(ch, dtype=np.float32), (4, 4, ch, ch)).copy()])
+    return layers.AveragePooling2D(4, strides=1, padding="same", name=f"{name}_smooth")(x)
 
 
 def build_seed() -> keras.Model:
@@ -63,12 +114,15 @@ def build_seed() -> keras.Model:
     return keras.Model(inp, out, name="linerelifer_seed")
 
 
-def build_generator(arch: str = "lite", widths: tuple[int, int] = LITE_WIDTHS, stem: int = LITE_STEM) -> keras.Model:
-    if arch == "lite":
-        return build_lite(widths, stem=stem)
+def build_generator(arch: str = "field", widths: tuple[int, int] | None = None, stem: int | None = None) -> keras.Model:
+    """The generator `arch` names; widths and stem default to that architecture's own."""
     if arch == "seed":
         return build_seed()
-    raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHS)}")
+    if arch not in ARCH_DEFAULTS:
+        raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHS)}")
+    w, st = ARCH_DEFAULTS[arch]
+    widths, stem = tuple(widths or w), st if stem is None else stem
+    return build_lite(widths, stem=stem) if arch == "lite" else build_field(widths, stem=stem)
 
 
 def build_discriminator() -> keras.Model:
@@ -84,7 +138,7 @@ def build_discriminator() -> keras.Model:
 
 def total_stride(arch: str) -> int:
     """Tile origins must sit on this grid for tiling to be exact."""
-    return {"lite": 8, "seed": 1}[arch]
+    return {"field": 8, "lite": 8, "seed": 1}[arch]
 
 
 def receptive_radius(model: keras.Model, size: int = 256, trials: int = 3, seed: int = 0, period: int = 8) -> int:
