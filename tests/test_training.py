@@ -74,16 +74,19 @@ def test_evaluate_prints_table_and_json(tmp_path, random_style) -> None:
 
 
 def test_training_defaults_build_the_shipped_architecture() -> None:
-    """A studio style trained with the defaults gets the same network as the bundled one."""
+    """A studio style trained with the defaults gets the same network and recipe as the bundled one."""
     from linerelifer_addon.worker import model as models
     from training.train import TrainConfig
 
     shipped = json.loads((ROOT / "linerelifer_addon" / "styles" / "default.json").read_text())
-    assert tuple(TrainConfig().widths) == models.LITE_WIDTHS == tuple(shipped["training"]["config"]["widths"])
-    assert TrainConfig().stem == models.LITE_STEM == shipped["training"]["config"]["stem"]
-    for key in ("ink_weight", "mark_weight", "speck_weight", "ema", "lr_schedule"):
-        assert getattr(TrainConfig(), key) == shipped["training"]["config"][key], key
-    assert shipped["parameters"] == models.build_generator("lite").count_params()
+    config = shipped["training"]["config"]
+    cfg = TrainConfig()
+    assert cfg.arch == shipped["arch"] == config["arch"]
+    assert tuple(cfg.widths) == tuple(config["widths"]) and cfg.stem == config["stem"]
+    for key in ("ink_weight", "mark_weight", "speck_weight", "gap_weight", "gan_weight", "shift_weight", "ema",
+                "lr_schedule", "target"):
+        assert getattr(cfg, key) == config[key], key
+    assert shipped["parameters"] == models.build_generator(cfg.arch, tuple(cfg.widths), cfg.stem).count_params()
 
 
 def test_isolation_weights_dots_and_tips_not_stroke_bodies() -> None:
@@ -128,7 +131,7 @@ def test_ema_exports_the_moving_average_and_resume_keeps_it(tmp_path) -> None:
     from training.dataset import PairSampler
     from training.train import TrainConfig, Trainer
 
-    cfg = TrainConfig(steps=1, batch=2, crop=64, ema=0.75, sample_every=0, gan_start=0, pool=4)
+    cfg = TrainConfig(steps=1, batch=2, crop=64, ema=0.75, sample_every=0, gan_start=0, pool=4, lr_schedule="constant")
     trainer = Trainer(cfg, tmp_path / "run", PairSampler(crop=64, seed=3, pool_size=4))
     live = lambda t: [ops.convert_to_numpy(v.value).copy() for v in t.gen.trainable_variables]  # noqa: E731
     trainer.fit(verbose=0)
@@ -143,3 +146,22 @@ def test_ema_exports_the_moving_average_and_resume_keeps_it(tmp_path) -> None:
         final = [ops.convert_to_numpy(v.value) for v in t.final_generator().trainable_variables]
         for a, b, f in zip(w1, w2, final):
             np.testing.assert_allclose(f, 0.75 * a + 0.25 * b, rtol=1e-5, atol=1e-6)
+
+
+def test_shift_consistency_prices_phase_dependence_only() -> None:
+    """The shift term is zero for a network that moves with its input and not for one whose
+    output depends on where the stride grid falls."""
+    from keras import ops
+
+    from training.train import shift_consistency, shift_of_step
+
+    assert {tuple(shift_of_step(s)) for s in range(9)} == {(a, b) for a in (1, 2, 3) for b in (1, 2, 3)}
+    rng = np.random.default_rng(0)
+    x = rng.random((2, 64, 64, 1)).astype(np.float32)
+    shift = shift_of_step(4)
+    moved = np.roll(x, tuple(shift), axis=(1, 2))
+    blur = lambda a: ops.average_pool(ops.convert_to_tensor(a), 3, strides=1, padding="same")  # noqa: E731
+    assert float(shift_consistency(blur(x), blur(moved), shift)) == pytest.approx(0.0, abs=1e-6)
+    grid = np.zeros((1, 64, 64, 1), np.float32)
+    grid[:, ::4, ::4] = 1.0  # a stride-4 phase pattern that stays put when the input moves
+    assert float(shift_consistency(blur(x) * grid, blur(moved) * grid, shift)) > 0.01

@@ -18,7 +18,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     base = TrainConfig.seed_baseline if args.arch == "seed" else TrainConfig
     overrides = {k: v for k, v in (("steps", args.steps), ("batch", args.batch), ("crop", args.crop),
                                    ("seed", args.seed), ("threads", args.threads), ("lr", args.lr),
-                                   ("sample_every", args.sample_every), ("gan_weight", args.gan_weight),
+                                   ("sample_every", args.sample_every), ("gan_weight", args.gan_weight), ("shift_weight", args.shift_weight),
                                    ("gap_weight", args.gap_weight),
                                    ("ink_weight", args.ink_weight), ("mark_weight", args.mark_weight),
                                    ("speck_weight", args.speck_weight), ("ema", args.ema), ("stem", args.stem), ("lr_schedule", args.lr_schedule), ("target", args.target),
@@ -38,6 +38,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         pairs = None
         data = f"synthetic hand-inked drawings (training/synth.py), pool {cfg.pool}"
+    tied = pairs is None and cfg.target == "tied"
+    if tied:  # the target is drawn from the clean input's centerlines: no sub-pixel jitter between them
+        cfg.degrade = {**cfg.degrade, "jitter": 0.0}
     sampler = PairSampler(pairs, crop=cfg.crop, seed=cfg.seed, degrade_kwargs=cfg.degrade,
                           **({"pool_size": cfg.pool, "tied": cfg.target == "tied"} if pairs is None else {}))
     run_dir = Path(args.run_dir or Path("runs") / args.name)
@@ -55,7 +58,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from linerelifer_addon.core.linewidth import line_width
 
-    native = float(np.median([line_width(x) for x, _ in sampler.pairs]))  # what the network saw
+    from .synth import TIED_WIDTHS
+
+    # What the network saw: tied data holds every width up to TIED_WIDTHS, so only wider lines resample.
+    native = TIED_WIDTHS[1] if tied else float(np.median([line_width(x) for x, _ in sampler.pairs]))
     path = export_style(trainer.final_generator(), cfg.arch, out_dir, args.name, desc, training,
                         native_width=native, ink_tone=tone)
     print(f"style written: {path} ({cfg.steps} steps, {trainer.wall:.0f} s of training)")
@@ -140,23 +146,25 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--name", required=True, help="style name (file NAME.keras)")
     t.add_argument("--out", help="folder for the style (default: the user styles folder)")
     t.add_argument("--description")
-    t.add_argument("--arch", default="lite", choices=("lite", "seed"))
+    t.add_argument("--arch", default="field", choices=("field", "lite", "seed"),
+                   help="field (default: shift-stable), lite (the first default style's) or seed (the seed project's)")
     t.add_argument("--steps", type=int)
     t.add_argument("--batch", type=int)
     t.add_argument("--crop", type=int)
     t.add_argument("--lr", type=float)
     t.add_argument("--seed", type=int)
     t.add_argument("--gan-weight", type=float, help="weight of the adversarial loss")
+    t.add_argument("--shift-weight", type=float, help="weight of the shift-consistency loss (0 = off)")
     t.add_argument("--gap-weight", type=float, help="extra loss weight on missing ink (gaps)")
     t.add_argument("--ink-weight", type=float, help="extra loss weight on target ink")
     t.add_argument("--mark-weight", type=float, help="extra loss weight on small isolated target marks (dots) and stroke ends")
     t.add_argument("--speck-weight", type=float, help="extra loss weight on small isolated input ink the target lacks (specks)")
     t.add_argument("--ema", type=float, help="export the moving average of the generator's weights with this momentum, e.g. 0.999 (0 = last step)")
     t.add_argument("--lr-schedule", choices=("cosine", "constant"))
-    t.add_argument("--target", choices=("free", "tied"),
-                   help="synthetic targets: width drawn apart from the input's (free, default) or tied to it")
-    t.add_argument("--widths", help="lite channel widths at 1/4 and 1/8 resolution, e.g. 32,64")
-    t.add_argument("--stem", type=int, help="lite: full-resolution 3x3 features before the fold (default 8, 0 = none)")
+    t.add_argument("--target", choices=("tied", "free"),
+                   help="synthetic targets: tied to the input's lines (default) or width drawn apart from it (free)")
+    t.add_argument("--widths", help="channel widths at 1/4 and 1/8 resolution, e.g. 32,64 (default: the arch's own)")
+    t.add_argument("--stem", type=int, help="full-resolution 3x3 features before the fold (default: the arch's own)")
     t.add_argument("--threads", type=int)
     t.add_argument("--sample-every", type=int)
     t.add_argument("--run-dir", help="checkpoints, logs and sample sheets (default runs/NAME)")

@@ -328,26 +328,17 @@ def render_uniform(strokes: list[Stroke], h: int, w: int, width: float) -> np.nd
 
 
 def render_inked(strokes: list[Stroke], h: int, w: int, rng: np.random.Generator,
-                 max_width: float | None = None, cap: float = MAX_INK_WIDTH,
-                 nib: float | None = None, solid: bool = False) -> np.ndarray:
-    """Hand-inked look: width follows pressure, ends taper, slight texture along the stroke.
-
-    nib: a broad nib's angle (radians): the width also follows the stroke's direction, a
-    thick-thin the input's geometry predicts (random pressure alone a network can only average
-    away). solid: cores of full ink with only a faint texture.
-    """
+                 max_width: float | None = None, cap: float = MAX_INK_WIDTH) -> np.ndarray:
+    """Hand-inked look: width follows pressure, ends taper, slight texture along the stroke."""
     if max_width is None:
         max_width = rng.uniform(2.6, 4.3)
     max_width = min(max_width, cap)
     canvas = np.zeros((h * SS, w * SS), np.uint8)
     for st in strokes:
         pts, press = _dense(st, 0.35)
-        if nib is not None and len(pts) > 1:
-            d = np.gradient(pts, axis=0)
-            press = press * (0.55 + 0.45 * np.abs(np.sin(np.arctan2(d[:, 1], d[:, 0]) - nib)))
         width = np.minimum(TIP_WIDTH + (max_width - TIP_WIDTH) * press, cap)
         noise = smooth_noise(rng, len(pts), corr=rng.uniform(8, 40))
-        tex = 0.96 + 0.04 * noise if solid else 0.85 + 0.15 * noise
+        tex = 0.85 + 0.15 * noise
         _stamp(canvas, pts, width, np.round(255 * tex).astype(np.int32))
     return _downsample(canvas, h, w)
 
@@ -365,26 +356,69 @@ class SynthSample:
     width: float  # uniform input line width
 
 
-NIB_ANGLE = np.pi / 4  # tied targets: a broad nib held at 45°
+NIB_ANGLE = np.pi / 6  # tied targets: a broad nib held at 30°, so horizontals and verticals differ too
+NIB_RANGE = (0.65, 1.55)  # width factor across the stroke's direction, thinnest to thickest
+TIED_WIDTHS = (1.0, 12.0)  # input line widths of tied samples, log-uniform: what Freestyle renders hold
+
+
+def nib_factor(points: np.ndarray) -> np.ndarray:
+    """Width factor of a broad nib along a polyline: thickest where it runs at NIB_ANGLE + 90°.
+
+    A function of the stroke's direction only, so the network can read it off the input's
+    line wherever the line is; position along the stroke it could not see.
+    """
+    if len(points) < 2:
+        return np.full(len(points), 1.0)
+    d = np.gradient(points, axis=0)
+    across = 0.5 - 0.5 * np.cos(2.0 * (np.arctan2(d[:, 1], d[:, 0]) - NIB_ANGLE))
+    return NIB_RANGE[0] + (NIB_RANGE[1] - NIB_RANGE[0]) * across
+
+
+def taper_length(width: float) -> float:
+    """How far (px) a free end of a line `width` px wide tapers: a few widths, as a pen lifts."""
+    return 2.0 * width + 6.0
+
+
+def render_tied(strokes: list[Stroke], h: int, w: int, width: float) -> np.ndarray:
+    """Inked target tied to the uniform input of `width` px: the same centerlines, width ×
+    nib factor (never thinner than 1 px, so 1 px lines keep their darkness), free ends tapered
+    over taper_length, solid ink. Everything here follows from what the input shows, so each
+    input has one right answer and the network need not average (grey, hollow lines)."""
+    canvas = np.zeros((h * SS, w * SS), np.uint8)
+    ramp_len = taper_length(width)
+    for st in strokes:
+        pts, _ = _dense(st, 0.35)
+        wid = np.maximum(width * nib_factor(pts), 1.0)
+        total = _arclength(pts)
+        length = total[-1]
+        if not st.closed and length > 3.0 * width:  # dots and ticks keep their round ends
+            ramp = min(ramp_len, 0.45 * length)
+            for dist in (total, length - total):
+                wid = wid * np.sin(np.clip(dist / ramp, 0.0, 1.0) * np.pi / 2) ** 0.8
+        _stamp(canvas, pts, np.maximum(wid, TIP_WIDTH), np.full(len(pts), 255))
+    return _downsample(canvas, h, w)
 
 
 def synth_sample(seed: int, size: int = 256, density: float = 1.0, tied: bool = False) -> SynthSample:
     """Deterministic drawing for `seed`, rendered both uniform (input) and inked (target).
 
-    tied: the inked width follows the input's width (about the same on average, thick-thin by
-    a 45° nib and pressure, tapered ends, solid cores), so each input has one right answer;
-    otherwise (the default, the data the shipped style was trained on) it is drawn apart.
+    tied: the target is tied to the input (render_tied) and input lines are 1-12 px wide, the
+    drawing's geometry scaled with them; otherwise (free) lines are 1-3 px and the inked width is
+    drawn apart from the input's.
     """
     rng = np.random.default_rng(seed)
-    strokes = random_strokes(rng, size, size, density)
-    width = float(rng.uniform(1.0, 3.0))
-    if tied:
-        target = render_inked(strokes, size, size, rng, max_width=2.1 * width * rng.uniform(0.9, 1.1) - 0.3,
-                              cap=2.2 * width + 1.0, nib=NIB_ANGLE, solid=True)
-    else:
+    if not tied:
+        strokes = random_strokes(rng, size, size, density)
+        width = float(rng.uniform(1.0, 3.0))
         target = render_inked(strokes, size, size, rng)
-    inp = render_uniform(strokes, size, size, width)
-    return SynthSample(strokes, inp, target, width)
+        return SynthSample(strokes, render_uniform(strokes, size, size, width), target, width)
+    width = float(np.exp(rng.uniform(*np.log(TIED_WIDTHS))))
+    zoom = max(1.0, width / 2.5)  # thick lines: the same kind of drawing, seen closer
+    small = max(16, int(round(size / zoom)))
+    strokes = [Stroke(st.points * (size / small), st.pressure, st.closed)
+               for st in random_strokes(rng, small, small, density)]
+    return SynthSample(strokes, render_uniform(strokes, size, size, width), render_tied(strokes, size, size, width),
+                       width)
 
 
 def synth_pair(seed: int, size: int = 256, density: float = 1.0,

@@ -26,22 +26,23 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 @dataclass
 class TrainConfig:
-    arch: str = "lite"
-    widths: tuple[int, int] = (48, 96)  # lite: channels at 1/4 and 1/8 resolution (model.LITE_WIDTHS)
-    stem: int = 8  # lite: full-resolution 3×3 features before the fold (model.LITE_STEM; 0 = none)
-    steps: int = 3000
+    arch: str = "field"
+    widths: tuple[int, int] | None = None  # channels at 1/4 and 1/8 resolution; None: the arch's own (worker/model.py)
+    stem: int | None = None  # full-resolution 3×3 features; None: the arch's own
+    steps: int = 4000
     batch: int = 16
     crop: int = 128
     lr: float = 1e-3
-    lr_schedule: str = "constant"  # or "cosine": decays to 0 at the last step
+    lr_schedule: str = "cosine"  # decays to 0 at the last step; or "constant"
     recon_weight: float = 20.0
     l1_weight: float = 0.0
     bce_weight: float = 1.0  # cross-entropy keeps gradients alive where the sigmoid saturates
-    gap_weight: float = 4.0  # extra weight where the target has ink the input lacks (gaps)
-    ink_weight: float = 9.0  # extra weight on target ink: bolder lines, more recall (0-15 tried)
-    mark_weight: float = 30.0  # extra weight on small isolated target marks (dots) and stroke tips
-    speck_weight: float = 10.0  # extra weight on small isolated input ink the target lacks (specks)
-    gan_weight: float = 0.05
+    gap_weight: float = 8.0  # extra weight where the target has ink the input lacks (gaps)
+    ink_weight: float = 0.0  # extra weight on target ink: bolder lines (> 0 widens every line, 2 and 9 tried)
+    mark_weight: float = 20.0  # extra weight on small isolated target marks (dots) and stroke tips
+    speck_weight: float = 20.0  # extra weight on small isolated input ink the target lacks (specks)
+    gan_weight: float = 0.0  # adversarial loss (the seed's recipe; 0.05 for the first default style)
+    shift_weight: float = 100.0  # L1 between G(shift(x)) and shift(G(x)): a stride-8 network must not shimmer
     ema: float = 0.999  # exported generator = moving average of its weights with this momentum (0 = last step)
     gan_start: int = 500  # steps of reconstruction only before the discriminator joins
     seed: int = 1
@@ -49,14 +50,22 @@ class TrainConfig:
     sample_every: int = 250
     checkpoint_every: int = 250
     pool: int = 240
-    target: str = "free"  # synthetic targets: "free" width, or "tied" to the input's (synth.synth_sample)
+    target: str = "tied"  # synthetic targets: "tied" to the input's lines, or "free" width (synth.synth_sample)
     degrade: dict[str, Any] = field(default_factory=lambda: {"gaps": (1, 8)})
+
+    def __post_init__(self) -> None:
+        from linerelifer_addon.worker import model as models
+
+        widths, stem = models.ARCH_DEFAULTS.get(self.arch, (None, None))
+        self.widths = tuple(self.widths) if self.widths is not None else widths
+        self.stem = self.stem if self.stem is not None else stem
 
     @classmethod
     def seed_baseline(cls, **kw: Any) -> "TrainConfig":
         """The seed project's recipe: its generator, MSE×20 + GAN×1 from the first step."""
         return cls(arch="seed", recon_weight=20.0, l1_weight=0.0, bce_weight=0.0, gap_weight=0.0, ink_weight=0.0,
-                   mark_weight=0.0, speck_weight=0.0, ema=0.0, gan_weight=1.0, gan_start=0, lr=2e-4, lr_schedule="constant", **kw)
+                   mark_weight=0.0, speck_weight=0.0, ema=0.0, gan_weight=1.0, gan_start=0, lr=2e-4, lr_schedule="constant",
+                   shift_weight=0.0, **kw)
 
 
 def _prefetch(sampler: Any, batch: int, depth: int = 4) -> "queue.Queue":
@@ -99,6 +108,19 @@ def isolation(y: Any, window: int = 9, full: float = 12.0, none: float = 4.0) ->
     return ops.clip((full - around) / (full - none), 0.0, 1.0)
 
 
+def shift_of_step(step: int) -> np.ndarray:
+    """The (dy, dx) of the shift-consistency term at `step`: 1-3 px each, every pair in turn."""
+    return np.array([1 + step % 3, 1 + (step // 3) % 3], np.int32)
+
+
+def shift_consistency(fake: Any, fake_of_shifted: Any, shift: Any, border: int = 16) -> Any:
+    """Mean |shift(G(x)) - G(shift(x))| away from the border the (wrapping) shift disturbs."""
+    from keras import ops
+
+    moved = ops.roll(ops.roll(fake, shift[0], axis=1), shift[1], axis=2)
+    return ops.mean(ops.abs(moved - fake_of_shifted)[:, border:-border, border:-border])
+
+
 def losses(cfg: TrainConfig, x: Any, y: Any, fake: Any, d_real: Any, d_fake: Any, gan_on: Any) -> dict[str, Any]:
     """Generator and discriminator losses in keras.ops, shared by every backend."""
     from keras import ops
@@ -138,7 +160,7 @@ class Trainer:
         self.cfg, self.sampler = cfg, sampler
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.gen = models.build_generator(cfg.arch, tuple(cfg.widths), cfg.stem)
+        self.gen = models.build_generator(cfg.arch, cfg.widths, cfg.stem)
         self.disc = models.build_discriminator()
         lr: Any = cfg.lr
         if cfg.lr_schedule == "cosine":
@@ -162,18 +184,24 @@ class Trainer:
             self.writer = None  # TensorBoard's writer needs TensorFlow; metrics.csv has the same numbers
 
     # -- one update per backend ---------------------------------------------------------
-    def _tf_step(self, x: Any, y: Any, gan_on: Any) -> dict[str, Any]:
+    def _tf_step(self, x: Any, y: Any, gan_on: Any, shift: Any) -> dict[str, Any]:
         import tensorflow as tf
 
+        adversarial = self.cfg.gan_weight > 0  # without it the discriminator costs a third of a step for nothing
         with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
             fake = self.gen(x, training=True)
-            d_real = self.disc(tf.concat([x, y], -1), training=True)
-            d_fake = self.disc(tf.concat([x, fake], -1), training=True)
+            d_real = self.disc(tf.concat([x, y], -1), training=True) if adversarial else tf.zeros([1])
+            d_fake = self.disc(tf.concat([x, fake], -1), training=True) if adversarial else tf.zeros([1])
             logs = losses(self.cfg, x, y, fake, d_real, d_fake, gan_on)
+            if self.cfg.shift_weight:
+                moved = tf.roll(x, shift, axis=[1, 2])
+                logs["shift"] = shift_consistency(fake, self.gen(moved, training=True), shift)
+                logs["loss"] = logs["loss"] + self.cfg.shift_weight * logs["shift"]
         g_grads = g_tape.gradient(logs["loss"], self.gen.trainable_variables)
         self.g_opt.apply_gradients(zip(g_grads, self.gen.trainable_variables))
-        d_grads = d_tape.gradient(logs["d_loss"], self.disc.trainable_variables)
-        self.d_opt.apply_gradients(zip(d_grads, self.disc.trainable_variables))
+        if adversarial:
+            d_grads = d_tape.gradient(logs["d_loss"], self.disc.trainable_variables)
+            self.d_opt.apply_gradients(zip(d_grads, self.disc.trainable_variables))
         return {**logs, "fake": fake}
 
     def _jax_step_fn(self) -> Any:
@@ -182,11 +210,16 @@ class Trainer:
 
         gen, disc, cfg = self.gen, self.disc, self.cfg
 
-        def g_objective(g_tv, g_ntv, d_tv, d_ntv, x, y, gan_on):
+        def g_objective(g_tv, g_ntv, d_tv, d_ntv, x, y, gan_on, shift):
             fake, g_ntv = gen.stateless_call(g_tv, g_ntv, x, training=True)
             d_real, _ = disc.stateless_call(d_tv, d_ntv, jnp.concatenate([x, y], -1), training=True)
             d_fake, _ = disc.stateless_call(d_tv, d_ntv, jnp.concatenate([x, fake], -1), training=True)
             logs = losses(cfg, x, y, fake, d_real, d_fake, gan_on)
+            if cfg.shift_weight:
+                moved = jnp.roll(x, (shift[0], shift[1]), axis=(1, 2))
+                fake2, _ = gen.stateless_call(g_tv, g_ntv, moved, training=True)
+                logs["shift"] = shift_consistency(fake, fake2, shift)
+                logs["loss"] = logs["loss"] + cfg.shift_weight * logs["shift"]
             return logs["loss"], (logs, fake, g_ntv)
 
         def d_objective(d_tv, d_ntv, x, y, fake):
@@ -196,21 +229,21 @@ class Trainer:
             return losses(cfg, x, y, fake, d_real, d_fake, 0.0)["d_loss"], d_ntv
 
         @jax.jit
-        def step(state, x, y, gan_on):
+        def step(state, x, y, gan_on, shift):
             g_tv, g_ntv, d_tv, d_ntv, g_ov, d_ov = state
             (_, (logs, fake, g_ntv)), g_grads = jax.value_and_grad(g_objective, has_aux=True)(
-                g_tv, g_ntv, d_tv, d_ntv, x, y, gan_on)
+                g_tv, g_ntv, d_tv, d_ntv, x, y, gan_on, shift)
             (d_loss, d_ntv), d_grads = jax.value_and_grad(d_objective, has_aux=True)(d_tv, d_ntv, x, y, fake)
             g_tv, g_ov = self.g_opt.stateless_apply(g_ov, g_grads, g_tv)
             d_tv, d_ov = self.d_opt.stateless_apply(d_ov, d_grads, d_tv)
             return (g_tv, g_ntv, d_tv, d_ntv, g_ov, d_ov), {**logs, "d_loss": d_loss, "fake": fake}
 
-        def run(x, y, gan_on):
+        def run(x, y, gan_on, shift):
             if self._state is None:
                 self._state = tuple([v.value for v in vs] for vs in (
                     gen.trainable_variables, gen.non_trainable_variables, disc.trainable_variables,
                     disc.non_trainable_variables, self.g_opt.variables, self.d_opt.variables))
-            self._state, logs = step(self._state, x, y, gan_on)
+            self._state, logs = step(self._state, x, y, gan_on, shift)
             return logs
 
         return run
@@ -296,14 +329,15 @@ class Trainer:
             return self._last_logged()
         batches = _prefetch(self.sampler, cfg.batch)
         bar = keras.utils.Progbar(cfg.steps, verbose=verbose, unit_name="step",
-                                  stateful_metrics=["loss", "mse", "xent", "adv", "d_loss"])
+                                  stateful_metrics=["loss", "mse", "xent", "adv", "d_loss", "shift"])
         bar.update(self.step)
         logs: dict[str, float] = {}
         t0 = time.perf_counter()
         while self.step < cfg.steps:
             x, y = batches.get()
             gan_on = np.float32(1.0 if self.step >= cfg.gan_start and cfg.gan_weight > 0 else 0.0)
-            out = self._train_step(ops.convert_to_tensor(x), ops.convert_to_tensor(y), ops.convert_to_tensor(gan_on))
+            out = self._train_step(ops.convert_to_tensor(x), ops.convert_to_tensor(y), ops.convert_to_tensor(gan_on),
+                                   ops.convert_to_tensor(shift_of_step(self.step)))
             self.step += 1
             s = self.step
             logs = {k: float(ops.convert_to_numpy(v)) for k, v in out.items() if k != "fake"}
