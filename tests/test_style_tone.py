@@ -59,4 +59,3 @@ def test_grey_marker_style_draws_grey_lines(tmp_path) -> None:
     assert r.returncode == 0, r.stderr
     assert np.array_equal(cv2.imread(str(tmp_path / "s0.png"), cv2.IMREAD_UNCHANGED),
                           cv2.imread(str(tmp_path / "ink.png"), cv2.IMREAD_UNCHANGED))
-
