@@ -55,3 +55,15 @@ def test_held_out_probe_specks_go_and_some_gaps_close(client, default_style) -> 
     scores = score_probes(lambda a: client.refine(np.asarray(a, np.float32), default_style), make_probes())
     assert scores["probe_speck_removal"] >= 0.90, scores
     assert scores["probe_gap_closure"] >= 0.20, scores
+
+
+def test_lines_leaving_the_frame_keep_their_width_to_the_edge(client, default_style) -> None:
+    """The frame edge is not a line's end: beyond it the picture goes on (the tiles see the
+    frame mirrored there, not blank paper), so a line running out of frame is not tapered."""
+    x = np.zeros((120, 200), np.float32)
+    x[58:62, :150] = 1.0  # 4 px, from the left edge to a free end at x = 150
+    y = client.refine(x, default_style)
+    ink = lambda cols: y[:, cols].sum(axis=0).mean()  # noqa: E731  ink across the line per column
+    body = ink(slice(60, 90))
+    assert ink(slice(0, 3)) >= 0.9 * body, (ink(slice(0, 3)), body)  # the edge: as wide as the body
+    assert ink(slice(146, 150)) < 0.8 * body  # the free end does taper: the style is working

@@ -3,9 +3,11 @@
 Tiles overlap by the network's receptive-field margin, and every tile origin sits on the
 network's total stride, so each output pixel is computed from exactly the inputs the whole
 image would give it. The reference "whole image" result is the same network run once on the
-image padded with blank paper by the margin on every side (rounded up to the stride); tiles
-that reach past the image see the same blank padding. Tiles are copied into one reusable
-buffer, so memory does not grow with the image beyond its input and output arrays.
+image padded by the margin on every side (rounded up to the stride) with its own mirror image
+(`mirror_pad`); tiles that reach past the image see the same mirror. A frame's edge is not
+where its lines end: against blank paper a style would taper every line that leaves the frame.
+Tiles are copied into one reusable buffer, so memory does not grow with the image beyond its
+input and output arrays.
 """
 from __future__ import annotations
 
@@ -67,20 +69,38 @@ def auto_tile(h: int, w: int, margin: int, align: int, hi: int = 1280) -> int:
     return best
 
 
+def mirrored(index: np.ndarray, n: int) -> np.ndarray:
+    """Indices into 0..n-1 for any integers, as the image mirrored about its edges (edge pixels
+    repeated, as numpy's "symmetric" padding) repeats it."""
+    i = np.mod(index, 2 * n)
+    return np.where(i < n, i, 2 * n - 1 - i)
+
+
+def mirror_pad(image: np.ndarray, top: int, bottom: int, left: int, right: int) -> np.ndarray:
+    """The image with that many mirrored rows and columns around it (what `extract` shows a tile)."""
+    h, w = image.shape[:2]
+    return image[np.ix_(mirrored(np.arange(-top, h + bottom), h), mirrored(np.arange(-left, w + right), w))]
+
+
 def extract(image: np.ndarray, t: Tile, out: np.ndarray) -> np.ndarray:
-    """Copy the tile's window into `out` (tile×tile), blank where it lies outside the image."""
+    """Copy the tile's window into `out` (tile×tile), mirrored where it lies outside the image.
+
+    In banded runs `image` is a band of rows; a tile reaches past its top or bottom only
+    where the band ends at the image's, and what the network reads there (the margin) lies
+    inside the band.
+    """
     th, tw = out.shape[:2]
     h, w = image.shape[:2]
-    out.fill(0)
-    y0, x0 = max(t.y, 0), max(t.x, 0)
-    y1, x1 = min(t.y + th, h), min(t.x + tw, w)
-    if y1 > y0 and x1 > x0:
-        out[y0 - t.y:y1 - t.y, x0 - t.x:x1 - t.x] = image[y0:y1, x0:x1]
+    if t.y >= 0 and t.x >= 0 and t.y + th <= h and t.x + tw <= w:
+        out[:] = image[t.y:t.y + th, t.x:t.x + tw]
+    else:
+        out[:] = image[np.ix_(mirrored(np.arange(t.y, t.y + th), h), mirrored(np.arange(t.x, t.x + tw), w))]
     return out
 
 
 def window_is_blank(image: np.ndarray, t: Tile, size: int) -> bool:
-    """True when the tile's whole input window (its receptive field) holds no ink."""
+    """True when the tile's whole input window (its receptive field) holds no ink; its
+    mirrored part repeats ink from inside it, so only the image part needs looking at."""
     h, w = image.shape[:2]
     y0, x0 = max(t.y, 0), max(t.x, 0)
     y1, x1 = min(t.y + size, h), min(t.x + size, w)

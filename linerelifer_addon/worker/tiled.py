@@ -103,9 +103,9 @@ class TiledEngine:
                                  progress=progress, should_stop=should_stop, out_dtype=out_dtype)
 
     def refine_whole(self, coverage: np.ndarray) -> np.ndarray:
-        """The reference: one pass over the blank-padded image (what tiling must equal)."""
+        """The reference: one pass over the mirror-padded image (what tiling must equal)."""
         h, w = coverage.shape
         ph, pw = tiling.whole_size(h, w, self.margin, self.align)
-        canvas = np.zeros((ph, pw), np.float32)
-        canvas[self.margin:self.margin + h, self.margin:self.margin + w] = coverage
-        return self._infer(canvas)[self.margin:self.margin + h, self.margin:self.margin + w]
+        m = self.margin
+        canvas = tiling.mirror_pad(np.asarray(coverage, np.float32), m, ph - h - m, m, pw - w - m)
+        return self._infer(canvas)[m:m + h, m:m + w]
