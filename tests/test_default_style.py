@@ -23,18 +23,11 @@ def client():
         yield c
 
 
-def refine_in_frame(client: WorkerClient, style, crop: np.ndarray, pad: int = 48) -> np.ndarray:
-    """Refine a crop as part of its frame: lines the crop cuts continue past its edges (mirrored),
-    as they do in the render, instead of ending there (the style tapers ends it sees)."""
-    out = client.refine(np.pad(crop, pad, mode="reflect"), style)
-    return out[pad:-pad, pad:-pad]
-
-
 @pytest.mark.parametrize("name", ANTI_ALIASED + ALIASED)
 def test_real_lines_stay_solid_dark_and_about_as_wide(client, default_style, name) -> None:
     """Issue 13's bars at every Freestyle thickness: recall, darkness, no hollow cores, width."""
     _, x = crops()[name]
-    r = real_metrics(x, refine_in_frame(client, default_style, x))
+    r = real_metrics(x, client.refine(x, default_style))
     assert r["recall"] >= 0.98, r
     assert r["darkness_kept"] >= 0.95, r
     assert r["hollow"] <= 0.01, r

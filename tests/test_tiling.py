@@ -91,8 +91,7 @@ def test_banded_equals_whole(h: int, w: int, tile: int) -> None:
             out += 0.5 ** d * (np.roll(x, d, 0) + np.roll(x, -d, 0) + np.roll(x, d, 1) + np.roll(x, -d, 1))
         return out
 
-    canvas = np.pad(img, margin, mode="symmetric") if min(h, w) >= margin else tiling.mirror_pad(img, *[margin] * 4)
-    assert np.array_equal(canvas, tiling.mirror_pad(img, *[margin] * 4))  # the frame goes on, mirrored
+    canvas = np.pad(img, margin, mode="symmetric")  # the frame goes on past its edges, mirrored
     expected = infer(canvas)[margin:margin + h, margin:margin + w]
     assert np.array_equal(tiling.run_tiled(img, infer, tile, margin, align, skip_blank=True), expected)
     got = np.full((h, w), np.nan, np.float32)

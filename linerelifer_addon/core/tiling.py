@@ -76,10 +76,16 @@ def mirrored(index: np.ndarray, n: int) -> np.ndarray:
     return np.where(i < n, i, 2 * n - 1 - i)
 
 
+def mirrored_window(image: np.ndarray, y: int, x: int, th: int, tw: int) -> np.ndarray:
+    """The th×tw window at (y, x) of the image mirrored about its edges (a copy)."""
+    h, w = image.shape[:2]
+    return image[np.ix_(mirrored(np.arange(y, y + th), h), mirrored(np.arange(x, x + tw), w))]
+
+
 def mirror_pad(image: np.ndarray, top: int, bottom: int, left: int, right: int) -> np.ndarray:
     """The image with that many mirrored rows and columns around it (what `extract` shows a tile)."""
     h, w = image.shape[:2]
-    return image[np.ix_(mirrored(np.arange(-top, h + bottom), h), mirrored(np.arange(-left, w + right), w))]
+    return mirrored_window(image, -top, -left, h + top + bottom, w + left + right)
 
 
 def extract(image: np.ndarray, t: Tile, out: np.ndarray) -> np.ndarray:
@@ -94,7 +100,7 @@ def extract(image: np.ndarray, t: Tile, out: np.ndarray) -> np.ndarray:
     if t.y >= 0 and t.x >= 0 and t.y + th <= h and t.x + tw <= w:
         out[:] = image[t.y:t.y + th, t.x:t.x + tw]
     else:
-        out[:] = image[np.ix_(mirrored(np.arange(t.y, t.y + th), h), mirrored(np.arange(t.x, t.x + tw), w))]
+        out[:] = mirrored_window(image, t.y, t.x, th, tw)
     return out
 
 
