@@ -114,3 +114,15 @@ def test_banded_equals_whole(h: int, w: int, tile: int) -> None:
     assert not tiling.run_banded(h, w, fetch, lambda y0, band: None, infer, tile, margin, align,
                                  should_stop=lambda: True)
     assert fetched == [], "a stopped run asked for rows"
+
+
+def test_big_frames_take_lean_tiles_when_large_ones_save_little() -> None:
+    """1080p fits two 1184² tiles (2.8 Mpx computed against 3.25 with 736²), so it takes them; 4K
+    computes the same 11.2 Mpx with 864² tiles as with 1184², so it takes the leaner ones."""
+    m, a = 48, 8
+    assert tiling.auto_tile(1080, 1920, m, a, hi=1280) == 1184
+    assert tiling.auto_tile(1080, 1920, m, a, hi=1280, lo_memory=896) == 1184
+    assert tiling.auto_tile(2160, 3840, m, a, hi=1280) == 1184
+    assert tiling.auto_tile(2160, 3840, m, a, hi=1280, lo_memory=896) == 864
+    cost = lambda t: tiling.tile_cost(2160, 3840, t, m)  # noqa: E731
+    assert cost(864) <= 1.05 * cost(1184)

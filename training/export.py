@@ -71,13 +71,16 @@ def tflite_metadata(data: bytes) -> dict[str, Any]:
     return {"file_bytes": len(data), "precision": "float32", "converter": f"tensorflow {tf.__version__}"}
 
 
-def write_tflite(gen: Any, style_path: str | os.PathLike) -> dict[str, Any]:
-    """Write NAME.tflite beside NAME.keras; returns what the metadata records of it."""
+def write_tflite(gen: Any, style_path: str | os.PathLike, margin: int) -> dict[str, Any]:
+    """Write NAME.tflite beside NAME.keras; returns what the metadata records of it.
+
+    `margin` is the style's tiling margin: only outputs farther than that from a tile's edge
+    are used, so only they must agree with Keras."""
     from linerelifer_addon.core.backends import tflite_path
 
     from .tflite import tflite_bytes
 
-    data = tflite_bytes(gen)
+    data = tflite_bytes(gen, margin)
     atomic_write(tflite_path(style_path), lambda tmp: Path(tmp).write_bytes(data))
     return tflite_metadata(data)
 
@@ -97,7 +100,7 @@ def export_style(gen: Any, arch: str, out_dir: str | os.PathLike, name: str, des
     path = out_dir / f"{name}.keras"
     atomic_write(path, lambda tmp: gen.save(tmp))
     if tflite:
-        meta["tflite"] = write_tflite(gen, path)
+        meta["tflite"] = write_tflite(gen, path, int(meta["margin"]))
     _write_meta(path, meta)
     return path
 
@@ -110,7 +113,7 @@ def convert_style(style_path: str | os.PathLike) -> Path:
 
     path = Path(style_path)
     meta = read_meta(path)
-    meta["tflite"] = write_tflite(load_style_model(path), path)
+    meta["tflite"] = write_tflite(load_style_model(path), path, int(meta["margin"]))
     _write_meta(path, meta)
     return tflite_path(path)
 

@@ -50,23 +50,39 @@ def plan(h: int, w: int, tile: int, margin: int, align: int) -> list[Tile]:
     return tiles
 
 
-def auto_tile(h: int, w: int, margin: int, align: int, hi: int = 1280) -> int:
+def tile_cost(h: int, w: int, tile: int, margin: int) -> int:
+    """Pixels computed to cover an h×w frame with `tile`-sized tiles, plus 32k a tile for the
+    call overhead."""
+    inner = tile - 2 * margin
+    return -(-h // inner) * -(-w // inner) * (tile * tile + 32768)
+
+
+def auto_tile(h: int, w: int, margin: int, align: int, hi: int = 1280, lo_memory: int | None = None) -> int:
     """The tile size that computes the fewest pixels for an h×w frame.
 
     Every tile pays its margins, and the last row and column of tiles overhang the frame,
     so the best size depends on the frame (1080p: two tiles of 1168² compute 2.7 Mpx, eight of
-    624² compute 3.1). A per-tile cost of 32k pixels stands for the call overhead; `hi` bounds
-    the memory one tile's activations take (tens of MB at 1280²).
+    624² compute 3.1). `hi` bounds the memory one tile's activations take. With `lo_memory`,
+    the best tile up to that size is taken unless the larger ones save over 5 % of the work:
+    a 4K frame computes 11.2 Mpx with 864² tiles or 1184² alike, at two thirds of the memory.
     """
     step = max(align, 16)
     first = round_up(2 * margin + step, step)
-    best, best_cost = first, None
-    for tile in range(first, max(hi, first) + 1, step):
-        inner = tile - 2 * margin
-        cost = -(-h // inner) * -(-w // inner) * (tile * tile + 32768)
-        if best_cost is None or cost < best_cost:
-            best, best_cost = tile, cost
-    return best
+
+    def best(limit: int) -> tuple[int, int]:
+        choice = None
+        for tile in range(first, max(limit, first) + 1, step):
+            cost = tile_cost(h, w, tile, margin)
+            if choice is None or cost < choice[1]:
+                choice = (tile, cost)
+        return choice
+
+    big = best(hi)
+    if lo_memory is not None and lo_memory < hi:
+        small = best(lo_memory)
+        if small[1] <= 1.05 * big[1]:
+            return small[0]
+    return big[0]
 
 
 def mirrored(index: np.ndarray, n: int) -> np.ndarray:

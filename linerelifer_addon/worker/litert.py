@@ -51,9 +51,11 @@ class LiteRTEngine(TiledEngine):
 
     @property
     def max_tile(self) -> int:
-        # XNNPACK keeps every float32 activation of a tile: the worker's peak RSS was 350 MB with
-        # 1184² tiles and 232 MB with 896² (4K frame); 4K frames take the same 11.2 Mpx either way.
-        return min(896, super().max_tile)
+        # XNNPACK keeps an 8-byte pointer per kernel tap per output pixel for every convolution and
+        # pooling. The field network's export runs at 1/4 resolution (training/tflite.field_graph):
+        # 154 MB for one 896² tile, 265 MB for 1280². Other networks keep full-resolution filters
+        # (lite: 350 MB worker peak with 1184² tiles, 232 MB with 896², 4K frame).
+        return super().max_tile if self.meta.get("arch") == "field" else min(896, super().max_tile)
 
     def _infer(self, x: np.ndarray) -> np.ndarray:
         shape = x.shape[:2]

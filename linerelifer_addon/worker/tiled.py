@@ -44,6 +44,11 @@ class TiledEngine:
         """
         return 1280 if self.align > 1 else 768
 
+    @property
+    def lean_tile(self) -> int:
+        """Tiles up to this size are preferred when larger ones save little work (big frames)."""
+        return min(896, self.max_tile)
+
     def _infer(self, x: np.ndarray) -> np.ndarray:
         """One tile through the network; float16 in gives float16 out, else float32."""
         raise NotImplementedError
@@ -65,7 +70,7 @@ class TiledEngine:
     def tile_for(self, h: int, w: int, tile: int | None) -> int:
         """The requested tile size on the stride grid, or the best one for the frame (0/None)."""
         if not tile:
-            return tiling.auto_tile(h, w, self.margin, self.align, hi=self.max_tile)
+            return tiling.auto_tile(h, w, self.margin, self.align, hi=self.max_tile, lo_memory=self.lean_tile)
         return tiling.round_up(max(int(tile), 2 * self.margin + self.align), self.align)
 
     def refine(
