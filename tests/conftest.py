@@ -105,18 +105,24 @@ def python_with_only(folder: Path, modules: tuple[str, ...]) -> Path:
 
 
 def marker_drawings(folder: Path, grey: int = 0, n: int = 3) -> None:
-    """Thick marker strokes inked in one grey on white paper, as scanned drawings would be: a
-    style unlike the synthetic default data."""
+    """Line drawings in a 5 px marker of one grey on white paper, as scanned drawings would be: a
+    few smooth strokes and an ellipse, some crossing, a style unlike the synthetic default data."""
     import cv2
 
     folder.mkdir()
     rng = np.random.default_rng(5)
+    t = np.linspace(0.0, 1.0, 60)[:, None]
     for i in range(n):
-        img = np.full((220, 260), 255, np.uint8)
-        for _ in range(6):
-            pts = rng.integers(10, 210, size=(4, 2)).astype(np.int32)
-            cv2.polylines(img, [pts], False, grey, thickness=5, lineType=cv2.LINE_AA)
-        cv2.circle(img, (130, 110), 60, grey, thickness=5, lineType=cv2.LINE_AA)
+        h, w = 240, 300
+        img = np.full((h, w), 255, np.uint8)
+        for _ in range(4):  # quadratic curves through three random points
+            p = rng.uniform([15, 15], [w - 15, h - 15], size=(3, 2))
+            pts = (1 - t) ** 2 * p[0] + 2 * (1 - t) * t * p[1] + t ** 2 * p[2]
+            cv2.polylines(img, [np.rint(pts * 4).astype(np.int32)], False, grey, thickness=5,
+                          lineType=cv2.LINE_AA, shift=2)
+        centre = (int(rng.uniform(80, w - 80)), int(rng.uniform(70, h - 70)))
+        axes = (int(rng.uniform(30, 55)), int(rng.uniform(25, 50)))
+        cv2.ellipse(img, centre, axes, float(rng.uniform(0, 180)), 0, 360, grey, 5, cv2.LINE_AA)
         cv2.imwrite(str(folder / f"scan{i}.png"), img)
 
 

@@ -1,4 +1,5 @@
 """Training end to end: studio drawings in, a loadable, listed, usable style out."""
+import dataclasses
 import json
 import os
 import subprocess
@@ -124,6 +125,34 @@ def test_mark_and_speck_weights_price_erased_dots_and_kept_specks() -> None:
     assert cost(erased, speck_weight=30.0) == pytest.approx(cost(erased))
 
 
+def test_trim_and_cut_weights_price_surplus_ink_and_open_gaps() -> None:
+    """--trim-weight prices ink the target lacks (a stroke drawn too wide), --cut-weight the ink a
+    training gap removed and the output left out; neither prices anything else."""
+    from training.train import TrainConfig, losses
+
+    x = np.zeros((1, 32, 64, 1), np.float32)
+    x[0, 8:14, 4:60, 0] = 1.0  # a 6 px input stroke ...
+    y = np.zeros_like(x)
+    y[0, 9:13, 4:60, 0] = 1.0  # ... the target draws 4 px wide
+    x[0, 8:14, 30:33, 0] = 0.0  # a gap the training cut
+    cut = np.zeros_like(x)
+    cut[0, 9:13, 30:33, 0] = 1.0
+    too_wide, gap_open, right = x.copy(), y.copy(), y.copy()
+    too_wide[0, 9:13, 30:33, 0] = 1.0
+    gap_open[0, 9:13, 30:33, 0] = 0.0
+    d = np.zeros((1, 4, 8, 1), np.float32)
+
+    def cost(fake, **kw):
+        cfg = TrainConfig(**{"mark_weight": 0.0, "speck_weight": 0.0, "gap_weight": 0.0, **kw})
+        return float(losses(cfg, x, y, fake, d, d, 0.0, cut)["loss"])
+
+    assert cost(too_wide, trim_weight=8.0) > 3 * cost(too_wide)
+    assert cost(gap_open, cut_weight=40.0) > 10 * cost(gap_open)
+    assert cost(gap_open, trim_weight=8.0) == pytest.approx(cost(gap_open), rel=1e-4)  # nothing surplus
+    assert cost(too_wide, cut_weight=40.0) == pytest.approx(cost(too_wide), rel=1e-4)  # the gap is filled
+    assert cost(right, trim_weight=8.0, cut_weight=40.0) < 1e-4 * cost(too_wide)  # the target itself: nothing
+
+
 def test_ema_exports_the_moving_average_and_resume_keeps_it(tmp_path) -> None:
     """--ema: the exported weights average the steps (first step starts the average); checkpoints carry it."""
     from keras import ops
@@ -131,12 +160,13 @@ def test_ema_exports_the_moving_average_and_resume_keeps_it(tmp_path) -> None:
     from training.dataset import PairSampler
     from training.train import TrainConfig, Trainer
 
-    cfg = TrainConfig(steps=1, batch=2, crop=64, ema=0.75, sample_every=0, gan_start=0, pool=4, lr_schedule="constant")
+    cfg = TrainConfig(steps=1000, batch=2, crop=64, ema=0.75, sample_every=0, gan_start=0, pool=4, lr_schedule="constant")
     trainer = Trainer(cfg, tmp_path / "run", PairSampler(crop=64, seed=3, pool_size=4))
     live = lambda t: [ops.convert_to_numpy(v.value).copy() for v in t.gen.trainable_variables]  # noqa: E731
+    trainer.cfg = dataclasses.replace(cfg, steps=1)  # two steps of a long run
     trainer.fit(verbose=0)
     w1 = live(trainer)
-    trainer.cfg.steps = 2
+    trainer.cfg = dataclasses.replace(cfg, steps=2)
     trainer.fit(verbose=0)
     w2 = live(trainer)
     assert max(np.abs(a - b).max() for a, b in zip(w1, w2)) > 0
@@ -146,6 +176,17 @@ def test_ema_exports_the_moving_average_and_resume_keeps_it(tmp_path) -> None:
         final = [ops.convert_to_numpy(v.value) for v in t.final_generator().trainable_variables]
         for a, b, f in zip(w1, w2, final):
             np.testing.assert_allclose(f, 0.75 * a + 0.25 * b, rtol=1e-5, atol=1e-6)
+
+
+def test_short_runs_average_their_own_weights_not_the_random_start() -> None:
+    """The moving average spans at most a quarter of the run: a 300-step style from drawings exported
+    mostly its random start with 0.999 (grey paper everywhere); 4000 steps keep 0.999."""
+    from training.train import TrainConfig, ema_momentum
+
+    assert ema_momentum(TrainConfig(steps=4000)) == 0.999
+    assert ema_momentum(TrainConfig(steps=300)) == pytest.approx(1 - 4 / 300)
+    assert ema_momentum(TrainConfig(steps=300)) ** 300 < 0.02  # the random start's share after 300 steps (0.999: 0.74)
+    assert ema_momentum(TrainConfig(steps=4)) == 0.0 and ema_momentum(TrainConfig(ema=0.0)) == 0.0
 
 
 def test_shift_consistency_prices_phase_dependence_only() -> None:
@@ -165,3 +206,18 @@ def test_shift_consistency_prices_phase_dependence_only() -> None:
     grid = np.zeros((1, 64, 64, 1), np.float32)
     grid[:, ::4, ::4] = 1.0  # a stride-4 phase pattern that stays put when the input moves
     assert float(shift_consistency(blur(x) * grid, blur(moved) * grid, shift)) > 0.01
+
+
+def test_receptive_radius_survives_a_saturated_output() -> None:
+    """A trained style's sigmoid saturates on random input (its gradients vanish); the radius,
+    which sets the tiling margin, is measured on the logits and stays the network's own."""
+    from linerelifer_addon.worker import model as models
+
+    gen = models.build_generator("field")
+    assert models.receptive_radius(gen) == 48
+    bias = gen.get_layer("bias")
+    kernel, b = bias.get_weights()
+    bias.set_weights([kernel, b - 200.0])  # every output pixel at sigmoid(-200): gradient 0
+    x = np.random.default_rng(0).random((1, 64, 64, 1), dtype=np.float32)
+    assert float(np.asarray(gen(x)).max()) == 0.0
+    assert models.receptive_radius(gen) == 48

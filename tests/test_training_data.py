@@ -139,6 +139,21 @@ def test_degrade_adds_gaps_and_specks_without_touching_arguments():
     assert stats[1:, cv2.CC_STAT_AREA].max() <= 9  # specks are 1-3 px blobs
 
 
+def test_degrade_reports_the_ink_its_gaps_cut():
+    """The cut map is exactly the ink the gaps took (specks and spurs add ink; they are not in it),
+    and asking for it does not change the degraded image."""
+    x, _ = synth_pair(5)
+    cut = np.full(x.shape, -1.0, np.float32)
+    kw = dict(gaps=(5, 5), specks=(4, 4), spurs=(2, 2), jitter=0.0)
+    d = degrade(x, np.random.default_rng(1), cut_out=cut, **kw)
+    assert np.array_equal(d, degrade(x, np.random.default_rng(1), **kw))
+    assert cut.min() >= 0.0 and (cut > 0.5).sum() >= 5
+    assert np.all(d[cut > 0.5] < x[cut > 0.5])
+    none = np.ones_like(cut)
+    degrade(x, np.random.default_rng(1), cut_out=none, gaps=(0, 0), specks=(4, 4), spurs=(2, 2), jitter=0.0)
+    assert not none.any()
+
+
 def test_degrade_is_deterministic_and_jitter_is_small():
     x, _ = synth_pair(6)
     a = degrade(x, np.random.default_rng(3))

@@ -19,9 +19,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in (("steps", args.steps), ("batch", args.batch), ("crop", args.crop),
                                    ("seed", args.seed), ("threads", args.threads), ("lr", args.lr),
                                    ("sample_every", args.sample_every), ("gan_weight", args.gan_weight), ("shift_weight", args.shift_weight),
-                                   ("gap_weight", args.gap_weight),
+                                   ("gap_weight", args.gap_weight), ("trim_weight", args.trim_weight),
+                                   ("cut_weight", args.cut_weight),
                                    ("ink_weight", args.ink_weight), ("mark_weight", args.mark_weight),
-                                   ("speck_weight", args.speck_weight), ("ema", args.ema), ("stem", args.stem), ("lr_schedule", args.lr_schedule), ("target", args.target),
+                                   ("speck_weight", args.speck_weight), ("ema", args.ema), ("stem", args.stem), ("basis", args.basis), ("lr_schedule", args.lr_schedule), ("target", args.target),
                                    ("widths", tuple(int(w) for w in args.widths.split(",")) if args.widths else None))
                  if v is not None}
     cfg = base(**overrides) if args.arch == "seed" else base(arch=args.arch, **overrides)
@@ -155,7 +156,9 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--seed", type=int)
     t.add_argument("--gan-weight", type=float, help="weight of the adversarial loss")
     t.add_argument("--shift-weight", type=float, help="weight of the shift-consistency loss (0 = off)")
-    t.add_argument("--gap-weight", type=float, help="extra loss weight on missing ink (gaps)")
+    t.add_argument("--gap-weight", type=float, help="extra loss weight on missing ink (gaps, wider strokes)")
+    t.add_argument("--trim-weight", type=float, help="extra loss weight on surplus ink (thinner strokes, tapers)")
+    t.add_argument("--cut-weight", type=float, help="extra loss weight on the ink the training gaps cut out")
     t.add_argument("--ink-weight", type=float, help="extra loss weight on target ink")
     t.add_argument("--mark-weight", type=float, help="extra loss weight on small isolated target marks (dots) and stroke ends")
     t.add_argument("--speck-weight", type=float, help="extra loss weight on small isolated input ink the target lacks (specks)")
@@ -165,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="synthetic targets: tied to the input's lines (default) or width drawn apart from it (free)")
     t.add_argument("--widths", help="channel widths at 1/4 and 1/8 resolution, e.g. 32,64 (default: the arch's own)")
     t.add_argument("--stem", type=int, help="full-resolution 3x3 features before the fold (default: the arch's own)")
+    t.add_argument("--basis", type=int, help="field: learned full-resolution 5x5 filters, half of them dilated (default: 6)")
     t.add_argument("--threads", type=int)
     t.add_argument("--sample-every", type=int)
     t.add_argument("--run-dir", help="checkpoints, logs and sample sheets (default runs/NAME)")

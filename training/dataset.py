@@ -80,15 +80,19 @@ class PairSampler:
             cx, cy = cx[:, ::-1], cy[:, ::-1]
         return np.ascontiguousarray(cx), np.ascontiguousarray(cy)
 
-    def sample(self) -> tuple[np.ndarray, np.ndarray]:
-        """One (degraded input, clean target) crop, each crop x crop float32."""
+    def sample(self, cut_out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """One (degraded input, clean target) crop, each crop x crop float32; `cut_out` receives
+        the ink the gaps removed."""
         cx, cy = self._crop()
-        return degrade(cx, self.rng, **self.degrade_kwargs), cy
+        return degrade(cx, self.rng, cut_out=cut_out, **self.degrade_kwargs), cy
 
-    def batch(self, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """(x, y) float32 arrays shaped [n, crop, crop, 1]; x is degraded, y is clean."""
+    def batch(self, n: int, with_cuts: bool = False) -> tuple[np.ndarray, ...]:
+        """(x, y) float32 arrays shaped [n, crop, crop, 1]; x is degraded, y is clean.
+
+        `with_cuts` adds a third array: the ink the gaps cut from each input."""
         xs = np.empty((n, self.crop, self.crop, 1), np.float32)
         ys = np.empty_like(xs)
+        cuts = np.zeros_like(xs)
         for i in range(n):
-            xs[i, :, :, 0], ys[i, :, :, 0] = self.sample()
-        return xs, ys
+            xs[i, :, :, 0], ys[i, :, :, 0] = self.sample(cuts[i, :, :, 0] if with_cuts else None)
+        return (xs, ys, cuts) if with_cuts else (xs, ys)

@@ -177,12 +177,17 @@ def jitter_warp(img: np.ndarray, rng: np.random.Generator, amount: float) -> np.
 
 
 def degrade(input: np.ndarray, rng: np.random.Generator, gaps=(0, 6), gap_px=(1, 4), specks=(0, 6),
-            spurs=(0, 4), jitter: float = 0.4) -> np.ndarray:
-    """Jitter, then cut gaps, add spurs and specks. Count ranges are inclusive."""
+            spurs=(0, 4), jitter: float = 0.4, cut_out: np.ndarray | None = None) -> np.ndarray:
+    """Jitter, then cut gaps, add spurs and specks. Count ranges are inclusive.
+
+    `cut_out`, if given, receives the ink the gaps removed (the pixels a style must fill)."""
     img = jitter_warp(np.asarray(input, np.float32), rng, jitter).astype(np.float32)
     img = np.ascontiguousarray(img)
+    before = img.copy() if cut_out is not None else None
     for _ in range(int(rng.integers(gaps[0], gaps[1] + 1))):
         img, _, _ = add_gap(img, rng, rng.uniform(*gap_px))
+    if cut_out is not None:
+        np.clip(before - img, 0.0, 1.0, out=cut_out)
     for _ in range(int(rng.integers(spurs[0], spurs[1] + 1))):
         img = add_spur(img, rng)
     n_specks = int(rng.integers(specks[0], specks[1] + 1))
