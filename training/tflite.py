@@ -53,30 +53,15 @@ def _phase_kernel(kernel: np.ndarray, stride: int, k: int) -> tuple[np.ndarray, 
 def litert_graph(gen: Any) -> Any:
     """A copy of `gen` whose transposed convolutions are phase convolutions + depth-to-space."""
     import keras
-    import tensorflow as tf
     from keras import layers
 
     class PhaseConvTranspose(layers.Layer):
         def __init__(self, src: Any, **kw: Any) -> None:
             super().__init__(name=src.name, **kw)
-            weights = [np.asarray(w) for w in src.get_weights()]
-            kernel = weights[0]
-            bias = weights[1] if src.use_bias else np.zeros(kernel.shape[2], np.float32)
-            k, stride = src.kernel_size[0], src.strides[0]
-            # 'valid' with kernel == stride (a plain repeat) places outputs as 'same' does
-            same = src.padding == "same" or k == stride
-            if (src.kernel_size[0] != src.kernel_size[1] or src.strides[0] != src.strides[1]
-                    or not same or src.dilation_rate != (1, 1)):
-                raise ValueError(f"layer {src.name} is not a square 'same' transposed convolution")
-            w, self.reach = _phase_kernel(kernel, stride, k)
-            self.stride = stride
-            self.w = tf.constant(w)
-            self.b = tf.constant(np.tile(bias.astype(np.float32), stride * stride))
-            self.act = keras.activations.get(src.activation)
+            self.ops = PhaseConvTransposeOps(src)
 
         def call(self, x: Any) -> Any:
-            y = tf.nn.conv2d(x, self.w, strides=1, padding="SAME") + self.b
-            return self.act(tf.nn.depth_to_space(y, self.stride))
+            return self.ops(x)
 
     def swap(layer: Any) -> Any:
         if isinstance(layer, layers.Conv2DTranspose):
@@ -213,9 +198,15 @@ class PhaseConvTransposeOps:
         import keras
 
         weights = [np.asarray(w) for w in src.get_weights()]
+        kernel = weights[0]
         k, self.stride = src.kernel_size[0], src.strides[0]
-        self.w, _ = _phase_kernel(weights[0], self.stride, k)
-        bias = weights[1] if src.use_bias else np.zeros(weights[0].shape[2], np.float32)
+        # 'valid' with kernel == stride (a plain repeat) places outputs as 'same' does
+        same = src.padding == "same" or k == self.stride
+        if (src.kernel_size[0] != src.kernel_size[1] or src.strides[0] != src.strides[1]
+                or not same or tuple(src.dilation_rate) != (1, 1)):
+            raise ValueError(f"layer {src.name} is not a square 'same' transposed convolution")
+        self.w, _ = _phase_kernel(kernel, self.stride, k)
+        bias = weights[1] if src.use_bias else np.zeros(kernel.shape[2], np.float32)
         self.b = np.tile(bias.astype(np.float32), self.stride * self.stride)
         self.act = keras.activations.get(src.activation)
 
