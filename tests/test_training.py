@@ -84,10 +84,10 @@ def test_training_defaults_build_the_shipped_architecture() -> None:
     cfg = TrainConfig()
     assert cfg.arch == shipped["arch"] == config["arch"]
     assert tuple(cfg.widths) == tuple(config["widths"]) and cfg.stem == config["stem"]
-    for key in ("ink_weight", "mark_weight", "speck_weight", "gap_weight", "gan_weight", "shift_weight", "ema",
-                "lr_schedule", "target"):
+    for key in ("basis", "ink_weight", "mark_weight", "speck_weight", "gap_weight", "trim_weight", "cut_weight",
+                "gan_weight", "shift_weight", "ema", "lr_schedule", "target"):
         assert getattr(cfg, key) == config[key], key
-    assert shipped["parameters"] == models.build_generator(cfg.arch, tuple(cfg.widths), cfg.stem).count_params()
+    assert shipped["parameters"] == models.build_generator(cfg.arch, tuple(cfg.widths), cfg.stem, cfg.basis).count_params()
 
 
 def test_isolation_weights_dots_and_tips_not_stroke_bodies() -> None:

@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="synthetic targets: tied to the input's lines (default) or width drawn apart from it (free)")
     t.add_argument("--widths", help="channel widths at 1/4 and 1/8 resolution, e.g. 32,64 (default: the arch's own)")
     t.add_argument("--stem", type=int, help="full-resolution 3x3 features before the fold (default: the arch's own)")
-    t.add_argument("--basis", type=int, help="field: learned full-resolution 5x5 filters, half of them dilated (default: 6)")
+    t.add_argument("--basis", type=int, help="field: learned full-resolution 5x5 filters, half of them dilated (default: 12)")
     t.add_argument("--threads", type=int)
     t.add_argument("--sample-every", type=int)
     t.add_argument("--run-dir", help="checkpoints, logs and sample sheets (default runs/NAME)")

@@ -40,7 +40,7 @@ class TrainConfig:
     bce_weight: float = 1.0  # cross-entropy keeps gradients alive where the sigmoid saturates
     gap_weight: float = 8.0  # extra weight where the target has ink the input lacks (gaps, wider strokes)
     trim_weight: float = 0.0  # extra weight where the input has ink the target lacks (thinner strokes, tapers)
-    cut_weight: float = 0.0  # extra weight on the ink the training gaps cut out (what gap filling must restore)
+    cut_weight: float = 80.0  # extra weight on the ink the training gaps cut out (what gap filling must restore)
     ink_weight: float = 0.0  # extra weight on target ink: bolder lines (> 0 widens every line, 2 and 9 tried)
     mark_weight: float = 20.0  # extra weight on small isolated target marks (dots) and stroke tips
     speck_weight: float = 20.0  # extra weight on small isolated input ink the target lacks (specks)

@@ -22,7 +22,7 @@ LITE_WIDTHS = (48, 96)  # channels at 1/4 and 1/8 resolution
 LITE_STEM = 8  # full-resolution 3×3 features before the fold
 FIELD_WIDTHS = (32, 64)  # the field generator's trunk: its full-resolution part costs the rest of 0.5 s
 FIELD_STEM = 4
-FIELD_BASIS = 6  # learned full-resolution filters of the input (half 5×5, half 5×5 dilated)
+FIELD_BASIS = 12  # learned full-resolution filters of the input (half 5×5, half 5×5 dilated)
 ARCH_DEFAULTS = {"lite": (LITE_WIDTHS, LITE_STEM), "field": (FIELD_WIDTHS, FIELD_STEM)}
 
 
