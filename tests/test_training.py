@@ -38,7 +38,7 @@ def test_train_from_drawings_makes_a_listed_usable_style(tmp_path) -> None:
     r = subprocess.run([sys.executable, "-m", "linerelifer_addon", "refine", str(drawings / "scan0.png"), "-o", str(out),
                         "--style", "marker", "--quiet"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
-    assert cv2.imread(str(out), 0).shape == (220, 260)
+    assert cv2.imread(str(out), 0).shape == (240, 300)
     # Resume continues from the checkpoint instead of starting over.
     r = subprocess.run([sys.executable, "-m", "training", "train", "--drawings", str(drawings), "--name", "marker",
                         "--steps", "8", "--batch", "2", "--crop", "64", "--run-dir", str(tmp_path / "run"),
@@ -143,7 +143,8 @@ def test_trim_and_cut_weights_price_surplus_ink_and_open_gaps() -> None:
     d = np.zeros((1, 4, 8, 1), np.float32)
 
     def cost(fake, **kw):
-        cfg = TrainConfig(**{"mark_weight": 0.0, "speck_weight": 0.0, "gap_weight": 0.0, **kw})
+        cfg = TrainConfig(**{"mark_weight": 0.0, "speck_weight": 0.0, "gap_weight": 0.0, "trim_weight": 0.0,
+                             "cut_weight": 0.0, **kw})
         return float(losses(cfg, x, y, fake, d, d, 0.0, cut)["loss"])
 
     assert cost(too_wide, trim_weight=8.0) > 3 * cost(too_wide)
