@@ -92,7 +92,7 @@ class PairSampler:
         `with_cuts` adds a third array: the ink the gaps cut from each input."""
         xs = np.empty((n, self.crop, self.crop, 1), np.float32)
         ys = np.empty_like(xs)
-        cuts = np.zeros_like(xs)
+        cuts = np.zeros_like(xs) if with_cuts else None
         for i in range(n):
-            xs[i, :, :, 0], ys[i, :, :, 0] = self.sample(cuts[i, :, :, 0] if with_cuts else None)
+            xs[i, :, :, 0], ys[i, :, :, 0] = self.sample(None if cuts is None else cuts[i, :, :, 0])
         return (xs, ys, cuts) if with_cuts else (xs, ys)

@@ -59,11 +59,10 @@ class TrainConfig:
     def __post_init__(self) -> None:
         from linerelifer_addon.worker import model as models
 
-        widths, stem = models.ARCH_DEFAULTS.get(self.arch, (None, None))
+        widths, stem, basis = models.ARCH_DEFAULTS.get(self.arch, (None, None, None))
         self.widths = tuple(self.widths) if self.widths is not None else widths
         self.stem = self.stem if self.stem is not None else stem
-        if self.arch == "field" and self.basis is None:
-            self.basis = models.FIELD_BASIS
+        self.basis = self.basis if self.basis is not None else basis
 
     @classmethod
     def seed_baseline(cls, **kw: Any) -> "TrainConfig":

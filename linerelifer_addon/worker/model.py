@@ -23,7 +23,8 @@ LITE_STEM = 8  # full-resolution 3×3 features before the fold
 FIELD_WIDTHS = (32, 64)  # the field generator's trunk: its full-resolution part costs the rest of 0.5 s
 FIELD_STEM = 4
 FIELD_BASIS = 12  # learned full-resolution filters of the input (half 5×5, half 5×5 dilated)
-ARCH_DEFAULTS = {"lite": (LITE_WIDTHS, LITE_STEM), "field": (FIELD_WIDTHS, FIELD_STEM)}
+# widths, stem, basis (None: the architecture has no such part)
+ARCH_DEFAULTS = {"lite": (LITE_WIDTHS, LITE_STEM, None), "field": (FIELD_WIDTHS, FIELD_STEM, FIELD_BASIS)}
 
 
 def _conv(x: Any, ch: int, k: int = 3, stride: int = 1, act: str | None = "relu", name: str | None = None) -> Any:
@@ -121,11 +122,9 @@ def build_generator(arch: str = "field", widths: tuple[int, int] | None = None, 
         return build_seed()
     if arch not in ARCH_DEFAULTS:
         raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHS)}")
-    w, st = ARCH_DEFAULTS[arch]
-    widths, stem = tuple(widths or w), st if stem is None else stem
-    if arch == "lite":
-        return build_lite(widths, stem=stem)
-    return build_field(widths, stem=stem, basis=FIELD_BASIS if basis is None else basis)
+    w, st, bs = ARCH_DEFAULTS[arch]
+    widths, stem, basis = tuple(widths or w), st if stem is None else stem, bs if basis is None else basis
+    return build_lite(widths, stem=stem) if arch == "lite" else build_field(widths, stem=stem, basis=basis)
 
 
 def build_discriminator() -> keras.Model:
@@ -157,8 +156,7 @@ def receptive_radius(model: keras.Model, size: int = 256, trials: int = 3, seed:
     worst = 0
     # Gradients of the output vanish where a trained style's sigmoid saturates on random input
     # (a style trained from drawings measured 0 px); the logits before it do not.
-    names = {layer.name for layer in model.layers}
-    if "merge" in names:
+    if any(layer.name == "merge" for layer in model.layers):
         model = keras.Model(model.inputs, model.get_layer("merge").output)
     for c in range(c0, c0 + period):
         reach = np.zeros((size, size), bool)
