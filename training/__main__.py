@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--seed", type=int)
     t.add_argument("--gan-weight", type=float, help="weight of the adversarial loss")
     t.add_argument("--shift-weight", type=float, help="weight of the shift-consistency loss (0 = off)")
-    t.add_argument("--gap-weight", type=float, help="extra loss weight on missing ink (gaps, wider strokes)")
+    t.add_argument("--gap-weight", type=float, help="extra loss weight on missing ink: wider strokes, gaps (default 0)")
     t.add_argument("--trim-weight", type=float, help="extra loss weight on surplus ink (thinner strokes, tapers)")
     t.add_argument("--cut-weight", type=float, help="extra loss weight on the ink the training gaps cut out")
     t.add_argument("--ink-weight", type=float, help="extra loss weight on target ink")

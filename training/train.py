@@ -38,7 +38,7 @@ class TrainConfig:
     recon_weight: float = 20.0
     l1_weight: float = 0.0
     bce_weight: float = 1.0  # cross-entropy keeps gradients alive where the sigmoid saturates
-    gap_weight: float = 8.0  # extra weight where the target has ink the input lacks (gaps, wider strokes)
+    gap_weight: float = 0.0  # extra weight where the target has ink the input lacks (wider strokes); 8 kept lines 1.1-1.3x too wide and untapered
     trim_weight: float = 0.0  # extra weight where the input has ink the target lacks (thinner strokes, tapers)
     cut_weight: float = 80.0  # extra weight on the ink the training gaps cut out (what gap filling must restore)
     ink_weight: float = 0.0  # extra weight on target ink: bolder lines (> 0 widens every line, 2 and 9 tried)
