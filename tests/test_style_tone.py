@@ -24,8 +24,8 @@ def test_ink_tone_reads_the_drawings_grey(tmp_path, grey) -> None:
 def test_grey_marker_style_draws_grey_lines_as_wide_as_the_drawings(tmp_path) -> None:
     """A style trained from grey marker drawings draws their grey at about their width.
 
-    600 steps (about 2.5 min) keep the test short: the width comes out 1.24× the drawings'. With
-    the default 4000 steps it is 0.98× (training/README.md, "Custom styles keep the drawings' look").
+    600 steps (about 2.5 min) keep the test short. With the default 4000 steps the width is 0.96×
+    the drawings' (training/README.md, "Custom styles keep the drawings' look").
     """
     from linerelifer_addon.core.linewidth import line_width
     from training.prepare import drawing_to_target, load_drawing
