@@ -141,8 +141,13 @@ def losses(cfg: TrainConfig, x: Any, y: Any, fake: Any, d_real: Any, d_fake: Any
     `cut` is the ink the training gaps removed from x (None: no gap term)."""
     from keras import ops
 
-    # Missing ink (gaps to bridge, strokes to widen) and target ink weigh more than paper.
-    weight = 1.0 + cfg.gap_weight * ops.relu(y - x) + cfg.ink_weight * y
+    weight = 1.0
+    # Missing ink (strokes to widen, gaps to bridge) and target ink may weigh more than paper;
+    # both default to 0, and like the terms below they cost nothing then.
+    if cfg.gap_weight:
+        weight = weight + cfg.gap_weight * ops.relu(y - x)
+    if cfg.ink_weight:
+        weight = weight + cfg.ink_weight * y
     # Surplus ink weighs as much as missing ink, or thick-thin and tapers only ever widen lines.
     if cfg.trim_weight:
         weight = weight + cfg.trim_weight * ops.relu(x - y)
