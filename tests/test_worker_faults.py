@@ -215,6 +215,27 @@ def test_bad_reply_mid_request(tmp_path, real_client, default_style, case: str) 
     assert real_client.refine(SMALL, default_style, tile=256).shape == SMALL.shape
 
 
+def test_worker_dies_while_rows_are_sent(tmp_path, real_client, default_style) -> None:
+    """A worker killed while the client writes rows to it (the race a SIGKILL mid-run hits):
+    the broken pipe is reported as the worker's exit, the same words a read would give.
+    SMALL's 77 KB of rows do not fit the pipe, so the write fails rather than being buffered.
+    No child here: one holding the worker's stdin would keep the pipe open."""
+    python, _ = fake_worker(tmp_path, """\
+        hello()
+        req, _ = read()
+        send({"op": "need", "id": req["id"], "y0": 0, "y1": 120})
+        os._exit(4)
+        """)
+    client = WorkerClient(python=python, reply_timeout=10)
+    client.info()
+    with pytest.raises(WorkerError) as err:
+        client.refine(SMALL, default_style)
+    first = first_line_is_a_sentence(str(err.value))
+    assert "exited unexpectedly (exit code 4)" in first, first
+    assert not client.alive
+    assert real_client.refine(SMALL, default_style, tile=256).shape == SMALL.shape
+
+
 def test_caller_interrupted_mid_request(real_client, default_style) -> None:
     """Ctrl+C (or a failing progress callback) in the middle of a request: the worker,
     left mid-request, is replaced, and the next request on the same client is served."""

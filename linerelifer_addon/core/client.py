@@ -405,4 +405,8 @@ class WorkerClient:
         try:
             protocol.write_message(proc.stdin, header, payload)
         except (OSError, ValueError):
-            self._fail("stopped while receiving the request")
+            try:  # a broken pipe almost always means the worker died: say so, as a read would
+                code = proc.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                self._fail("stopped reading the request")
+            self._fail(f"exited unexpectedly (exit code {code})")
