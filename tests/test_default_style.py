@@ -25,13 +25,18 @@ def client():
 
 @pytest.mark.parametrize("name", ANTI_ALIASED + ALIASED)
 def test_real_lines_stay_solid_dark_and_about_as_wide(client, default_style, name) -> None:
-    """Issue 13's bars at every Freestyle thickness: recall, darkness, no hollow cores, width."""
+    """Issue 13's bars at every Freestyle thickness: recall, darkness, no hollow cores, width;
+    and from 3 px no ghost edges."""
     _, x = crops()[name]
     r = real_metrics(x, client.refine(x, default_style))
     assert r["recall"] >= 0.98, r
     assert r["darkness_kept"] >= 0.95, r
     assert r["hollow"] <= 0.01, r
     assert 0.7 <= r["width_ratio"] <= 1.5, r
+    if "_t1_" not in name and "_t2_" not in name:  # thin lines' pixel phase makes slits of its own
+        # no faint copy of the input's edge beside a thinner core (0.03 % at most with this
+        # style; 0.26 % at 12 px with an 8000-step run that was not shipped, training/README.md)
+        assert r["ghost_edge"] <= 0.001, r
 
 
 @pytest.mark.parametrize("name, bar", [(ANTI_ALIASED[0], 0.02), (ANTI_ALIASED[2], 0.015), (ANTI_ALIASED[4], 0.015)])

@@ -73,6 +73,19 @@ def test_grey_and_hollow_lines_are_caught():
     assert real_metrics(x, x)["hollow"] == 0.0
 
 
+def test_ghost_edges_are_caught():
+    """A 4 px core with a faint copy of the 8 px input's edge 1 px beside it: solid core, so
+    not hollow, but it reads as a double outline. A clean thinner line has none."""
+    x = frame(8.0)
+    ghost = np.maximum(frame(4.0), 0.45 * np.clip(x - frame(6.0), 0, 1))
+    r = real_metrics(x, ghost)
+    assert r["hollow"] == 0.0 and r["ghost_edge"] > 0.02, r
+    assert real_metrics(x, frame(4.0))["ghost_edge"] == 0.0
+    assert real_metrics(x, x)["ghost_edge"] == 0.0
+    two = np.maximum(stroke(p=(50, 30), q=(50, 210), width=4.0), stroke(p=(56, 30), q=(56, 210), width=4.0))
+    assert real_metrics(two, two)["ghost_edge"] == 0.0  # the input's own slit between close lines
+
+
 def test_recall_precision_and_width_ratio():
     x = frame(8.0)
     one = np.maximum(stroke(p=(50, 30), q=(50, 210), width=8.0), stroke(p=(150, 30), q=(150, 210), width=8.0))

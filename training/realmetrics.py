@@ -18,6 +18,14 @@ from training.prepare import _neighbour_count, centerline
 
 HOLLOW_CORE = 0.5  # a core lighter than this ...
 SOLID_EDGE = 0.75  # ... beside ink at least this dark, within the line's half-width, is hollow
+VALLEY = 0.25  # a pixel this much lighter than the 5×5 closing around it lies in a light valley
+
+
+def light_valleys(cov: np.ndarray) -> np.ndarray:
+    """Pixels lighter than their surroundings by VALLEY: the slit between a line's core and a
+    faint copy of its edge, or between two close lines."""
+    cov = np.asarray(cov, np.float32)
+    return cv2.morphologyEx(cov, cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8)) - cov > VALLEY
 
 
 def skeleton(cov: np.ndarray) -> np.ndarray:
@@ -90,6 +98,11 @@ def real_metrics(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
     core = cv2.dilate(y, np.ones((3, 3), np.uint8))  # thin lines fall between pixel rows
     hollow = (core < HOLLOW_CORE) & (local_max >= SOLID_EDGE)
     r["hollow"] = float(np.mean(hollow[mid])) if mid.any() else nan
+    # A ghost edge: the core drawn thinner, a faint copy of the input's edge left beside it.
+    # Cores stay solid, so `hollow` misses it; slits the input has itself do not count.
+    line = x > 0.05
+    own = cv2.dilate(light_valleys(x).astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+    r["ghost_edge"] = float(np.mean((light_valleys(y) & ~own)[line]))
     w_out = line_width(y)
     r["width_in"], r["width_ratio"] = w_in, w_out / w_in
 
