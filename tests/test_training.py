@@ -154,6 +154,27 @@ def test_trim_and_cut_weights_price_surplus_ink_and_open_gaps() -> None:
     assert cost(right, trim_weight=8.0, cut_weight=40.0) < 1e-4 * cost(too_wide)  # the target itself: nothing
 
 
+def test_valley_weight_prices_ghost_edges() -> None:
+    """A thinned core with a faint copy of the input's edge a pixel beside it costs little
+    per-pixel loss; the valley term prices it, and nothing the target has itself."""
+    from training.train import TrainConfig, ghost_valleys, losses
+
+    y = np.zeros((1, 24, 64, 1), np.float32)
+    y[0, 8:16, 4:60, 0] = 1.0  # the target: a 4 px core (rows 10-13) ...
+    y[0, 8:10, :, 0] = y[0, 14:16, :, 0] = 0.0
+    y[0, 10:14, 4:60, 0] = 1.0
+    ghost = y.copy()
+    ghost[0, 8, 4:60, 0] = ghost[0, 15, 4:60, 0] = 0.4  # ... and a faint edge 1 px beside it
+    two = np.zeros_like(y)  # two close lines: the slit between them is the target's own
+    two[0, 4:8, 4:60, 0] = two[0, 10:14, 4:60, 0] = 1.0
+    assert float(ghost_valleys(ghost, y)) > 0.01
+    assert float(ghost_valleys(y, y)) == 0.0 and float(ghost_valleys(two, two)) == 0.0
+    d = np.zeros((1, 4, 8, 1), np.float32)
+    cost = lambda fake, w: float(losses(TrainConfig(valley_weight=w), y, y, fake, d, d, 0.0)["loss"])
+    assert cost(ghost, 500.0) > 3 * cost(ghost, 0.0)
+    assert cost(y, 500.0) == pytest.approx(cost(y, 0.0), abs=1e-6)
+
+
 def test_ema_exports_the_moving_average_and_resume_keeps_it(tmp_path) -> None:
     """--ema: the exported weights average the steps (first step starts the average); checkpoints carry it."""
     from keras import ops

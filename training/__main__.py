@@ -20,6 +20,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                                    ("seed", args.seed), ("threads", args.threads), ("lr", args.lr),
                                    ("sample_every", args.sample_every), ("gan_weight", args.gan_weight), ("shift_weight", args.shift_weight),
                                    ("gap_weight", args.gap_weight), ("trim_weight", args.trim_weight),
+                                   ("valley_weight", args.valley_weight),
                                    ("cut_weight", args.cut_weight),
                                    ("ink_weight", args.ink_weight), ("mark_weight", args.mark_weight),
                                    ("speck_weight", args.speck_weight), ("ema", args.ema), ("stem", args.stem), ("basis", args.basis), ("lr_schedule", args.lr_schedule), ("target", args.target),
@@ -158,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--shift-weight", type=float, help="weight of the shift-consistency loss (0 = off)")
     t.add_argument("--gap-weight", type=float, help="extra loss weight on missing ink: wider strokes, gaps (default 0)")
     t.add_argument("--trim-weight", type=float, help="extra loss weight on surplus ink (thinner strokes, tapers)")
+    t.add_argument("--valley-weight", type=float,
+                   help="loss weight on light valleys the target lacks (ghost edges beside a thinned line; default 0)")
     t.add_argument("--cut-weight", type=float, help="extra loss weight on the ink the training gaps cut out")
     t.add_argument("--ink-weight", type=float, help="extra loss weight on target ink")
     t.add_argument("--mark-weight", type=float, help="extra loss weight on small isolated target marks (dots) and stroke ends")

@@ -40,6 +40,7 @@ class TrainConfig:
     bce_weight: float = 1.0  # cross-entropy keeps gradients alive where the sigmoid saturates
     gap_weight: float = 0.0  # extra weight where the target has ink the input lacks (wider strokes); 8 kept lines 1.1-1.3x too wide and untapered
     trim_weight: float = 0.0  # extra weight where the input has ink the target lacks (thinner strokes, tapers)
+    valley_weight: float = 0.0  # light valleys the output has and the target lacks (ghost edges beside a thinned core)
     cut_weight: float = 80.0  # extra weight on the ink the training gaps cut out (what gap filling must restore)
     ink_weight: float = 0.0  # extra weight on target ink: bolder lines (> 0 widens every line, 2 and 9 tried)
     mark_weight: float = 20.0  # extra weight on small isolated target marks (dots) and stroke tips
@@ -165,7 +166,24 @@ def losses(cfg: TrainConfig, x: Any, y: Any, fake: Any, d_real: Any, d_fake: Any
     adv = ops.mean(ops.softplus(-d_fake))  # cross-entropy of logits against "real"
     g_loss = cfg.recon_weight * mse + cfg.l1_weight * l1 + cfg.bce_weight * xent + gan_on * cfg.gan_weight * adv
     d_loss = 0.5 * (ops.mean(ops.softplus(-d_real)) + ops.mean(ops.softplus(d_fake)))
-    return {"loss": g_loss, "mse": mse, "xent": xent, "adv": adv, "d_loss": d_loss}
+    logs = {"loss": g_loss, "mse": mse, "xent": xent, "adv": adv, "d_loss": d_loss}
+    if cfg.valley_weight:
+        logs["valley"] = ghost_valleys(fake, y)
+        logs["loss"] = g_loss + cfg.valley_weight * logs["valley"]
+    return logs
+
+
+def ghost_valleys(fake: Any, y: Any) -> Any:
+    """Mean depth of light valleys in `fake` beyond the target's own (realmetrics.light_valleys,
+    differentiable): a faint copy of an edge beside a thinned core costs little per-pixel loss
+    but reads as a double outline."""
+    from keras import ops
+
+    def depth(a: Any) -> Any:  # 5×5 closing minus the image
+        grown = ops.max_pool(a, 5, strides=1, padding="same")
+        return ops.relu(-ops.max_pool(-grown, 5, strides=1, padding="same") - a)
+
+    return ops.mean(ops.relu(depth(fake) - depth(y)))
 
 
 class Trainer:
