@@ -215,17 +215,21 @@ def test_bad_reply_mid_request(tmp_path, real_client, default_style, case: str) 
     assert real_client.refine(SMALL, default_style, tile=256).shape == SMALL.shape
 
 
-def test_worker_dies_while_rows_are_sent(tmp_path, real_client, default_style) -> None:
-    """A worker killed while the client writes rows to it (the race a SIGKILL mid-run hits):
-    the broken pipe is reported as the worker's exit, the same words a read would give.
-    SMALL's 77 KB of rows do not fit the pipe, so the write fails rather than being buffered.
-    No child here: one holding the worker's stdin would keep the pipe open."""
-    python, _ = fake_worker(tmp_path, """\
-        hello()
-        req, _ = read()
-        send({"op": "need", "id": req["id"], "y0": 0, "y1": 120})
-        os._exit(4)
-        """)
+DIES_MID_EXCHANGE = {
+    # rows of 77 KB do not fit the pipe: the client's write fails rather than being buffered
+    "while_rows_are_sent": 'send({"op": "need", "id": req["id"], "y0": 0, "y1": 120})\nos._exit(4)',
+    # killed while writing a reply: the client reads a torn message
+    "inside_a_reply": 'raw({"op": "progress", "id": req["id"], "nbytes": 1000})\nout.write(b"x" * 10); out.flush()\nos._exit(4)',
+}
+
+
+@pytest.mark.parametrize("case", sorted(DIES_MID_EXCHANGE))
+def test_worker_dies_mid_exchange(tmp_path, real_client, default_style, case: str) -> None:
+    """A worker killed while the client writes to it or reads from it (the races a SIGKILL
+    mid-run hits): a broken pipe or a torn message is reported as what it is, the worker's
+    exit, in the words a plain end of stream gives. No child here: one holding the worker's
+    pipes would keep them open."""
+    python, _ = fake_worker(tmp_path, "hello()\nreq, _ = read()\n" + DIES_MID_EXCHANGE[case] + "\n")
     client = WorkerClient(python=python, reply_timeout=10)
     client.info()
     with pytest.raises(WorkerError) as err:

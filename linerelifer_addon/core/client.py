@@ -214,6 +214,9 @@ class WorkerClient:
                 code = None
             self._fail(f"exited unexpectedly (exit code {code})", starting)
         if isinstance(msg, Exception):
+            code = self._exit_code(0.5)
+            if code is not None:  # killed mid-message: its death, not the torn message, is the cause
+                self._fail(f"exited unexpectedly (exit code {code})", starting)
             self._fail(f"sent a malformed reply ({msg})", starting)
         return msg
 
@@ -405,8 +408,17 @@ class WorkerClient:
         try:
             protocol.write_message(proc.stdin, header, payload)
         except (OSError, ValueError):
-            try:  # a broken pipe almost always means the worker died: say so, as a read would
-                code = proc.wait(timeout=2)
-            except subprocess.TimeoutExpired:
+            code = self._exit_code(2.0)  # a broken pipe almost always means the worker died: say so, as a read would
+            if code is None:
                 self._fail("stopped reading the request")
             self._fail(f"exited unexpectedly (exit code {code})")
+
+    def _exit_code(self, wait: float) -> int | None:
+        """The worker's exit code if it has exited or does within `wait` s; None while it runs."""
+        proc = self._proc
+        if proc is None:
+            return None
+        try:
+            return proc.wait(timeout=wait)
+        except subprocess.TimeoutExpired:
+            return None
