@@ -207,12 +207,7 @@ class WorkerClient:
         except queue.Empty:
             self._fail(f"did not answer within {timeout:.0f} s", starting)
         if msg is None:
-            proc = self._proc
-            try:
-                code = proc.wait(timeout=10) if proc is not None else None
-            except subprocess.TimeoutExpired:
-                code = None
-            self._fail(f"exited unexpectedly (exit code {code})", starting)
+            self._fail(f"exited unexpectedly (exit code {self._exit_code(10.0)})", starting)
         if isinstance(msg, Exception):
             code = self._exit_code(0.5)
             if code is not None:  # killed mid-message: its death, not the torn message, is the cause
