@@ -86,6 +86,17 @@ def test_ghost_edges_are_caught():
     assert real_metrics(two, two)["ghost_edge"] == 0.0  # the input's own slit between close lines
 
 
+def test_filled_slits_are_caught():
+    """Two close lines drawn as one black bar: every line is kept and dark, so only the slit
+    between them tells dense detail from a blot."""
+    two = np.maximum(stroke(p=(50, 30), q=(50, 210), width=4.0), stroke(p=(56, 30), q=(56, 210), width=4.0))
+    assert real_metrics(two, two)["filled_slit"] == 0.0
+    blot = np.maximum(two, stroke(p=(53, 30), q=(53, 210), width=4.0))
+    r = real_metrics(two, blot)
+    assert r["filled_slit"] > 0.9 and r["recall"] == 1.0, r
+    assert np.isnan(real_metrics(frame(8.0), frame(8.0))["filled_slit"])  # no slit to fill
+
+
 def test_recall_precision_and_width_ratio():
     x = frame(8.0)
     one = np.maximum(stroke(p=(50, 30), q=(50, 210), width=8.0), stroke(p=(150, 30), q=(150, 210), width=8.0))

@@ -83,7 +83,7 @@ def format_table(rows: dict[str, dict[str, float]]) -> str:
 
 
 REAL_METRICS = ("recall", "precision", "darkness_in", "darkness_out", "darkness_kept", "hollow",
-                "ghost_edge", "width_in", "width_ratio", "width_cv", "taper", "shift_change")
+                "ghost_edge", "filled_slit", "width_in", "width_ratio", "width_cv", "taper", "shift_change")
 _MEDIAN = frozenset({"width_cv", "taper"})  # per-render medians stay medians across scenes
 
 
