@@ -47,6 +47,8 @@ def test_train_from_drawings_makes_a_listed_usable_style(tmp_path) -> None:
     assert "resuming" in r.stdout and "at step 6" in r.stdout
     first = json.loads(style.with_suffix(".json").read_text())["training"]
     assert first["steps"] == 8 and first["final_losses"]
+    # The resumed style names the command and settings its first 6 steps ran under.
+    assert first["resumed_from"]["step"] == 6 and "--steps 6" in first["resumed_from"]["command"]
     # Resuming a finished run trains nothing and exports it again with the same record.
     again = tmp_path / "again"
     r = subprocess.run([sys.executable, "-m", "training", "train", "--drawings", str(drawings), "--name", "again",
@@ -173,6 +175,21 @@ def test_valley_weight_prices_ghost_edges() -> None:
     cost = lambda fake, w: float(losses(TrainConfig(valley_weight=w), y, y, fake, d, d, 0.0)["loss"])
     assert cost(ghost, 500.0) > 3 * cost(ghost, 0.0)
     assert cost(y, 500.0) == pytest.approx(cost(y, 0.0), abs=1e-6)
+
+
+def test_slit_weight_prices_filled_slits() -> None:
+    """Two close target lines inked over into one bar: the slit is a sliver of the frame, so
+    the per-pixel loss barely notices; the slit weight makes it cost, and a faithful copy nothing."""
+    from training.train import TrainConfig, losses
+
+    two = np.zeros((1, 24, 64, 1), np.float32)
+    two[0, 4:8, 4:60, 0] = two[0, 10:14, 4:60, 0] = 1.0
+    blot = two.copy()
+    blot[0, 8:10, 4:60, 0] = 1.0
+    d = np.zeros((1, 4, 8, 1), np.float32)
+    cost = lambda fake, w: float(losses(TrainConfig(slit_weight=w), two, two, fake, d, d, 0.0)["loss"])
+    assert cost(blot, 50.0) > 10 * cost(blot, 0.0)
+    assert cost(two, 50.0) == pytest.approx(cost(two, 0.0), abs=1e-4)  # the clipped log leaves ~1e-6
 
 
 def test_ema_exports_the_moving_average_and_resume_keeps_it(tmp_path) -> None:

@@ -20,7 +20,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                                    ("seed", args.seed), ("threads", args.threads), ("lr", args.lr),
                                    ("sample_every", args.sample_every), ("gan_weight", args.gan_weight), ("shift_weight", args.shift_weight),
                                    ("gap_weight", args.gap_weight), ("trim_weight", args.trim_weight),
-                                   ("valley_weight", args.valley_weight),
+                                   ("valley_weight", args.valley_weight), ("slit_weight", args.slit_weight),
                                    ("cut_weight", args.cut_weight),
                                    ("ink_weight", args.ink_weight), ("mark_weight", args.mark_weight),
                                    ("speck_weight", args.speck_weight), ("ema", args.ema), ("stem", args.stem), ("basis", args.basis), ("lr_schedule", args.lr_schedule), ("target", args.target),
@@ -47,6 +47,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                           **({"pool_size": cfg.pool, "tied": cfg.target == "tied"} if pairs is None else {}))
     run_dir = Path(args.run_dir or Path("runs") / args.name)
     trainer = Trainer(cfg, run_dir, sampler)
+    trainer.command = command_line()
     if args.resume:
         done = trainer.restore()
         print(f"resuming {run_dir} at step {done}")
@@ -56,6 +57,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     training = {"command": command_line(), "data": data, "seed": cfg.seed, "steps": cfg.steps,
                 "wall_seconds": round(trainer.wall, 1), "config": dict(vars(cfg)),
                 "final_losses": {k: round(v, 5) for k, v in logs.items()}}
+    if trainer.resumed_from:  # the steps before this command ran under the checkpoint's own settings
+        training["resumed_from"] = trainer.resumed_from
     import numpy as np
 
     from linerelifer_addon.core.linewidth import line_width
@@ -159,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--shift-weight", type=float, help="weight of the shift-consistency loss (0 = off)")
     t.add_argument("--gap-weight", type=float, help="extra loss weight on missing ink: wider strokes, gaps (default 0)")
     t.add_argument("--trim-weight", type=float, help="extra loss weight on surplus ink (thinner strokes, tapers)")
+    t.add_argument("--slit-weight", type=float,
+                   help="extra loss weight on the paper between close target lines (dense detail kept open; default 0)")
     t.add_argument("--valley-weight", type=float,
                    help="loss weight on light valleys the target lacks (ghost edges beside a thinned line; default 0)")
     t.add_argument("--cut-weight", type=float, help="extra loss weight on the ink the training gaps cut out")

@@ -41,6 +41,7 @@ class TrainConfig:
     gap_weight: float = 0.0  # extra weight where the target has ink the input lacks (wider strokes); 8 kept lines 1.1-1.3x too wide and untapered
     trim_weight: float = 0.0  # extra weight where the input has ink the target lacks (thinner strokes, tapers)
     valley_weight: float = 0.0  # light valleys the output has and the target lacks (ghost edges beside a thinned core)
+    slit_weight: float = 0.0  # extra weight on the paper between two close target lines (dense detail kept open)
     cut_weight: float = 80.0  # extra weight on the ink the training gaps cut out (what gap filling must restore)
     ink_weight: float = 0.0  # extra weight on target ink: bolder lines (> 0 widens every line, 2 and 9 tried)
     mark_weight: float = 20.0  # extra weight on small isolated target marks (dots) and stroke tips
@@ -159,6 +160,10 @@ def losses(cfg: TrainConfig, x: Any, y: Any, fake: Any, d_real: Any, d_fake: Any
         weight = weight + cfg.mark_weight * y * isolation(y)
     if cfg.speck_weight:  # the counterweight: keeping dots must not mean keeping specks
         weight = weight + cfg.speck_weight * ops.relu(x - y) * isolation(x)
+    # The counterweight to gap filling: paper between close lines must stay paper, or dense
+    # detail turns into blots (the slits are a sliver of the paper, like gaps of the ink).
+    if cfg.slit_weight:
+        weight = weight + cfg.slit_weight * valley_depth(y)
     mse = ops.mean(weight * ops.square(fake - y))
     l1 = ops.mean(ops.abs(fake - y))
     p = ops.clip(fake, 1e-6, 1.0 - 1e-6)
@@ -179,11 +184,15 @@ def ghost_valleys(fake: Any, y: Any) -> Any:
     but reads as a double outline."""
     from keras import ops
 
-    def depth(a: Any) -> Any:  # 5×5 closing minus the image
-        grown = ops.max_pool(a, 5, strides=1, padding="same")
-        return ops.relu(-ops.max_pool(-grown, 5, strides=1, padding="same") - a)
+    return ops.mean(ops.relu(valley_depth(fake) - valley_depth(y)))
 
-    return ops.mean(ops.relu(depth(fake) - depth(y)))
+
+def valley_depth(a: Any) -> Any:
+    """How much lighter each pixel is than the 5×5 closing around it (realmetrics.light_valleys)."""
+    from keras import ops
+
+    grown = ops.max_pool(a, 5, strides=1, padding="same")
+    return ops.relu(-ops.max_pool(-grown, 5, strides=1, padding="same") - a)
 
 
 class Trainer:
@@ -218,6 +227,8 @@ class Trainer:
         self.d_opt.build(self.disc.trainable_variables)
         self.step = 0
         self.wall = 0.0
+        self.command = ""  # the command line that runs this trainer, kept in state.json
+        self.resumed_from: dict[str, Any] | None = None  # the checkpoint's own state.json, when resumed
         self._groups = [self.gen.variables, self.disc.variables, self.g_opt.variables, self.d_opt.variables]
         if self.backend == "tensorflow":
             import tensorflow as tf
@@ -321,6 +332,9 @@ class Trainer:
     def restore(self) -> int:
         """Resume from the run folder's checkpoint, if any; returns the step reached."""
         path = self._ckpt_path()
+        state = self.run_dir / "state.json"
+        if path.is_file() and state.is_file():  # a resumed style names what it went on from
+            self.resumed_from = json.loads(state.read_text())
         if path.is_file():
             from keras import ops
 
@@ -344,7 +358,7 @@ class Trainer:
         os.replace(tmp, self._ckpt_path())
         (self.run_dir / "state.json").write_text(json.dumps(
             {"step": self.step, "wall_seconds": round(self.wall, 1), "backend": self.backend,
-             "config": asdict(self.cfg)}, indent=1))
+             "config": asdict(self.cfg), "command": self.command, "resumed_from": self.resumed_from}, indent=1))
 
     def _log(self, step: int, logs: dict[str, float]) -> None:
         csv = self.run_dir / "metrics.csv"
