@@ -389,7 +389,7 @@ class Trainer:
             return self._last_logged()
         batches = _prefetch(self.sampler, cfg.batch)
         bar = keras.utils.Progbar(cfg.steps, verbose=verbose, unit_name="step",
-                                  stateful_metrics=["loss", "mse", "xent", "adv", "d_loss", "shift"])
+                                  stateful_metrics=["loss", "mse", "xent", "adv", "d_loss", "shift", "valley"])
         bar.update(self.step)
         logs: dict[str, float] = {}
         t0 = time.perf_counter()
