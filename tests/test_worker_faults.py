@@ -125,6 +125,20 @@ def assert_no_orphans(client: WorkerClient, pidfile: Path, fake_pid: int | None)
 
 # -- garbage and lies on the worker's stdout ---------------------------------------------
 
+def test_stderr_reader_ends_quietly_when_the_stream_is_closed_under_it() -> None:
+    """Killing a worker closes its stderr while the reader thread may be inside readline (a CI
+    run on bpy 4.5 printed that thread's ValueError); the reader keeps what it read and ends."""
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; sys.stderr.write('last words\\n')"],
+                            stderr=subprocess.PIPE)
+    proc.wait(timeout=60)
+    client = WorkerClient()
+    client._read_stderr(proc)
+    assert client.stderr_tail() == "last words"
+    proc.stderr.close()
+    client._read_stderr(proc)  # the stream closed: no exception
+    assert client.stderr_tail() == "last words"
+
+
 def test_garbage_instead_of_greeting(tmp_path, real_client, default_style) -> None:
     python, pidfile = fake_worker(tmp_path, """\
         spawn_child()

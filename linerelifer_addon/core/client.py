@@ -132,8 +132,11 @@ class WorkerClient:
             messages.put(exc)
 
     def _read_stderr(self, proc: subprocess.Popen) -> None:
-        for raw in iter(proc.stderr.readline, b""):
-            self._stderr_tail.append(raw.decode("utf-8", "replace").rstrip())
+        try:
+            for raw in iter(proc.stderr.readline, b""):
+                self._stderr_tail.append(raw.decode("utf-8", "replace").rstrip())
+        except (OSError, ValueError):  # _kill closed the stream under this thread
+            return
 
     def stderr_tail(self, lines: int = 8) -> str:
         return "\n".join(list(self._stderr_tail)[-lines:])
