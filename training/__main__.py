@@ -54,7 +54,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     logs = trainer.fit(verbose=0 if args.quiet else 1)
     out_dir = Path(args.out) if args.out else user_styles_dir()
     desc = args.description or (f"Trained from {data}" if args.drawings else "Default hand-inked line style")
-    training = {"command": command_line(), "data": data, "seed": cfg.seed, "steps": cfg.steps,
+    training = {"command": trainer.command, "data": data, "seed": cfg.seed, "steps": cfg.steps,
                 "wall_seconds": round(trainer.wall, 1), "config": dict(vars(cfg)),
                 "final_losses": {k: round(v, 5) for k, v in logs.items()}}
     if trainer.resumed_from:  # the steps before this command ran under the checkpoint's own settings

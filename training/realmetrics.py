@@ -101,11 +101,12 @@ def real_metrics(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
     # A ghost edge: the core drawn thinner, a faint copy of the input's edge left beside it.
     # Cores stay solid, so `hollow` misses it; slits the input has itself do not count.
     line = x > 0.05
-    own = cv2.dilate(light_valleys(x).astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+    valleys_in = light_valleys(x)
+    own = cv2.dilate(valleys_in.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
     r["ghost_edge"] = float(np.mean((light_valleys(y) & ~own)[line]))
     # Filled slits: the paper between two close lines (a 5×5 closing bridges it) inked over,
     # which turns dense detail into black blots. Stroke gaps count too, but a render has few.
-    slit = light_valleys(x) & ~ink_mask(x)
+    slit = valleys_in & ~ink_mask(x)
     r["filled_slit"] = float(np.mean(y[slit] > 0.5)) if slit.any() else nan
     w_out = line_width(y)
     r["width_in"], r["width_ratio"] = w_in, w_out / w_in

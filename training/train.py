@@ -332,12 +332,12 @@ class Trainer:
     def restore(self) -> int:
         """Resume from the run folder's checkpoint, if any; returns the step reached."""
         path = self._ckpt_path()
-        state = self.run_dir / "state.json"
-        if path.is_file() and state.is_file():  # a resumed style names what it went on from
-            self.resumed_from = json.loads(state.read_text())
         if path.is_file():
             from keras import ops
 
+            state = self.run_dir / "state.json"
+            if state.is_file():  # a resumed style names what it went on from
+                self.resumed_from = json.loads(state.read_text())
             data = np.load(path)
             for g, variables in enumerate(self._groups):
                 for i, v in enumerate(variables):
