@@ -202,3 +202,18 @@ def test_edge_gain_makes_grey_cores_solid_and_keeps_the_half_coverage_contour():
     crisp = refine_at_width(grey, 2.5, lambda a: a.copy(), edge_gain=1.5)
     assert crisp[18:20, 5:55].min() >= 0.99 and crisp[5, 5] < 0.25
     assert np.array_equal(crisp >= 0.5, grey >= 0.5)
+
+
+def test_tied_fit_sets_the_targets_hand_drawn_look_beside_the_styles():
+    """The fit table's target rows are what a perfect fit would show: thick-thin and tapers the
+    uniform input lacks. The identity refiner must score as the input (uniform, untapered)."""
+    from training.evaluate import format_fit_table, tied_fit
+
+    rows = tied_fit(lambda x: x, n=16, size=256)
+    assert len(rows) >= 3
+    for b, r in rows.items():
+        assert r["width_cv_target"] > 2 * r["width_cv"], (b, r)
+        if b >= 3 and np.isfinite(r["taper"]):
+            assert r["taper"] > 0.85 and r["taper_target"] < 0.7, (b, r)
+    table = format_fit_table({"identity": rows})
+    assert "width_cv [targets]" in table and "taper [identity]" in table

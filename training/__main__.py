@@ -19,7 +19,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in (("steps", args.steps), ("batch", args.batch), ("crop", args.crop),
                                    ("seed", args.seed), ("threads", args.threads), ("lr", args.lr),
                                    ("sample_every", args.sample_every), ("gan_weight", args.gan_weight), ("shift_weight", args.shift_weight),
-                                   ("gap_weight", args.gap_weight), ("trim_weight", args.trim_weight),
+                                   ("gap_weight", args.gap_weight), ("trim_weight", args.trim_weight), ("trim_from", args.trim_from),
                                    ("valley_weight", args.valley_weight), ("slit_weight", args.slit_weight),
                                    ("cut_weight", args.cut_weight),
                                    ("ink_weight", args.ink_weight), ("mark_weight", args.mark_weight),
@@ -116,7 +116,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
             cv2.imwrite(args.grid, real_grid(refiners, cache, entries))
             print(f"picture grid written: {args.grid}")
+    fit = {}
+    if args.fit:
+        from .evaluate import format_fit_table, tied_fit
+
+        fit = {label: tied_fit(fn) for label, fn in refiners.items()}
+        print()
+        print(format_fit_table(fit))
     if args.json:
+        for label, res in fit.items():
+            rows[label]["fit"] = {f"w{b:g}": v for b, v in res.items()}
         for label, res in real.items():
             rows[label]["real"] = {f"{g} t{t:g}": v for (g, t), v in res.items()}
         Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
@@ -162,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--shift-weight", type=float, help="weight of the shift-consistency loss (0 = off)")
     t.add_argument("--gap-weight", type=float, help="extra loss weight on missing ink: wider strokes, gaps (default 0)")
     t.add_argument("--trim-weight", type=float, help="extra loss weight on surplus ink (thinner strokes, tapers)")
+    t.add_argument("--trim-from", type=int,
+                   help="px: put the trim weight only on input lines at least this wide (default 0: on every line)")
     t.add_argument("--slit-weight", type=float,
                    help="extra loss weight on the paper between close target lines (dense detail kept open; default 0)")
     t.add_argument("--valley-weight", type=float,
@@ -191,6 +202,8 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--real", default=None, help="also score the real renders in this folder (built by `realset`)")
     e.add_argument("--width", action="store_true", help="also score each style with width normalisation")
     e.add_argument("--no-shift", action="store_true", help="skip the shift-stability test on real renders")
+    e.add_argument("--fit", action="store_true",
+                   help="also score width variation and taper on tied synthetic drawings, next to their targets' own")
     e.add_argument("--grid", help="with --real: write a picture grid (input | outputs, a row per thickness) here")
     e.set_defaults(func=cmd_evaluate)
     x = sub.add_parser("export", help="add the LiteRT (.tflite) file to existing .keras styles")

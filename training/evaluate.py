@@ -154,10 +154,15 @@ def format_real_table(rows: dict[str, dict[tuple[str, float], dict[str, float]]]
                 if all(not np.isfinite(v) for v in vals):
                     continue
                 body.append([f"{k} [{style}]"] + [f"{v:.3f}" if np.isfinite(v) else "-" for v in vals])
-        widths = [max(len(r[i]) for r in [head] + body) for i in range(len(head))]
-        fmt = lambda r: "  ".join(c.ljust(wd) if i == 0 else c.rjust(wd) for i, (c, wd) in enumerate(zip(r, widths)))
-        lines += [fmt(head), "  ".join("-" * wd for wd in widths)] + [fmt(r) for r in body] + [""]
+        lines += _aligned(head, body) + [""]
     return "\n".join(lines)
+
+
+def _aligned(head: list[str], body: list[list[str]]) -> list[str]:
+    """Text rows: the first column left-aligned, numbers right-aligned, a rule under the head."""
+    widths = [max(len(r[i]) for r in [head] + body) for i in range(len(head))]
+    fmt = lambda r: "  ".join(c.ljust(wd) if i == 0 else c.rjust(wd) for i, (c, wd) in enumerate(zip(r, widths)))
+    return [fmt(head), "  ".join("-" * wd for wd in widths)] + [fmt(r) for r in body]
 
 
 def real_grid(refiners: dict[str, Callable[[np.ndarray], np.ndarray]], cache, entries: list[dict],
@@ -189,3 +194,55 @@ def real_grid(refiners: dict[str, Callable[[np.ndarray], np.ndarray]], cache, en
     for i, name in enumerate(refiners):
         cv2.putText(top, name, (56 + i * (size + 6) + 6, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, 0.0, 1, cv2.LINE_AA)
     return np.rint(np.concatenate([top, sheet], axis=0) * 255).astype(np.uint8)
+
+
+FIT_WIDTHS = (1.0, 2.0, 3.0, 5.0, 8.0, 12.0)  # bins of the tied samples' input line width
+FIT_METRICS = ("width_cv", "taper")
+
+
+def tied_fit(refine: Callable[[np.ndarray], np.ndarray], n: int = 80,
+             size: int = 384) -> dict[float, dict[str, float]]:
+    """Width variation and free-end taper (`realmetrics`) of `refine` on tied synthetic
+    drawings, next to their targets' own: how much of its training data's hand-drawn look a
+    style shows (the targets' values are the most it could), by the real renders' metrics.
+
+    Drawings use seeds past the evaluation set's (never trained on); each goes to the bin of
+    FIT_WIDTHS nearest its line width (log scale). Medians per bin, NaN where no stroke counted.
+    """
+    from training.evalset import EVAL_SEED_BASE
+    from training.realmetrics import real_metrics
+    from training.synth import synth_sample
+
+    per: dict[float, list[dict[str, float]]] = {}
+    for i in range(n):
+        s = synth_sample(EVAL_SEED_BASE + 2 * 10**6 + i, size, tied=True)
+        out = real_metrics(s.input, _as_image(refine(s.input.copy()), s.input.shape))
+        own = real_metrics(s.input, s.target)
+        if not out or not own:
+            continue
+        row = {k: out.get(k, np.nan) for k in FIT_METRICS}
+        row.update({f"{k}_target": own.get(k, np.nan) for k in FIT_METRICS})
+        per.setdefault(min(FIT_WIDTHS, key=lambda t: abs(np.log(s.width / t))), []).append(row)
+    out_rows = {}
+    for b, rows in sorted(per.items()):
+        agg = {}
+        for k in rows[0]:
+            v = [r[k] for r in rows if np.isfinite(r[k])]
+            agg[k] = float(np.median(v)) if v else float("nan")
+        agg["drawings"] = float(len(rows))
+        out_rows[b] = agg
+    return out_rows
+
+
+def format_fit_table(rows: dict[str, dict[float, dict[str, float]]]) -> str:
+    """A row per (metric, style) and one for the targets, a column per width bin."""
+    bins = sorted({b for res in rows.values() for b in res})
+    head = ["tied drawings: width"] + [f"{b:g}" for b in bins]
+    body = []
+    first = next(iter(rows.values()), {})
+    for k in FIT_METRICS:
+        body.append([f"{k} [targets]"] + [f"{first.get(b, {}).get(f'{k}_target', np.nan):.3f}" for b in bins])
+        for style, res in rows.items():
+            body.append([f"{k} [{style}]"] + [f"{res.get(b, {}).get(k, np.nan):.3f}" for b in bins])
+    body.append(["drawings"] + [f"{first.get(b, {}).get('drawings', 0):.0f}" for b in bins])
+    return "\n".join(_aligned(head, body))
