@@ -64,3 +64,24 @@ def test_render_is_deterministic_with_lines_in_the_pass(tmp_path):
         "print('OK')\n")
     r = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0 and "OK" in r.stdout, (r.stdout[-1000:], r.stderr[-2000:])
+
+
+def test_nib_renders_draw_the_tied_targets_thick_thin_with_freestyle():
+    """A "nib" render (Freestyle's calligraphy modifier set to the training nib) scored as a
+    style's output against the plain render of the same lines: thick-thin the plain lines lack,
+    the most a style copying the training nib perfectly would show on that scene."""
+    script = (
+        "import sys\n"
+        f"sys.path.insert(0, {str(ROOT)!r})\n"
+        "import numpy as np\n"
+        "from training.realset import RenderSpec, render\n"
+        "from training.realmetrics import real_metrics\n"
+        "x, y = (render(RenderSpec('organic', 10, height=360, samples=4, modifier=m))[0][..., 3]"
+        ".astype(np.float32) / 255.0 for m in ('', 'nib'))\n"
+        "r = real_metrics(x, y)\n"
+        "print('RESULT', r['recall'], r['width_ratio'], r['width_cv_in'], r['width_cv'])\n")
+    r = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, (r.stdout[-1000:], r.stderr[-2000:])
+    recall, ratio, cv_plain, cv_nib = (float(v) for v in r.stdout.split("RESULT")[1].split())
+    assert recall > 0.99 and 0.9 < ratio < 1.6, (recall, ratio)  # the same lines, the nib's mean width
+    assert cv_plain < 0.06 and cv_nib > 2 * cv_plain, (cv_plain, cv_nib)

@@ -23,6 +23,8 @@ from typing import Callable
 
 import numpy as np
 
+from training.synth import NIB_ANGLE, NIB_RANGE
+
 SCENES = ("organic", "architecture", "dense", "figure")
 THICKNESSES = (1, 2, 3, 5, 8, 12)
 CACHE = Path("out/realset")
@@ -36,7 +38,7 @@ class RenderSpec:
     thickness: float
     height: int = 720
     samples: int = 8  # 1 = aliased lines
-    modifier: str = ""  # "" or "along" (thick-thin along the stroke) or "noise"
+    modifier: str = ""  # "", "along" (thick-thin along the stroke), "noise" or "nib" (the tied targets' nib)
 
     @property
     def name(self) -> str:
@@ -55,6 +57,7 @@ def default_specs() -> list[RenderSpec]:
     specs = [RenderSpec(s, t) for s in SCENES for t in THICKNESSES]
     specs += [RenderSpec(s, t, samples=1) for s in ("organic", "architecture") for t in THICKNESSES]
     specs += [RenderSpec(s, 3, modifier=m) for s in ("organic", "figure") for m in ("along", "noise")]
+    specs += [RenderSpec(s, 5, modifier="nib") for s in SCENES]
     specs += [RenderSpec("figure", t, height=2160) for t in (1, 3, 8)]
     return specs
 
@@ -227,6 +230,12 @@ def build_scene(spec: RenderSpec):
     elif spec.modifier == "noise":
         m = style.thickness_modifiers.new("Noise", "NOISE")
         m.amplitude, m.period, m.seed = 0.8 * style.thickness, 30.0, 3
+    elif spec.modifier == "nib":  # the tied targets' broad nib, drawn by Freestyle: the width
+        m = style.thickness_modifiers.new("Nib", "CALLIGRAPHY")
+        m.orientation = NIB_ANGLE  # variation a style trained on them could reach on this scene
+        m.thickness_min, m.thickness_max = NIB_RANGE[0] * style.thickness, NIB_RANGE[1] * style.thickness
+        m.blend = "MIX"
+        m.influence = 1.0
     return scene
 
 
