@@ -263,3 +263,31 @@ def test_receptive_radius_survives_a_saturated_output() -> None:
     x = np.random.default_rng(0).random((1, 64, 64, 1), dtype=np.float32)
     assert float(np.asarray(gen(x)).max()) == 0.0
     assert models.receptive_radius(gen) == 48
+
+
+def test_trim_from_prices_thick_lines_surplus_and_leaves_thin_lines_alone() -> None:
+    """--trim-from 5: a thick line drawn untapered costs the trim weight, a thin line drawn a
+    little too dark does not (its darkness is what a trim weight on every line cost)."""
+    from training.train import TrainConfig, losses, thick_ink
+
+    x = np.zeros((1, 48, 96, 1), np.float32)
+    x[0, 6:18, 4:90, 0] = 1.0  # a 12 px line ...
+    x[0, 34:35, 4:90, 0] = 1.0  # ... and a 1 px line
+    y = x.copy()
+    y[0, 6:18, 70:90, 0] = 0.0  # the target tapers the thick line's end (crudely: a thinner end)
+    y[0, 10:14, 70:90, 0] = 1.0
+    y[0, 34:35, 4:90, 0] = 0.8  # and draws the thin line a little lighter
+    thick = np.asarray(thick_ink(x, 5))[0, :, :, 0]
+    assert thick[6:18, 10:80].min() == pytest.approx(1.0) and thick[30:40].max() == 0.0
+    untapered, thin_dark = y.copy(), y.copy()
+    untapered[0, 6:18, 70:90, 0] = 1.0
+    thin_dark[0, 34:35, 4:90, 0] = 1.0
+    d = np.zeros((1, 6, 12, 1), np.float32)
+
+    def cost(fake, **kw):
+        cfg = TrainConfig(**{"mark_weight": 0.0, "speck_weight": 0.0, "cut_weight": 0.0, **kw})
+        return float(losses(cfg, x, y, fake, d, d, 0.0)["loss"])
+
+    assert cost(untapered, trim_weight=10.0, trim_from=5) > 5 * cost(untapered)
+    assert cost(thin_dark, trim_weight=10.0, trim_from=5) == pytest.approx(cost(thin_dark), rel=1e-4)
+    assert cost(thin_dark, trim_weight=10.0) > 2 * cost(thin_dark)  # on every line, it is priced

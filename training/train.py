@@ -40,6 +40,7 @@ class TrainConfig:
     bce_weight: float = 1.0  # cross-entropy keeps gradients alive where the sigmoid saturates
     gap_weight: float = 0.0  # extra weight where the target has ink the input lacks (wider strokes); 8 kept lines 1.1-1.3x too wide and untapered
     trim_weight: float = 0.0  # extra weight where the input has ink the target lacks (thinner strokes, tapers)
+    trim_from: int = 0  # px: trim weight only on input lines at least this wide (0 = all; thick tapers, not thin lines)
     valley_weight: float = 0.0  # light valleys the output has and the target lacks (ghost edges beside a thinned core)
     slit_weight: float = 0.0  # extra weight on the paper between two close target lines (dense detail kept open)
     cut_weight: float = 80.0  # extra weight on the ink the training gaps cut out (what gap filling must restore)
@@ -152,7 +153,8 @@ def losses(cfg: TrainConfig, x: Any, y: Any, fake: Any, d_real: Any, d_fake: Any
         weight = weight + cfg.ink_weight * y
     # Surplus ink weighs as much as missing ink, or thick-thin and tapers only ever widen lines.
     if cfg.trim_weight:
-        weight = weight + cfg.trim_weight * ops.relu(x - y)
+        surplus = ops.relu(x - y)
+        weight = weight + cfg.trim_weight * (surplus * thick_ink(x, cfg.trim_from) if cfg.trim_from > 1 else surplus)
     # Gap pixels are a sliver of the missing ink; without their own weight they stay open.
     if cfg.cut_weight and cut is not None:
         weight = weight + cfg.cut_weight * cut
@@ -176,6 +178,16 @@ def losses(cfg: TrainConfig, x: Any, y: Any, fake: Any, d_real: Any, d_fake: Any
         logs["valley"] = ghost_valleys(fake, y)
         logs["loss"] = g_loss + cfg.valley_weight * logs["valley"]
     return logs
+
+
+def thick_ink(x: Any, width: int) -> Any:
+    """The input's ink on lines at least `width` px wide (an opening by a square of that odd
+    size): thin lines, whose darkness a trim weight costs, drop out; thick lines' ends stay in."""
+    from keras import ops
+
+    k = width | 1  # an odd window keeps erosion and dilation centred
+    eroded = -ops.max_pool(-x, k, strides=1, padding="same")
+    return ops.max_pool(eroded, k, strides=1, padding="same")
 
 
 def ghost_valleys(fake: Any, y: Any) -> Any:
