@@ -207,13 +207,15 @@ def test_edge_gain_makes_grey_cores_solid_and_keeps_the_half_coverage_contour():
 def test_tied_fit_sets_the_targets_hand_drawn_look_beside_the_styles():
     """The fit table's target rows are what a perfect fit would show: thick-thin and tapers the
     uniform input lacks. The identity refiner must score as the input (uniform, untapered)."""
-    from training.evaluate import format_fit_table, tied_fit
+    from training.evaluate import FIT_TARGETS, format_fit_table, tied_fit
 
-    rows = tied_fit(lambda x: x, n=16, size=256)
-    assert len(rows) >= 3
+    fit = tied_fit({"identity": lambda x: x}, n=16, size=256)
+    rows, targets = fit["identity"], fit[FIT_TARGETS]
+    assert len(rows) >= 3 and rows.keys() == targets.keys()
     for b, r in rows.items():
-        assert r["width_cv_target"] > 2 * r["width_cv"], (b, r)
+        t = targets[b]
+        assert t["width_cv"] > 2 * r["width_cv"], (b, r, t)
         if b >= 3 and np.isfinite(r["taper"]):
-            assert r["taper"] > 0.85 and r["taper_target"] < 0.7, (b, r)
-    table = format_fit_table({"identity": rows})
+            assert r["taper"] > 0.85 and t["taper"] < 0.7, (b, r, t)
+    table = format_fit_table(fit)
     assert "width_cv [targets]" in table and "taper [identity]" in table

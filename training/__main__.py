@@ -120,12 +120,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.fit:
         from .evaluate import format_fit_table, tied_fit
 
-        fit = {label: tied_fit(fn) for label, fn in refiners.items()}
+        fit = tied_fit(refiners)
         print()
         print(format_fit_table(fit))
     if args.json:
         for label, res in fit.items():
-            rows[label]["fit"] = {f"w{b:g}": v for b, v in res.items()}
+            rows.setdefault(label, {})["fit"] = {f"w{b:g}": v for b, v in res.items()}
         for label, res in real.items():
             rows[label]["real"] = {f"{g} t{t:g}": v for (g, t), v in res.items()}
         Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")

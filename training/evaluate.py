@@ -198,51 +198,55 @@ def real_grid(refiners: dict[str, Callable[[np.ndarray], np.ndarray]], cache, en
 
 FIT_WIDTHS = (1.0, 2.0, 3.0, 5.0, 8.0, 12.0)  # bins of the tied samples' input line width
 FIT_METRICS = ("width_cv", "taper")
+FIT_TARGETS = "targets"  # the row of the drawings' own targets
 
 
-def tied_fit(refine: Callable[[np.ndarray], np.ndarray], n: int = 80,
-             size: int = 384) -> dict[float, dict[str, float]]:
-    """Width variation and free-end taper (`realmetrics`) of `refine` on tied synthetic
-    drawings, next to their targets' own: how much of its training data's hand-drawn look a
-    style shows (the targets' values are the most it could), by the real renders' metrics.
+def tied_fit(refiners: dict[str, Callable[[np.ndarray], np.ndarray]], n: int = 80,
+             size: int = 384) -> dict[str, dict[float, dict[str, float]]]:
+    """Width variation and free-end taper (`realmetrics`) of each refiner on tied synthetic
+    drawings, next to the targets' own (row FIT_TARGETS): how much of its training data's
+    hand-drawn look a style shows (the targets' values are the most it could), by the real
+    renders' metrics.
 
     Drawings use seeds past the evaluation set's (never trained on); each goes to the bin of
-    FIT_WIDTHS nearest its line width (log scale). Medians per bin, NaN where no stroke counted.
+    FIT_WIDTHS nearest its line width (log scale). Medians per bin, NaN where no stroke counted;
+    every row also counts its bin's drawings.
     """
     from training.evalset import EVAL_SEED_BASE
     from training.realmetrics import real_metrics
     from training.synth import synth_sample
 
-    per: dict[float, list[dict[str, float]]] = {}
+    per: dict[str, dict[float, list[dict[str, float]]]] = {}
     for i in range(n):
         s = synth_sample(EVAL_SEED_BASE + 2 * 10**6 + i, size, tied=True)
-        out = real_metrics(s.input, _as_image(refine(s.input.copy()), s.input.shape))
         own = real_metrics(s.input, s.target)
-        if not out or not own:
+        if not own:  # no line in the input
             continue
-        row = {k: out.get(k, np.nan) for k in FIT_METRICS}
-        row.update({f"{k}_target": own.get(k, np.nan) for k in FIT_METRICS})
-        per.setdefault(min(FIT_WIDTHS, key=lambda t: abs(np.log(s.width / t))), []).append(row)
-    out_rows = {}
-    for b, rows in sorted(per.items()):
-        agg = {}
-        for k in rows[0]:
-            v = [r[k] for r in rows if np.isfinite(r[k])]
-            agg[k] = float(np.median(v)) if v else float("nan")
-        agg["drawings"] = float(len(rows))
-        out_rows[b] = agg
-    return out_rows
+        b = min(FIT_WIDTHS, key=lambda t: abs(np.log(s.width / t)))
+        results = {FIT_TARGETS: own}
+        for label, fn in refiners.items():
+            results[label] = real_metrics(s.input, _as_image(fn(s.input.copy()), s.input.shape))
+        for label, r in results.items():
+            per.setdefault(label, {}).setdefault(b, []).append({k: r.get(k, np.nan) for k in FIT_METRICS})
+    out: dict[str, dict[float, dict[str, float]]] = {}
+    for label, bins in per.items():
+        out[label] = {}
+        for b, rows in sorted(bins.items()):
+            agg = {}
+            for k in FIT_METRICS:
+                v = [r[k] for r in rows if np.isfinite(r[k])]
+                agg[k] = float(np.median(v)) if v else float("nan")
+            agg["drawings"] = float(len(rows))
+            out[label][b] = agg
+    return out
 
 
 def format_fit_table(rows: dict[str, dict[float, dict[str, float]]]) -> str:
-    """A row per (metric, style) and one for the targets, a column per width bin."""
+    """A row per (metric, row of tied_fit), a column per width bin, and the drawings per bin."""
     bins = sorted({b for res in rows.values() for b in res})
     head = ["tied drawings: width"] + [f"{b:g}" for b in bins]
-    body = []
+    body = [[f"{k} [{label}]"] + [f"{res.get(b, {}).get(k, np.nan):.3f}" for b in bins]
+            for k in FIT_METRICS for label, res in rows.items()]
     first = next(iter(rows.values()), {})
-    for k in FIT_METRICS:
-        body.append([f"{k} [targets]"] + [f"{first.get(b, {}).get(f'{k}_target', np.nan):.3f}" for b in bins])
-        for style, res in rows.items():
-            body.append([f"{k} [{style}]"] + [f"{res.get(b, {}).get(k, np.nan):.3f}" for b in bins])
     body.append(["drawings"] + [f"{first.get(b, {}).get('drawings', 0):.0f}" for b in bins])
     return "\n".join(_aligned(head, body))
