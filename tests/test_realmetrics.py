@@ -219,3 +219,15 @@ def test_tied_fit_sets_the_targets_hand_drawn_look_beside_the_styles():
             assert r["taper"] > 0.85 and t["taper"] < 0.7, (b, r, t)
     table = format_fit_table(fit)
     assert "width_cv [targets]" in table and "taper [identity]" in table
+
+
+def test_free_ends_are_the_strokes_tips_and_a_ring_has_none():
+    from training.realmetrics import free_ends
+
+    tips = np.array([(50, 30), (50, 210), (150, 30), (150, 210), (80, 40), (125, 200)], float)
+    found = free_ends(frame(6.0))
+    assert len(found) == 6, found
+    assert np.all(np.min(np.hypot(*(found[:, None, :] - tips[None]).transpose(2, 0, 1)), axis=0) <= 4.0), found
+    yy, xx = np.mgrid[0:200, 0:200]
+    ring = np.clip(3.5 - np.abs(np.hypot(yy - 100, xx - 100) - 60), 0, 1).astype(np.float32)
+    assert len(free_ends(ring)) == 0

@@ -85,3 +85,32 @@ def test_nib_renders_draw_the_tied_targets_thick_thin_with_freestyle():
     recall, ratio, cv_plain, cv_nib = (float(v) for v in r.stdout.split("RESULT")[1].split())
     assert recall > 0.99 and 0.9 < ratio < 1.6, (recall, ratio)  # the same lines, the nib's mean width
     assert cv_plain < 0.06 and cv_nib > 2 * cv_plain, (cv_plain, cv_nib)
+
+
+def test_free_end_sheet_centres_each_row_on_a_tip_of_the_input(tmp_path):
+    """`evaluate --ends`: a row per free end, every refiner's crop of the same place; the input's
+    column has ink at the centre of its cells, a refiner that erases everything none."""
+    from test_realmetrics import frame
+    from training.evaluate import free_end_sheet
+
+    entries = []
+    for t in (3, 8):  # a set of two passes (lines in alpha) whose strokes end inside the frame
+        x = np.pad(frame(float(t)), 60)
+        rgba = np.zeros(x.shape + (4,), np.uint8)
+        rgba[..., 3] = np.rint(x * 255)
+        cv2.imwrite(str(tmp_path / f"s{t}.png"), rgba)
+        entries.append({"scene": "strokes", "thickness": t, "height": 720, "samples": 8, "modifier": "",
+                        "pass": f"s{t}.png"})
+    cell = 64
+    sheet = free_end_sheet({"input": lambda x: x, "erased": lambda x: np.zeros_like(x)}, tmp_path,
+                           entries, per=1, cell=cell)
+    rows = (sheet.shape[0] - 22) // (cell + 6)
+    assert rows == 2 and sheet.shape[1] == 96 + 2 * (cell + 6), sheet.shape
+    for r in range(rows):
+        top = 22 + r * (cell + 6) + 3
+        inp = sheet[top:top + cell, 96 + 3:96 + 3 + cell]
+        erased = sheet[top:top + cell, 96 + cell + 9:96 + 2 * cell + 9]
+        c = cell // 2
+        assert inp[c - 4:c + 4, c - 4:c + 4].min() < 128, r  # the stroke's tip is at the centre
+        assert inp[:6].min() == 255 or inp[-6:].min() == 255 or inp[:, :6].min() == 255 or inp[:, -6:].min() == 255, r
+        assert erased.min() == 255, r

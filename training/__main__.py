@@ -116,6 +116,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
             cv2.imwrite(args.grid, real_grid(refiners, cache, entries))
             print(f"picture grid written: {args.grid}")
+        if args.ends:
+            import cv2
+
+            from .evaluate import free_end_sheet
+
+            cv2.imwrite(args.ends, free_end_sheet(refiners, cache, entries))
+            print(f"free-end sheet written: {args.ends}")
     fit = {}
     if args.fit:
         from .evaluate import format_fit_table, tied_fit
@@ -205,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--fit", action="store_true",
                    help="also score width variation and taper on tied synthetic drawings, next to their targets' own")
     e.add_argument("--grid", help="with --real: write a picture grid (input | outputs, a row per thickness) here")
+    e.add_argument("--ends", help="with --real: write crops of free ends (input | outputs, two a thickness) here")
     e.set_defaults(func=cmd_evaluate)
     x = sub.add_parser("export", help="add the LiteRT (.tflite) file to existing .keras styles")
     x.add_argument("styles", nargs="+", help="style names or .keras paths")
@@ -214,6 +222,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--rebuild", action="store_true", help="render everything again")
     r.set_defaults(func=cmd_realset)
     args = p.parse_args(argv)
+    if args.cmd == "evaluate" and (args.grid or args.ends) and not args.real:
+        p.error("--grid and --ends picture the real renders: add --real out/realset (built by `realset`)")
     return args.func(args)
 
 

@@ -196,6 +196,58 @@ def real_grid(refiners: dict[str, Callable[[np.ndarray], np.ndarray]], cache, en
     return np.rint(np.concatenate([top, sheet], axis=0) * 255).astype(np.uint8)
 
 
+def free_end_sheet(refiners: dict[str, Callable[[np.ndarray], np.ndarray]], cache, entries: list[dict],
+                   thicknesses: tuple[float, ...] = (1, 2, 3, 5, 8, 12), per: int = 2,
+                   cell: int = 128) -> np.ndarray:
+    """A picture sheet (uint8, white paper) of free ends, where the taper metric looks: a row per
+    end (`per` ends a thickness, each from another scene of the 720p anti-aliased renders), a
+    column per refiner; each crop is centred on the input's end, 8 line widths + 32 px across,
+    scaled to `cell` px."""
+    import cv2
+
+    from training.realmetrics import free_ends
+    from training.realset import load_pass
+
+    rows = []
+    for t in thicknesses:
+        found = 0
+        for e in entries:
+            if found >= per or real_group(e) != "720p AA" or float(e["thickness"]) != float(t):
+                continue
+            x = load_pass(cache, e)
+            half = int(4 * t + 16)
+            h, w = x.shape
+            pts = [(y, xx) for y, xx in free_ends(x) if half <= y < h - half and half <= xx < w - half]
+            if not pts:
+                continue
+            # The loneliest end of a stroke at least half a crop long: a stroke's own tip, not a
+            # line running into dense detail or a broken fragment.
+            ink = [float(x[p[0] - half:p[0] + half, p[1] - half:p[1] + half].sum()) for p in pts]
+            long = [i for i in range(len(pts)) if ink[i] >= half * t]
+            if not long:
+                continue
+            y, xx = pts[min(long, key=lambda i: ink[i])]
+            outs = [_as_image(fn(x.copy()), x.shape) for fn in refiners.values()]
+            line = []
+            for a in outs:
+                crop = a[y - half:y + half, xx - half:xx + half]
+                crop = cv2.resize(crop, (cell, cell), interpolation=cv2.INTER_NEAREST if 2 * half < cell else cv2.INTER_AREA)
+                line.append(np.pad(1.0 - crop, 3, constant_values=1.0))
+            label = np.ones((cell + 6, 96), np.float32)
+            cv2.putText(label, f"{t:g} px", (4, cell // 2), cv2.FONT_HERSHEY_SIMPLEX, 0.45, 0.0, 1, cv2.LINE_AA)
+            cv2.putText(label, e["scene"], (4, cell // 2 + 18), cv2.FONT_HERSHEY_SIMPLEX, 0.4, 0.0, 1, cv2.LINE_AA)
+            rows.append(np.concatenate([label] + line, axis=1))
+            found += 1
+    if not rows:
+        raise ValueError("no free ends in the anti-aliased 720p renders of the real-render set; rebuild it with "
+                         "`python -m training realset --rebuild`")
+    sheet = np.concatenate(rows, axis=0)
+    top = np.ones((22, sheet.shape[1]), np.float32)
+    for i, name in enumerate(refiners):
+        cv2.putText(top, name, (96 + i * (cell + 6) + 4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.4, 0.0, 1, cv2.LINE_AA)
+    return np.rint(np.concatenate([top, sheet], axis=0) * 255).astype(np.uint8)
+
+
 FIT_WIDTHS = (1.0, 2.0, 3.0, 5.0, 8.0, 12.0)  # bins of the tied samples' input line width
 FIT_METRICS = ("width_cv", "taper")
 FIT_TARGETS = "targets"  # the row of the drawings' own targets

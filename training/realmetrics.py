@@ -70,6 +70,36 @@ def cross_sections(cov: np.ndarray, pts: np.ndarray, tangent: tuple[np.ndarray, 
     return samples.sum(axis=1) * step
 
 
+def _ends_and_joins(skel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Centerline pixels with one neighbour (ends) and with three or more (junctions)."""
+    nb = _neighbour_count(skel) * skel
+    return skel & (nb == 1), skel & (nb >= 3)
+
+
+def _inside(shape: tuple[int, int], w_in: float) -> np.ndarray:
+    """True farther from the frame's edge than a cross-section of a w_in-wide line reaches."""
+    h, w = shape
+    inside = np.zeros(shape, bool)
+    b = int(np.ceil(w_in / 2 + 3)) + 1
+    inside[b:h - b, b:w - b] = True
+    return inside
+
+
+def _loose_ends(skel: np.ndarray, w_in: float) -> np.ndarray:
+    """Points (y, x) of centerline ends inside the frame and clear of junctions: the candidate
+    free ends whose taper `real_metrics` measures."""
+    ends, joins = _ends_and_joins(skel)
+    return np.argwhere(ends & _inside(skel.shape, w_in) & _far_from(joins, w_in / 2 + 7))
+
+
+def free_ends(x: np.ndarray) -> np.ndarray:
+    """Points (y, x) of the input's free ends: the candidates the taper metric starts from
+    (before it drops ends where a line runs into a filled area), for pictures of them."""
+    x = np.asarray(x, np.float32)
+    skel = skeleton(x)
+    return _loose_ends(skel, max(line_width(x), 1.0)) if skel.any() else np.zeros((0, 2), np.int64)
+
+
 def real_metrics(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
     """Metrics of output `y` against input `x` (both coverage, same shape); NaN where undefined."""
     x, y = np.asarray(x, np.float32), np.asarray(y, np.float32)
@@ -78,13 +108,9 @@ def real_metrics(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
     if not skel.any():
         return {}
     w_in = max(line_width(x), 1.0)
-    nb = _neighbour_count(skel) * skel
-    ends, joins = skel & (nb == 1), skel & (nb >= 3)
+    ends, joins = _ends_and_joins(skel)
     reach = w_in / 2 + 3
-    h, w = x.shape
-    border = np.zeros_like(skel)
-    b = int(np.ceil(reach)) + 1
-    border[b:h - b, b:w - b] = True
+    border = _inside(skel.shape, w_in)
     mid = skel & _far_from(ends, w_in + 2) & border  # the centerline away from free ends
     out_ink = ink_mask(y)
     r = {}
@@ -139,7 +165,7 @@ def real_metrics(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
     r["width_cv"] = float(np.median(cv_out)) if cv_out else nan
     stroke_in = float(np.median(sx)) if len(sx) else nan
     stroke_out = float(np.median(sy)) if len(sy) else nan
-    free = np.argwhere(ends & border & _far_from(joins, reach + 2))
+    free = _loose_ends(skel, w_in)
     # Free ends of one clean line in the input (not where a line runs into a filled block).
     ex = cross_sections(x_s, free, tangent, reach)
     free = free[np.abs(ex - stroke_in) < 0.3 * stroke_in] if len(free) else free
