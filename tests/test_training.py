@@ -77,21 +77,30 @@ def test_evaluate_prints_table_and_json(tmp_path, random_style) -> None:
 
 
 def test_training_defaults_build_the_shipped_architecture() -> None:
-    """A studio style trained with the defaults gets the same network and recipe as the bundled one.
+    """A studio style trained with the defaults gets the same network and recipe as the bundled
+    one's first 4000 steps.
 
-    The bundled style then went on for 1000 steps with `--slit-weight 40` (its `resumed_from`
-    holds the first command); the defaults leave that term off, as it is untried on drawings."""
+    The bundled style then went on from that checkpoint with `--slit-weight 40`, then with
+    `--trim-weight 10 --trim-from 5` (each stage's state under `resumed_from`); the defaults
+    leave those terms off, as they are untried on drawings."""
     from linerelifer_addon.worker import model as models
     from training.train import TrainConfig
 
     shipped = json.loads((ROOT / "linerelifer_addon" / "styles" / "default.json").read_text())
-    config = shipped["training"]["config"]
+    stages = [shipped["training"]]
+    while stages[-1].get("resumed_from"):
+        stages.append(stages[-1]["resumed_from"])
+    first, last = stages[-1]["config"], stages[0]["config"]
     cfg = TrainConfig()
-    assert cfg.arch == shipped["arch"] == config["arch"]
-    assert tuple(cfg.widths) == tuple(config["widths"]) and cfg.stem == config["stem"]
-    for key in ("basis", "ink_weight", "mark_weight", "speck_weight", "gap_weight", "trim_weight", "cut_weight",
-                "gan_weight", "shift_weight", "ema", "lr_schedule", "target"):
-        assert getattr(cfg, key) == config[key], key
+    assert len(stages) == 3 and cfg.arch == shipped["arch"] == first["arch"] == last["arch"]
+    assert tuple(cfg.widths) == tuple(first["widths"]) == tuple(last["widths"]) and cfg.stem == first["stem"]
+    keys = ("basis", "ink_weight", "mark_weight", "speck_weight", "gap_weight", "trim_weight", "cut_weight",
+            "gan_weight", "shift_weight", "ema", "lr_schedule", "target", "batch", "crop", "lr", "seed")
+    for key in keys:
+        assert getattr(cfg, key) == first[key], key
+    changed = {k for k in keys if last[k] != first[k]}
+    assert changed == {"trim_weight"} and last["slit_weight"] == 40 and last["trim_from"] == 5, changed
+    assert (cfg.slit_weight, cfg.trim_weight, cfg.trim_from) == (0.0, 0.0, 0)
     assert shipped["parameters"] == models.build_generator(cfg.arch, tuple(cfg.widths), cfg.stem, cfg.basis).count_params()
 
 
