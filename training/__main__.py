@@ -109,18 +109,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         real = {label: evaluate_real(fn, cache, entries, shift=not args.no_shift) for label, fn in refiners.items()}
         print()
         print(format_real_table(real))
+        import cv2
+
+        from .evaluate import free_end_sheet, real_grid
+
         if args.grid:
-            import cv2
-
-            from .evaluate import real_grid
-
             cv2.imwrite(args.grid, real_grid(refiners, cache, entries))
             print(f"picture grid written: {args.grid}")
         if args.ends:
-            import cv2
-
-            from .evaluate import free_end_sheet
-
             cv2.imwrite(args.ends, free_end_sheet(refiners, cache, entries))
             print(f"free-end sheet written: {args.ends}")
     fit = {}

@@ -165,35 +165,43 @@ def _aligned(head: list[str], body: list[list[str]]) -> list[str]:
     return [fmt(head), "  ".join("-" * wd for wd in widths)] + [fmt(r) for r in body]
 
 
+def _picture_sheet(names: list[str], rows: list[tuple[list[str], list[np.ndarray]]], label_width: int) -> np.ndarray:
+    """A picture sheet (uint8, white paper): a header of `names`, then a row per (label lines,
+    crops of coverage), each crop drawn as ink on paper in a 3 px white frame."""
+    import cv2
+
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    lines = []
+    for labels, crops in rows:
+        line = np.concatenate([np.pad(1.0 - c, 3, constant_values=1.0) for c in crops], axis=1)
+        label = np.ones((line.shape[0], label_width), np.float32)
+        for j, text in enumerate(labels):
+            cv2.putText(label, text, (4, line.shape[0] // 2 + 18 * j), font, 0.45 if j == 0 else 0.4, 0.0, 1,
+                        cv2.LINE_AA)
+        lines.append(np.concatenate([label, line], axis=1))
+    sheet = np.concatenate(lines, axis=0)
+    top = np.ones((22, sheet.shape[1]), np.float32)
+    step = rows[0][1][0].shape[1] + 6
+    for i, name in enumerate(names):
+        cv2.putText(top, name, (label_width + i * step + 6, 16), font, 0.45, 0.0, 1, cv2.LINE_AA)
+    return np.rint(np.concatenate([top, sheet], axis=0) * 255).astype(np.uint8)
+
+
 def real_grid(refiners: dict[str, Callable[[np.ndarray], np.ndarray]], cache, entries: list[dict],
               scene: str = "figure", size: int = 192) -> np.ndarray:
     """A picture sheet (uint8, white paper): a row per thickness of `scene` (720p, anti-aliased),
     a column per refiner, each cell the same inkiest crop, refined as a whole frame."""
-    import cv2
-
     from training.realset import load_pass
 
-    rows = [e for e in entries if e["scene"] == scene and real_group(e) == "720p AA"]
-    rows.sort(key=lambda e: e["thickness"])
-    head = 22
-    cells = []
-    for e in rows:
+    picked = sorted((e for e in entries if e["scene"] == scene and real_group(e) == "720p AA"),
+                    key=lambda e: e["thickness"])
+    rows = []
+    for e in picked:
         x = load_pass(cache, e)
         y0, x0 = _inky_window(x, size)
-        row = []
-        for fn in refiners.values():
-            out = _as_image(fn(x.copy()), x.shape)[y0:y0 + size, x0:x0 + size]
-            row.append(np.pad(1.0 - out, 3, constant_values=1.0))
-        line = np.concatenate(row, axis=1)
-        label = np.ones((line.shape[0], 56), np.float32)
-        cv2.putText(label, f"{e['thickness']:g} px", (4, line.shape[0] // 2), cv2.FONT_HERSHEY_SIMPLEX, 0.45, 0.0, 1,
-                    cv2.LINE_AA)
-        cells.append(np.concatenate([label, line], axis=1))
-    sheet = np.concatenate(cells, axis=0)
-    top = np.ones((head, sheet.shape[1]), np.float32)
-    for i, name in enumerate(refiners):
-        cv2.putText(top, name, (56 + i * (size + 6) + 6, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, 0.0, 1, cv2.LINE_AA)
-    return np.rint(np.concatenate([top, sheet], axis=0) * 255).astype(np.uint8)
+        crops = [_as_image(fn(x.copy()), x.shape)[y0:y0 + size, x0:x0 + size] for fn in refiners.values()]
+        rows.append(([f"{e['thickness']:g} px"], crops))
+    return _picture_sheet(list(refiners), rows, 56)
 
 
 def free_end_sheet(refiners: dict[str, Callable[[np.ndarray], np.ndarray]], cache, entries: list[dict],
@@ -218,8 +226,6 @@ def free_end_sheet(refiners: dict[str, Callable[[np.ndarray], np.ndarray]], cach
             half = int(4 * t + 16)
             h, w = x.shape
             pts = [(y, xx) for y, xx in free_ends(x) if half <= y < h - half and half <= xx < w - half]
-            if not pts:
-                continue
             # The loneliest end of a stroke at least half a crop long: a stroke's own tip, not a
             # line running into dense detail or a broken fragment.
             ink = [float(x[p[0] - half:p[0] + half, p[1] - half:p[1] + half].sum()) for p in pts]
@@ -227,25 +233,15 @@ def free_end_sheet(refiners: dict[str, Callable[[np.ndarray], np.ndarray]], cach
             if not long:
                 continue
             y, xx = pts[min(long, key=lambda i: ink[i])]
-            outs = [_as_image(fn(x.copy()), x.shape) for fn in refiners.values()]
-            line = []
-            for a in outs:
-                crop = a[y - half:y + half, xx - half:xx + half]
-                crop = cv2.resize(crop, (cell, cell), interpolation=cv2.INTER_NEAREST if 2 * half < cell else cv2.INTER_AREA)
-                line.append(np.pad(1.0 - crop, 3, constant_values=1.0))
-            label = np.ones((cell + 6, 96), np.float32)
-            cv2.putText(label, f"{t:g} px", (4, cell // 2), cv2.FONT_HERSHEY_SIMPLEX, 0.45, 0.0, 1, cv2.LINE_AA)
-            cv2.putText(label, e["scene"], (4, cell // 2 + 18), cv2.FONT_HERSHEY_SIMPLEX, 0.4, 0.0, 1, cv2.LINE_AA)
-            rows.append(np.concatenate([label] + line, axis=1))
+            scale = cv2.INTER_NEAREST if 2 * half < cell else cv2.INTER_AREA
+            crops = [cv2.resize(_as_image(fn(x.copy()), x.shape)[y - half:y + half, xx - half:xx + half],
+                                (cell, cell), interpolation=scale) for fn in refiners.values()]
+            rows.append(([f"{t:g} px", e["scene"]], crops))
             found += 1
     if not rows:
         raise ValueError("no free ends in the anti-aliased 720p renders of the real-render set; rebuild it with "
                          "`python -m training realset --rebuild`")
-    sheet = np.concatenate(rows, axis=0)
-    top = np.ones((22, sheet.shape[1]), np.float32)
-    for i, name in enumerate(refiners):
-        cv2.putText(top, name, (96 + i * (cell + 6) + 4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.4, 0.0, 1, cv2.LINE_AA)
-    return np.rint(np.concatenate([top, sheet], axis=0) * 255).astype(np.uint8)
+    return _picture_sheet(list(refiners), rows, 96)
 
 
 FIT_WIDTHS = (1.0, 2.0, 3.0, 5.0, 8.0, 12.0)  # bins of the tied samples' input line width

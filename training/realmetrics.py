@@ -76,11 +76,16 @@ def _ends_and_joins(skel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return skel & (nb == 1), skel & (nb >= 3)
 
 
+def _reach(w_in: float) -> float:
+    """How far either side of a w_in-wide line's centerline its ink (and anti-aliasing) can lie."""
+    return w_in / 2 + 3
+
+
 def _inside(shape: tuple[int, int], w_in: float) -> np.ndarray:
     """True farther from the frame's edge than a cross-section of a w_in-wide line reaches."""
     h, w = shape
     inside = np.zeros(shape, bool)
-    b = int(np.ceil(w_in / 2 + 3)) + 1
+    b = int(np.ceil(_reach(w_in))) + 1
     inside[b:h - b, b:w - b] = True
     return inside
 
@@ -89,7 +94,7 @@ def _loose_ends(skel: np.ndarray, w_in: float) -> np.ndarray:
     """Points (y, x) of centerline ends inside the frame and clear of junctions: the candidate
     free ends whose taper `real_metrics` measures."""
     ends, joins = _ends_and_joins(skel)
-    return np.argwhere(ends & _inside(skel.shape, w_in) & _far_from(joins, w_in / 2 + 7))
+    return np.argwhere(ends & _inside(skel.shape, w_in) & _far_from(joins, _reach(w_in) + 4))
 
 
 def free_ends(x: np.ndarray) -> np.ndarray:
@@ -109,7 +114,7 @@ def real_metrics(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
         return {}
     w_in = max(line_width(x), 1.0)
     ends, joins = _ends_and_joins(skel)
-    reach = w_in / 2 + 3
+    reach = _reach(w_in)
     border = _inside(skel.shape, w_in)
     mid = skel & _far_from(ends, w_in + 2) & border  # the centerline away from free ends
     out_ink = ink_mask(y)
