@@ -154,14 +154,24 @@ def test_gray_drawings_write_back_as_rgb_would(color, strength: float) -> None:
 @pytest.mark.parametrize("channels", [2, 4])
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
 @pytest.mark.parametrize("color", [None, (0.8, 0.1, 0.3)])
-def test_integer_passes_write_back_as_float_passes_would(channels: int, dtype, color) -> None:
+@pytest.mark.parametrize("adjacent", [True, False])
+def test_integer_passes_write_back_as_float_passes_would(channels: int, dtype, color, adjacent: bool) -> None:
     """8/16-bit passes are written back in their own integers; they must equal what the float
-    path gives for the same pass as float32, rounded to the file's type."""
+    path gives for the same pass as float32, rounded to the file's type. A pass whose
+    channels are not adjacent in memory (every other channel of a wider array) takes the
+    per-channel path instead of the whole-pixel one."""
     top = np.iinfo(dtype).max
     px = np.zeros(COV.shape + (channels,), np.float32)
-    px[..., :-1] = np.linspace(0.1, 0.9, channels - 1)
+    # Each pixel its own colour: where the input had ink its colour is kept, elsewhere the
+    # typical one is used, and the two must give different results.
+    jitter = np.random.default_rng(3).uniform(-0.05, 0.05, COV.shape + (channels - 1,))
+    px[..., :-1] = np.linspace(0.1, 0.9, channels - 1) + jitter
     px[..., -1] = COV
     ints = np.rint(px * top).astype(dtype)
+    if not adjacent:
+        wide = np.zeros(COV.shape + (2 * channels,), dtype)
+        wide[..., ::2] = ints
+        ints = wide[..., ::2]
     refined = np.clip(np.roll(COV, 2, axis=0) * 0.9, 0, 1)
     fast = from_coverage(to_coverage(ints), refined, strength=1.3, color=color)
     slow = from_coverage(to_coverage(ints.astype(np.float32) / top), refined, strength=1.3, color=color)
