@@ -31,7 +31,7 @@ def test_tiled_equals_untiled(style: str, request: pytest.FixtureRequest) -> Non
     img = line_image(1000, 700, seed=1)
     whole = engine.refine_whole(img)
     worst = 0.0
-    for tile in (176, 256, 520):  # none divides the image
+    for tile in (176, 256, 520, (176, 520)):  # none divides the image
         tiled = engine.refine(img, tile=tile, skip_blank=False)
         assert tiled.shape == img.shape
         worst = max(worst, float(np.abs(tiled - whole).max()))
@@ -77,8 +77,9 @@ def test_blank_tiles_skipped_only_when_blank_maps_to_blank(default_style) -> Non
     assert np.abs(skipped - full).max() <= 1e-3
 
 
-@pytest.mark.parametrize("h, w, tile", [(1000, 700, 256), (1, 20000, 512), (20000, 1, 512), (1, 1, 176), (433, 97, 512)])
-def test_banded_equals_whole(h: int, w: int, tile: int) -> None:
+@pytest.mark.parametrize("h, w, tile", [(1000, 700, 256), (1000, 700, (176, 520)), (1000, 700, (520, 176)),
+                                        (1, 20000, 512), (20000, 1, 512), (1, 1, 176), (433, 97, 512)])
+def test_banded_equals_whole(h: int, w: int, tile) -> None:
     """The streamed run: the whole-image result, every row fetched once, top to bottom,
     and never more than a tile row's window held."""
     margin, align = 40, 8
@@ -109,20 +110,34 @@ def test_banded_equals_whole(h: int, w: int, tile: int) -> None:
     np.testing.assert_array_equal(got, expected)
     assert fetched[0][0] == 0 and fetched[-1][1] == h
     assert all(a[1] == b[0] for a, b in zip(fetched, fetched[1:])), "rows fetched twice or skipped"
-    assert max(y1 - y0 for y0, y1 in fetched) <= tile
+    assert max(y1 - y0 for y0, y1 in fetched) <= tiling.tile_shape(tile)[0]
     fetched.clear()
     assert not tiling.run_banded(h, w, fetch, lambda y0, band: None, infer, tile, margin, align,
                                  should_stop=lambda: True)
     assert fetched == [], "a stopped run asked for rows"
 
 
-def test_big_frames_take_lean_tiles_when_large_ones_save_little() -> None:
-    """1080p fits two 1184² tiles (2.8 Mpx computed against 3.25 with 736²), so it takes them; 4K
-    computes the same 11.2 Mpx with 864² tiles as with 1184², so it takes the leaner ones."""
+def test_auto_tile_takes_the_cheapest_shape_within_the_memory_bound() -> None:
+    """Tiles need not be square: 1080p takes one row of two 1184×1056 tiles (2.57 Mpx computed,
+    where two squares of 1184² computed 2.87). Whatever the frame, the shape is the cheapest of
+    all on the 16 px grid with at most hi² pixels and sides up to 2·hi (a brute-force search)."""
+    m, a, hi = 48, 8, 1280
+    assert tiling.auto_tile(1080, 1920, m, a, hi=hi) == (1184, 1056)
+    assert tiling.tile_cost(1080, 1920, (1184, 1056), m) < 0.9 * tiling.tile_cost(1080, 1920, 1184, m)
+    sides = range(112, 2 * hi + 1, 16)
+    for h, w in [(1080, 1920), (2160, 3840), (720, 1280), (500, 3100), (3020, 500), (100, 100), (1, 9000)]:
+        th, tw = tiling.auto_tile(h, w, m, a, hi=hi)
+        assert th * tw <= hi * hi and max(th, tw) <= 2 * hi and th % a == tw % a == 0 and min(th, tw) > 2 * m
+        brute = min(tiling.tile_cost(h, w, (y, x), m) for y in sides for x in sides if y * x <= hi * hi)
+        assert tiling.tile_cost(h, w, (th, tw), m) == brute, (h, w)
+
+
+def test_lean_tiles_are_taken_when_large_ones_save_little() -> None:
+    """With a lean bound, the best shape within it is taken unless the larger one saves over 5 %."""
     m, a = 48, 8
-    assert tiling.auto_tile(1080, 1920, m, a, hi=1280) == 1184
-    assert tiling.auto_tile(1080, 1920, m, a, hi=1280, lo_memory=896) == 1184
-    assert tiling.auto_tile(2160, 3840, m, a, hi=1280) == 1184
-    assert tiling.auto_tile(2160, 3840, m, a, hi=1280, lo_memory=896) == 864
-    cost = lambda t: tiling.tile_cost(2160, 3840, t, m)  # noqa: E731
-    assert cost(864) <= 1.05 * cost(1184)
+    big = tiling.auto_tile(780, 2060, m, a, hi=1280)
+    lean = tiling.auto_tile(780, 2060, m, a, hi=1280, lo_memory=896)
+    assert big == (880, 1136) and lean == (880, 784)
+    assert tiling.tile_cost(780, 2060, lean, m) <= 1.05 * tiling.tile_cost(780, 2060, big, m)
+    # 1080p: the lean bound's best (four tiles) computes 10 % more, so the larger tiles stay.
+    assert tiling.auto_tile(1080, 1920, m, a, hi=1280, lo_memory=896) == (1184, 1056)

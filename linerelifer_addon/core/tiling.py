@@ -31,55 +31,78 @@ def round_up(n: int, k: int) -> int:
     return -(-n // k) * k
 
 
-def check_tile(tile: int, margin: int, align: int) -> None:
+def tile_shape(tile: int | tuple[int, int]) -> tuple[int, int]:
+    """(height, width) of a tile size given as one number (a square) or as a pair."""
+    if isinstance(tile, (tuple, list)):
+        return int(tile[0]), int(tile[1])
+    return int(tile), int(tile)
+
+
+def check_tile(tile: int | tuple[int, int], margin: int, align: int) -> None:
     if margin % align:
         raise ValueError(f"margin {margin} is not a multiple of the network stride {align}")
-    if tile % align or tile <= 2 * margin:
-        raise ValueError(
-            f"tile size {tile} must be a multiple of {align} larger than {2 * margin} (twice the margin)")
+    for side in tile_shape(tile):
+        if side % align or side <= 2 * margin:
+            raise ValueError(
+                f"tile size {side} must be a multiple of {align} larger than {2 * margin} (twice the margin)")
 
 
-def plan(h: int, w: int, tile: int, margin: int, align: int) -> list[Tile]:
+def plan(h: int, w: int, tile: int | tuple[int, int], margin: int, align: int) -> list[Tile]:
     """Tiles covering an h×w image; their inner parts (tile - 2·margin) do not overlap."""
     check_tile(tile, margin, align)
-    step = tile - 2 * margin
+    th, tw = tile_shape(tile)
+    step_y, step_x = th - 2 * margin, tw - 2 * margin
     tiles = []
-    for oy in range(0, h, step):
-        for ox in range(0, w, step):
-            tiles.append(Tile(oy - margin, ox - margin, oy, ox, min(oy + step, h), min(ox + step, w)))
+    for oy in range(0, h, step_y):
+        for ox in range(0, w, step_x):
+            tiles.append(Tile(oy - margin, ox - margin, oy, ox, min(oy + step_y, h), min(ox + step_x, w)))
     return tiles
 
 
-def tile_cost(h: int, w: int, tile: int, margin: int) -> int:
+def tile_cost(h: int, w: int, tile: int | tuple[int, int], margin: int) -> int:
     """Pixels computed to cover an h×w frame with `tile`-sized tiles, plus 32k a tile for the
     call overhead."""
-    inner = tile - 2 * margin
-    return -(-h // inner) * -(-w // inner) * (tile * tile + 32768)
+    th, tw = tile_shape(tile)
+    return -(-h // (th - 2 * margin)) * -(-w // (tw - 2 * margin)) * (th * tw + 32768)
 
 
-def auto_tile(h: int, w: int, margin: int, align: int, hi: int = 1280, lo_memory: int | None = None) -> int:
-    """The tile size that computes the fewest pixels for an h×w frame.
+def auto_tile(h: int, w: int, margin: int, align: int, hi: int = 1280,
+              lo_memory: int | None = None) -> tuple[int, int]:
+    """The tile shape (height, width) that computes the fewest pixels for an h×w frame.
 
     Every tile pays its margins, and the last row and column of tiles overhang the frame,
-    so the best size depends on the frame (1080p: two tiles of 1168² compute 2.7 Mpx, eight of
-    624² compute 3.1). `hi` bounds the memory one tile's activations take. With `lo_memory`,
-    the best tile up to that size is taken unless the larger ones save over 5 % of the work:
-    a 4K frame computes 11.2 Mpx with 864² tiles or 1184² alike, at two thirds of the memory.
+    so the best shape depends on the frame. Tiles hold at most hi² pixels (that bounds the
+    memory one tile's activations take), and neither side exceeds 2·hi; they need not be
+    square, which lets a frame be cut into as few, as little overhanging tiles as fit
+    (1080p: two of 1184×1056 compute 2.5 Mpx, where two squares of 1184² computed 2.8).
+    With `lo_memory`, the best shape of at most lo_memory² pixels is taken unless the
+    larger ones save over 5 % of the work.
     """
     step = max(align, 16)
     first = round_up(2 * margin + step, step)
+    side = max(2 * hi, first)
 
-    def best(limit: int) -> tuple[int, int]:
+    def best(area: int) -> tuple[tuple[int, int], int]:
         choice = None
-        for tile in range(first, max(limit, first) + 1, step):
-            cost = tile_cost(h, w, tile, margin)
+        for rows in range(1, -(-h // (first - 2 * margin)) + 1):
+            th = max(first, round_up(-(-h // rows) + 2 * margin, step))
+            widest = min(side, area // th // step * step)
+            if th > side or widest < first:
+                continue
+            # The fewest columns that fit, each as narrow as covers its share of the width:
+            # more columns only add margins.
+            cols = -(-w // (widest - 2 * margin))
+            tw = max(first, round_up(-(-w // cols) + 2 * margin, step))
+            cost = tile_cost(h, w, (th, tw), margin)
             if choice is None or cost < choice[1]:
-                choice = (tile, cost)
+                choice = ((th, tw), cost)
+        if choice is None:  # not even the smallest tile fits the area: take the smallest
+            choice = ((first, first), tile_cost(h, w, first, margin))
         return choice
 
-    big = best(hi)
+    big = best(hi * hi)
     if lo_memory is not None and lo_memory < hi:
-        small = best(lo_memory)
+        small = best(lo_memory * lo_memory)
         if small[1] <= 1.05 * big[1]:
             return small[0]
     return big[0]
@@ -120,12 +143,13 @@ def extract(image: np.ndarray, t: Tile, out: np.ndarray) -> np.ndarray:
     return out
 
 
-def window_is_blank(image: np.ndarray, t: Tile, size: int) -> bool:
+def window_is_blank(image: np.ndarray, t: Tile, size: int | tuple[int, int]) -> bool:
     """True when the tile's whole input window (its receptive field) holds no ink; its
     mirrored part repeats ink from inside it, so only the image part needs looking at."""
     h, w = image.shape[:2]
+    th, tw = tile_shape(size)
     y0, x0 = max(t.y, 0), max(t.x, 0)
-    y1, x1 = min(t.y + size, h), min(t.x + size, w)
+    y1, x1 = min(t.y + th, h), min(t.x + tw, w)
     if y1 <= y0 or x1 <= x0:
         return True
     return not image[y0:y1, x0:x1].any()
@@ -134,7 +158,7 @@ def window_is_blank(image: np.ndarray, t: Tile, size: int) -> bool:
 def run_tiled(
     image: np.ndarray,
     infer: Callable[[np.ndarray], np.ndarray],
-    tile: int,
+    tile: int | tuple[int, int],
     margin: int,
     align: int,
     skip_blank: bool = False,
@@ -169,7 +193,7 @@ def run_banded(
     fetch: Callable[[int, int], np.ndarray],
     emit: Callable[[int, np.ndarray], None],
     infer: Callable[[np.ndarray], np.ndarray],
-    tile: int,
+    tile: int | tuple[int, int],
     margin: int,
     align: int,
     skip_blank: bool = False,
@@ -182,10 +206,11 @@ def run_banded(
     The tiles are run one row of tiles at a time. `fetch(y0, y1)` returns image rows
     y0..y1-1 (each row is asked for once, top to bottom) and `emit(y0, band)` receives the
     finished result rows from y0 on. Only the rows the current tile row reads are held
-    (tile size + one tile step, at most), so memory does not grow with the image.
+    (tile height + one tile step, at most), so memory does not grow with the image.
     """
     tiles = plan(h, w, tile, margin, align)
-    buf = np.zeros((tile, tile), out_dtype)  # infer keeps this dtype: no numpy casts per tile
+    th, tw = tile_shape(tile)
+    buf = np.zeros((th, tw), out_dtype)  # infer keeps this dtype: no numpy casts per tile
     window: np.ndarray | None = None  # image rows win_y0..have-1
     win_y0 = have = 0
     done = 0
@@ -196,7 +221,7 @@ def run_banded(
         while i < len(tiles) and tiles[i].oy0 == oy0:
             row.append(tiles[i])
             i += 1
-        lo, hi = max(oy0 - margin, 0), min(oy0 - margin + tile, h)
+        lo, hi = max(oy0 - margin, 0), min(oy0 - margin + th, h)
         parts = [] if window is None else [window[lo - win_y0:]]
         if hi > have:
             if should_stop is not None and should_stop():
@@ -213,7 +238,7 @@ def run_banded(
             if should_stop is not None and should_stop():
                 return False
             local = Tile(t.y - win_y0, t.x, t.oy0 - win_y0, t.ox0, t.oy1 - win_y0, t.ox1)
-            if not (skip_blank and window_is_blank(window, local, tile)):
+            if not (skip_blank and window_is_blank(window, local, (th, tw))):
                 y = infer(extract(window, local, buf))
                 band[:, t.ox0:t.ox1] = y[t.oy0 - t.y:t.oy1 - t.y, t.ox0 - t.x:t.ox1 - t.x]
             done += 1

@@ -33,11 +33,12 @@ class TiledEngine:
             self.align = int(self.meta["align"])
         except (KeyError, TypeError, ValueError):
             raise StyleError(f"style metadata of {self.path} has no valid margin and align; re-export the style") from None
-        self._blank_max: dict[int, float] = {}
+        self._blank_max: dict[tuple[int, int], float] = {}
 
     @property
     def max_tile(self) -> int:
-        """The largest tile the frame-by-frame choice may pick: it bounds a tile's activations.
+        """The frame-by-frame choice takes tiles of at most max_tile² pixels: that bounds a
+        tile's activations.
 
         A network with full-resolution feature maps (stride 1, like the seed's) holds far more
         memory per tile pixel, so it keeps to smaller tiles.
@@ -46,37 +47,41 @@ class TiledEngine:
 
     @property
     def lean_tile(self) -> int:
-        """Tiles up to this size are preferred when larger ones save little work (big frames)."""
+        """Tiles up to lean_tile² pixels are preferred when larger ones save little work."""
         return min(896, self.max_tile)
 
     def _infer(self, x: np.ndarray) -> np.ndarray:
         """One tile through the network; float16 in gives float16 out, else float32."""
         raise NotImplementedError
 
-    def blank_output(self, tile: int) -> float:
-        """Largest output a blank tile contributes (measured once per tile size).
+    def blank_output(self, tile: int | tuple[int, int]) -> float:
+        """Largest output a blank tile contributes (measured once per tile shape).
 
         Only the tile's inner part (inside the margin) is ever copied into the result; its
         border sees the convolutions' zero padding of intermediate features and may glow
         even when blank paper maps to blank, so it is not measured.
         """
-        if tile not in self._blank_max:
-            y = self._infer(np.zeros((tile, tile), np.float32))
+        th, tw = shape = tiling.tile_shape(tile)
+        if shape not in self._blank_max:
+            y = self._infer(np.zeros(shape, np.float32))
             m = self.margin
-            inner = y[m:tile - m, m:tile - m] if tile > 2 * m else y
-            self._blank_max[tile] = float(inner.max())
-        return self._blank_max[tile]
+            inner = y[m:th - m, m:tw - m] if min(th, tw) > 2 * m else y
+            self._blank_max[shape] = float(inner.max())
+        return self._blank_max[shape]
 
-    def tile_for(self, h: int, w: int, tile: int | None) -> int:
-        """The requested tile size on the stride grid, or the best one for the frame (0/None)."""
+    def tile_for(self, h: int, w: int, tile: int | tuple[int, int] | None) -> tuple[int, int]:
+        """The requested tile size (a side, or height and width) on the stride grid, or the
+        best tile shape for the frame (0/None)."""
         if not tile:
             return tiling.auto_tile(h, w, self.margin, self.align, hi=self.max_tile, lo_memory=self.lean_tile)
-        return tiling.round_up(max(int(tile), 2 * self.margin + self.align), self.align)
+        th, tw = (tiling.round_up(max(side, 2 * self.margin + self.align), self.align)
+                  for side in tiling.tile_shape(tile))
+        return th, tw
 
     def refine(
         self,
         coverage: np.ndarray,
-        tile: int | None = None,
+        tile: int | tuple[int, int] | None = None,
         skip_blank: bool = True,
         progress: Callable[[int, int], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
