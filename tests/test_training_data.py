@@ -164,6 +164,24 @@ def test_degrade_is_deterministic_and_jitter_is_small():
     assert line_prf(j, x, tol=1.0)["f1"] > 0.99  # lines move by well under a pixel
 
 
+def test_aliased_inputs_are_point_sampled_and_off_changes_nothing():
+    """`aliased` turns an input into hard ink/paper pixels, ink where a pixel's centre lies in a
+    stroke (the anti-aliased coverage at least a half, so the ink area stays); at 0 the result
+    is the same as without it, rng and all."""
+    x, _ = synth_pair(7)
+    kw = dict(gaps=(2, 2), specks=(2, 2), spurs=(1, 1), jitter=0.0)
+    soft = degrade(x, np.random.default_rng(5), **kw)
+    assert np.array_equal(soft, degrade(x, np.random.default_rng(5), aliased=0.0, **kw))
+    assert ((soft > 0.05) & (soft < 0.95)).mean() > 0.01
+    hard = degrade(x, np.random.default_rng(5), aliased=1.0, **kw)
+    assert set(np.unique(hard)) == {0.0, 1.0}
+    assert np.array_equal(hard, (soft >= 0.5).astype(np.float32))
+    assert abs(hard.sum() / soft.sum() - 1.0) < 0.1
+    rng = np.random.default_rng(6)
+    shares = [set(np.unique(degrade(x, rng, aliased=0.5, **kw))) == {0.0, 1.0} for _ in range(40)]
+    assert 8 <= sum(shares) <= 32
+
+
 def test_add_gap_fully_cuts_the_stroke():
     x, _ = synth_pair(9)
     rng = np.random.default_rng(2)

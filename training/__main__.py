@@ -43,6 +43,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     tied = pairs is None and cfg.target == "tied"
     if tied:  # the target is drawn from the clean input's centerlines: no sub-pixel jitter between them
         cfg.degrade = {**cfg.degrade, "jitter": 0.0}
+    if args.aliased:
+        cfg.degrade = {**cfg.degrade, "aliased": args.aliased}
     sampler = PairSampler(pairs, crop=cfg.crop, seed=cfg.seed, degrade_kwargs=cfg.degrade,
                           **({"pool_size": cfg.pool, "tied": cfg.target == "tied"} if pairs is None else {}))
     run_dir = Path(args.run_dir or Path("runs") / args.name)
@@ -188,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--lr-schedule", choices=("cosine", "constant"))
     t.add_argument("--target", choices=("tied", "free"),
                    help="synthetic targets: tied to the input's lines (default) or width drawn apart from it (free)")
+    t.add_argument("--aliased", type=float,
+                   help="share of inputs point-sampled like a 1-sample render (hard, stepped edges; default 0)")
     t.add_argument("--widths", help="channel widths at 1/4 and 1/8 resolution, e.g. 32,64 (default: the arch's own)")
     t.add_argument("--stem", type=int, help="full-resolution 3x3 features before the fold (default: the arch's own)")
     t.add_argument("--basis", type=int, help="field: learned full-resolution 5x5 filters, half of them dilated (default: 12)")
@@ -218,6 +222,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--rebuild", action="store_true", help="render everything again")
     r.set_defaults(func=cmd_realset)
     args = p.parse_args(argv)
+    if args.cmd == "train" and args.aliased is not None and not 0.0 <= args.aliased <= 1.0:
+        p.error(f"--aliased {args.aliased} is a share of the inputs: give a number from 0 to 1")
     if args.cmd == "evaluate" and (args.grid or args.ends) and not args.real:
         p.error("--grid and --ends picture the real renders: add --real out/realset (built by `realset`)")
     return args.func(args)

@@ -177,10 +177,13 @@ def jitter_warp(img: np.ndarray, rng: np.random.Generator, amount: float) -> np.
 
 
 def degrade(input: np.ndarray, rng: np.random.Generator, gaps=(0, 6), gap_px=(1, 4), specks=(0, 6),
-            spurs=(0, 4), jitter: float = 0.4, cut_out: np.ndarray | None = None) -> np.ndarray:
+            spurs=(0, 4), jitter: float = 0.4, cut_out: np.ndarray | None = None,
+            aliased: float = 0.0) -> np.ndarray:
     """Jitter, then cut gaps, add spurs and specks. Count ranges are inclusive.
 
-    `cut_out`, if given, receives the ink the gaps removed (the pixels a style must fill)."""
+    `cut_out`, if given, receives the ink the gaps removed (the pixels a style must fill).
+    With probability `aliased` the result is point-sampled: a pixel is ink where its centre
+    lies inside a stroke (coverage >= 0.5 for these strokes), as a 1-sample render draws it."""
     img = jitter_warp(np.asarray(input, np.float32), rng, jitter).astype(np.float32)
     img = np.ascontiguousarray(img)
     before = img.copy() if cut_out is not None else None
@@ -198,4 +201,6 @@ def degrade(input: np.ndarray, rng: np.random.Generator, gaps=(0, 6), gap_px=(1,
             if p is not None:  # keep later specks apart from this one
                 y0, y1, x0, x1 = _window(img.shape, p[0], p[1], 6)
                 dist[y0:y1, x0:x1] = 0
+    if aliased > 0 and rng.random() < aliased:  # no draw when off: earlier runs stay reproducible
+        return (img >= 0.5).astype(np.float32)
     return np.clip(img, 0.0, 1.0)
