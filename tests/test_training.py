@@ -81,8 +81,9 @@ def test_training_defaults_build_the_shipped_architecture() -> None:
     one's first 4000 steps.
 
     The bundled style then went on from that checkpoint with `--slit-weight 40`, then with
-    `--trim-weight 10 --trim-from 5` (each stage's state under `resumed_from`); the defaults
-    leave those terms off, as they are untried on drawings."""
+    `--trim-weight 10 --trim-from 5`, then with a quarter of its inputs aliased (`--aliased
+    0.25`; each stage's state under `resumed_from`); the defaults leave those off, as they are
+    untried on drawings."""
     from linerelifer_addon.worker import model as models
     from training.train import TrainConfig
 
@@ -92,7 +93,7 @@ def test_training_defaults_build_the_shipped_architecture() -> None:
         stages.append(stages[-1]["resumed_from"])
     first, last = stages[-1]["config"], stages[0]["config"]
     cfg = TrainConfig()
-    assert len(stages) == 3 and cfg.arch == shipped["arch"] == first["arch"] == last["arch"]
+    assert len(stages) == 4 and cfg.arch == shipped["arch"] == first["arch"] == last["arch"]
     assert tuple(cfg.widths) == tuple(first["widths"]) == tuple(last["widths"]) and cfg.stem == first["stem"]
     keys = ("basis", "ink_weight", "mark_weight", "speck_weight", "gap_weight", "trim_weight", "cut_weight",
             "gan_weight", "shift_weight", "ema", "lr_schedule", "target", "batch", "crop", "lr", "seed")
@@ -101,6 +102,7 @@ def test_training_defaults_build_the_shipped_architecture() -> None:
     changed = {k for k in keys if last[k] != first[k]}
     assert changed == {"trim_weight"} and last["slit_weight"] == 40 and last["trim_from"] == 5, changed
     assert (cfg.slit_weight, cfg.trim_weight, cfg.trim_from) == (0.0, 0.0, 0)
+    assert last["degrade"].get("aliased") == 0.25 and "aliased" not in first["degrade"] and "aliased" not in cfg.degrade
     assert shipped["parameters"] == models.build_generator(cfg.arch, tuple(cfg.widths), cfg.stem, cfg.basis).count_params()
 
 
