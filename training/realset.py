@@ -52,10 +52,10 @@ class RenderSpec:
 
 
 def default_specs() -> list[RenderSpec]:
-    """The full set: every scene × thickness anti-aliased at 720p, aliased for two scenes,
-    thickness modifiers, and 4K renders of one scene."""
+    """The full set: every scene × thickness at 720p, anti-aliased and aliased, thickness
+    modifiers, and 4K renders of one scene."""
     specs = [RenderSpec(s, t) for s in SCENES for t in THICKNESSES]
-    specs += [RenderSpec(s, t, samples=1) for s in ("organic", "architecture") for t in THICKNESSES]
+    specs += [RenderSpec(s, t, samples=1) for s in SCENES for t in THICKNESSES]
     specs += [RenderSpec(s, 3, modifier=m) for s in ("organic", "figure") for m in ("along", "noise")]
     specs += [RenderSpec(s, 5, modifier="nib") for s in SCENES]
     specs += [RenderSpec("figure", t, height=2160) for t in (1, 3, 8)]
