@@ -17,7 +17,7 @@ TESTS = Path(__file__).resolve().parent
 
 
 def main(zip_path: str, out_dir: str) -> int:
-    user = tempfile.mkdtemp(prefix="linerelifer-litert-user-")
+    user = tempfile.mkdtemp(prefix="linerelifer-litert-user-", dir=out_dir)  # pytest's temp folder: cleaned up
     os.environ["BLENDER_USER_RESOURCES"] = user
     os.environ["LINERELIFER_STYLES_DIR"] = os.path.join(user, "no-user-styles")
     found_before = {m: importlib.util.find_spec(m) is not None for m in ("tensorflow", "keras", "ai_edge_litert")}

@@ -13,7 +13,6 @@ Run it in its own pytest process (bpy can be imported once per process):
 
 from __future__ import annotations
 
-import atexit
 import importlib.util
 import os
 import re
@@ -32,7 +31,6 @@ TESTS = Path(__file__).resolve().parent
 
 _USER_DIR = tempfile.mkdtemp(prefix="linerelifer-blender-user-")
 _STYLES_DIR = os.path.join(_USER_DIR, "no-user-styles")
-atexit.register(shutil.rmtree, _USER_DIR, True)
 if "bpy" not in sys.modules:
     os.environ["BLENDER_USER_RESOURCES"] = _USER_DIR
 
@@ -66,6 +64,14 @@ def _image_rgba(name: str) -> np.ndarray:
 
 
 # -- fixtures ------------------------------------------------------------------------
+
+@pytest.fixture(scope="module", autouse=True)
+def user_folder_removed():
+    """The temporary Blender user folder (102 MB with the installed extension) goes with the
+    tests. An atexit handler did not remove it under bpy 4.2 (such folders piled up in /tmp)."""
+    yield
+    shutil.rmtree(_USER_DIR, ignore_errors=True)
+
 
 @pytest.fixture(scope="module", autouse=True)
 def only_bundled_styles():
