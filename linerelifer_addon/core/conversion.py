@@ -330,13 +330,13 @@ def _int_pass_block(src: LineImage, pixels: np.ndarray, orig: np.ndarray, cov: n
     fill = from_float(rgb, src.dtype)
     n = out.shape[2] - 1
     if color is None:
-        whole = _whole_pixels(pixels), _whole_pixels(out)
-        if whole[0] is not None and whole[1] is not None:
+        src_px, out_px = _whole_pixels(pixels), _whole_pixels(out)
+        if src_px is not None and out_px is not None:
             # One select per pixel on a wide-integer view: a per-channel select on strided
             # views cost a 1080p pass 60 ms, about an eighth of its whole refinement.
             filled = np.zeros(out.shape[2], out.dtype)
             filled[:n] = fill
-            np.copyto(whole[1], np.where(orig > 0.01, whole[0], filled.view(whole[1].dtype)[0]))
+            np.copyto(out_px, np.where(orig > 0.01, src_px, filled.view(out_px.dtype)[0]))
         else:
             out[:, :, :n] = np.where((orig > 0.01)[:, :, None], pixels[:, :, :n], fill)
     else:
