@@ -72,9 +72,13 @@ def test_blank_tiles_skipped_only_when_blank_maps_to_blank(default_style) -> Non
     assert engine.blank_output(256) <= 1e-3, "the default style must map blank paper to blank"
     img = np.zeros((600, 900), np.float32)
     img[100:300, 100:300] = line_image(200, 200, seed=2)
-    skipped = engine.refine(img, tile=256, skip_blank=True)
-    full = engine.refine(img, tile=256, skip_blank=False)
+    totals: dict[bool, int] = {}
+    skipped = engine.refine(img, tile=256, skip_blank=True, progress=lambda d, t: totals.update({True: t}))
+    full = engine.refine(img, tile=256, skip_blank=False, progress=lambda d, t: totals.update({False: t}))
     assert np.abs(skipped - full).max() <= 1e-3
+    # Only the ink's region (200² grown by the margin) is run: 4 tiles of 256², not 24.
+    assert (totals[True], totals[False]) == (4, 24)
+    assert not engine.refine(np.zeros((300, 300), np.float32), skip_blank=True).any()
 
 
 @pytest.mark.parametrize("h, w, tile", [(1000, 700, 256), (1000, 700, (176, 520)), (1000, 700, (520, 176)),
@@ -115,6 +119,56 @@ def test_banded_equals_whole(h: int, w: int, tile) -> None:
     assert not tiling.run_banded(h, w, fetch, lambda y0, band: None, infer, tile, margin, align,
                                  should_stop=lambda: True)
     assert fetched == [], "a stopped run asked for rows"
+
+
+@pytest.mark.parametrize("box", [(300, 420, 250, 330), (0, 37, 0, 700), (961, 1000, 650, 700), (500, 501, 3, 4)])
+def test_ink_region_equals_whole_and_reads_only_near_the_ink(box) -> None:
+    """Only the ink's box grown by the margin is fetched and run; the result is the whole
+    frame's, to the bit, with a network that reads its whole margin (a box filter as wide as
+    the receptive field), and a region grown by less than the margin is caught."""
+    import cv2
+
+    h, w, margin, align, tile = 1000, 700, 40, 8, 256
+    rng = np.random.default_rng(sum(box))
+    img = np.zeros((h, w), np.float32)
+    y0, y1, x0, x1 = box
+    img[y0:y1, x0:x1] = rng.random((y1 - y0, x1 - x0)) < 0.05
+    img[[y0, y1 - 1], x0] = img[y0, [x0, x1 - 1]] = 1.0  # ink on every side of the box
+    assert tiling.ink_box(img) == box and tiling.ink_box(np.zeros((5, 5))) is None
+    calls = []
+
+    def infer(x: np.ndarray) -> np.ndarray:  # 0/1 ink: the box sums are exact, wherever they start
+        calls.append(x.shape)
+        return cv2.blur(x, (2 * margin + 1, 2 * margin + 1), borderType=cv2.BORDER_CONSTANT)
+
+    expected = infer(np.pad(img, margin, mode="symmetric"))[margin:margin + h, margin:margin + w]
+    region = tiling.ink_region(box, h, w, margin, align)
+    assert region[0] % align == region[2] % align == 0
+    got = np.full((h, w), np.nan, np.float32)
+    fetched: list[tuple[int, int]] = []
+
+    def fetch(a: int, b: int) -> np.ndarray:
+        fetched.append((a, b))
+        return img[a:b]
+
+    def emit(a: int, band: np.ndarray) -> None:
+        assert np.isnan(got[a:a + band.shape[0]]).all(), "a band was emitted twice"
+        got[a:a + band.shape[0]] = band
+
+    calls.clear()
+    assert tiling.run_banded(h, w, fetch, emit, infer, tile, margin, align, skip_blank=True, region=region)
+    np.testing.assert_array_equal(got, expected)
+    assert len(calls) < len(tiling.plan(h, w, tile, margin, align))
+    assert fetched[0][0] >= max(y0 - 2 * margin - align, 0), "rows far above the ink were fetched"
+    assert all(a[1] == b[0] for a, b in zip(fetched, fetched[1:]))
+    np.testing.assert_array_equal(
+        tiling.run_tiled(img, infer, tile, margin, align, skip_blank=True, region=region), expected)
+    short = tiling.ink_region(box, h, w, margin - 8, align)
+    if short != region:
+        assert not np.array_equal(
+            tiling.run_tiled(img, infer, tile, margin, align, skip_blank=True, region=short), expected)
+    with pytest.raises(ValueError, match="ink box"):
+        tiling.ink_region((0, h + 1, 0, w), h, w, margin, align)
 
 
 def test_auto_tile_takes_the_cheapest_shape_within_the_memory_bound() -> None:

@@ -46,6 +46,33 @@ def test_warm_worker_serves_many_requests(random_style, backend: str) -> None:
         assert client.info()["tensorflow"] and client.info()["litert"]
 
 
+def test_worker_runs_only_near_the_ink(default_style) -> None:
+    """The client sends where the ink is; the worker fetches and runs only the tiles near it
+    (4 of 49 here), and the result is the whole frame's."""
+    img = np.zeros((1000, 1000), np.float32)
+    img[400:520, 300:460] = line_image(120, 160, seed=7)
+    totals: dict[bool, int] = {}
+    with WorkerClient() as client:
+        out = {skip: client.refine(img, default_style, tile=256, skip_blank=skip, at_width=False,
+                                   progress=lambda d, t, skip=skip: totals.update({skip: t}))
+               for skip in (True, False)}
+        assert not client.refine(np.zeros((300, 200), np.float32), default_style, at_width=False).any()
+    assert (totals[True], totals[False]) == (4, 49)
+    assert np.abs(out[True] - out[False]).max() <= 1e-3
+    assert out[True][400:520, 300:460].max() > 0.9
+
+
+def test_ink_box_in_a_request_is_checked() -> None:
+    from linerelifer_addon.worker.server import _ink_box
+
+    assert _ink_box({}, [10, 20]) is False  # not sent: the whole frame is run
+    assert _ink_box({"ink_box": []}, [10, 20]) is None  # no ink at all
+    assert _ink_box({"ink_box": [1, 3, 0, 20]}, [10, 20]) == (1, 3, 0, 20)
+    for bad in ([0, 11, 0, 5], [3, 3, 0, 5], [0, 1, 0], ["0", 1, 0, 1], [0, 1.5, 0, 2], "all"):
+        with pytest.raises(ValueError, match="ink box"):
+            _ink_box({"ink_box": bad}, [10, 20])
+
+
 def test_worker_precision_follows_the_setting(random_style, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(PRECISION_ENV, "float32")
     monkeypatch.setenv(BACKEND_ENV, "tensorflow")  # the precision setting is TensorFlow's

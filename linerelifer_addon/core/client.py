@@ -20,7 +20,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from . import protocol
+from . import protocol, tiling
 from .linewidth import refine_at_width, width_settings
 from .runtime import REQUIREMENTS, resolve_python
 
@@ -312,6 +312,9 @@ class WorkerClient:
             self._next_id += 1
             header = {"op": "refine", "id": rid, "style": str(style), "tile": int(tile),
                       "skip_blank": bool(skip_blank), "stream": True, "shape": [h, w], "dtype": "float32"}
+            if skip_blank:  # the worker then fetches and runs only the part near the ink
+                box = tiling.ink_box(coverage)
+                header["ink_box"] = list(box) if box is not None else []
             try:
                 return self._serve_request(rid, header, coverage, out, progress, cancel)
             except (WorkerError, Cancelled):

@@ -9,6 +9,8 @@ pixels: the worker asks for the rows its next row of tiles reads (`need`, y0..y1
 client answers with `rows` (y0 + the array), and each finished band comes back as `rows`
 too, then `result`. Rows of blank paper travel as their shape alone (`blank: true`). So
 neither side copies a whole frame, and the worker's memory does not grow with the image.
+With `skip_blank`, the request also says where the ink is (`ink_box`: [y0, y1, x0, x1], or []
+for none), and the worker asks only for the rows near it.
 (A `refine` carrying the whole array as its payload is still served.)
 """
 from __future__ import annotations

@@ -47,16 +47,48 @@ def check_tile(tile: int | tuple[int, int], margin: int, align: int) -> None:
                 f"tile size {side} must be a multiple of {align} larger than {2 * margin} (twice the margin)")
 
 
-def plan(h: int, w: int, tile: int | tuple[int, int], margin: int, align: int) -> list[Tile]:
-    """Tiles covering an h×w image; their inner parts (tile - 2·margin) do not overlap."""
+def plan(h: int, w: int, tile: int | tuple[int, int], margin: int, align: int,
+         region: tuple[int, int, int, int] | None = None) -> list[Tile]:
+    """Tiles covering an h×w image, or only its `region` (y0, y1, x0, x1; y0 and x0 on the
+    stride grid); their inner parts (tile - 2·margin) do not overlap."""
     check_tile(tile, margin, align)
     th, tw = tile_shape(tile)
+    y0, y1, x0, x1 = region if region is not None else (0, h, 0, w)
+    if y0 % align or x0 % align:
+        raise ValueError(f"region origin ({y0}, {x0}) is not on the network stride {align}")
     step_y, step_x = th - 2 * margin, tw - 2 * margin
     tiles = []
-    for oy in range(0, h, step_y):
-        for ox in range(0, w, step_x):
-            tiles.append(Tile(oy - margin, ox - margin, oy, ox, min(oy + step_y, h), min(ox + step_x, w)))
+    for oy in range(y0, y1, step_y):
+        for ox in range(x0, x1, step_x):
+            tiles.append(Tile(oy - margin, ox - margin, oy, ox, min(oy + step_y, y1), min(ox + step_x, x1)))
     return tiles
+
+
+def ink_box(image: np.ndarray) -> tuple[int, int, int, int] | None:
+    """(y0, y1, x0, x1), ends exclusive, of the rows and columns holding ink; None when blank."""
+    rows = np.flatnonzero(np.asarray(image).any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(np.asarray(image)[rows[0]:rows[-1] + 1].any(axis=0))
+    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+
+
+def ink_region(box: tuple[int, int, int, int] | None, h: int, w: int, margin: int,
+               align: int) -> tuple[int, int, int, int] | None:
+    """The part of an h×w frame whose result can differ from blank paper's: the ink box
+    grown by the margin (the receptive field), its top-left moved back onto the stride grid
+    so its tiles line up with the whole frame's. None when there is no ink.
+
+    Outside it every output pixel sees only blank paper, mirror included: rows above
+    y0 - margin reach at most `margin` rows past the top edge, whose mirror lies above y0.
+    """
+    if box is None:
+        return None
+    y0, y1, x0, x1 = (int(v) for v in box)
+    if not (0 <= y0 < y1 <= h and 0 <= x0 < x1 <= w):
+        raise ValueError(f"ink box {box} does not lie in a frame of {h}x{w}")
+    return (max(0, (y0 - margin) // align * align), min(h, y1 + margin),
+            max(0, (x0 - margin) // align * align), min(w, x1 + margin))
 
 
 def tile_cost(h: int, w: int, tile: int | tuple[int, int], margin: int) -> int:
@@ -165,8 +197,10 @@ def run_tiled(
     progress: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     out_dtype: np.dtype = np.float32,
+    region: tuple[int, int, int, int] | None = None,
 ) -> np.ndarray | None:
-    """Apply `infer` (tile×tile → tile×tile) over the image; None when stopped early.
+    """Apply `infer` (tile×tile → tile×tile) over the image, or only its `region` (the rest
+    left blank); None when stopped early.
 
     The image may be float16 (as it arrives from the client) and the result can be too:
     each tile is converted on its way in and out, never the whole frame.
@@ -178,7 +212,8 @@ def run_tiled(
         result[y0:y0 + band.shape[0]] = band
 
     done = run_banded(h, w, lambda y0, y1: image[y0:y1], emit, infer, tile, margin, align,
-                      skip_blank=skip_blank, progress=progress, should_stop=should_stop, out_dtype=out_dtype)
+                      skip_blank=skip_blank, progress=progress, should_stop=should_stop, out_dtype=out_dtype,
+                      region=region)
     return result if done else None
 
 
@@ -200,6 +235,7 @@ def run_banded(
     progress: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     out_dtype: np.dtype = np.float32,
+    region: tuple[int, int, int, int] | None = None,
 ) -> bool:
     """Tiled inference over an image that is never whole in memory; False when stopped early.
 
@@ -207,12 +243,18 @@ def run_banded(
     y0..y1-1 (each row is asked for once, top to bottom) and `emit(y0, band)` receives the
     finished result rows from y0 on. Only the rows the current tile row reads are held
     (tile height + one tile step, at most), so memory does not grow with the image.
+    With a `region` (see ink_region) only its tiles are run and only the rows they read
+    fetched; the rest of the result is emitted blank.
     """
-    tiles = plan(h, w, tile, margin, align)
+    tiles = plan(h, w, tile, margin, align, region)
     th, tw = tile_shape(tile)
+    ry0, ry1 = (region[0], region[1]) if region is not None else (0, h)
+    if should_stop is not None and should_stop():
+        return False
+    _emit_blank(emit, 0, ry0, w, th, out_dtype)
     buf = np.zeros((th, tw), out_dtype)  # infer keeps this dtype: no numpy casts per tile
     window: np.ndarray | None = None  # image rows win_y0..have-1
-    win_y0 = have = 0
+    win_y0 = have = max(ry0 - margin, 0)
     done = 0
     i = 0
     while i < len(tiles):
@@ -245,4 +287,13 @@ def run_banded(
             if progress is not None:
                 progress(done, len(tiles))
         emit(oy0, band)
+    _emit_blank(emit, ry1, h, w, th, out_dtype)
     return True
+
+
+def _emit_blank(emit: Callable[[int, np.ndarray], None], y0: int, y1: int, w: int, rows: int,
+                dtype: np.dtype) -> None:
+    """Blank result rows y0..y1-1, a tile's height at a time (a tall blank margin of a huge
+    frame is never one array)."""
+    for y in range(y0, y1, max(rows, 1)):
+        emit(y, np.zeros((min(rows, y1 - y), w), dtype))

@@ -38,6 +38,21 @@ def _rows_from(head: dict[str, Any], data: bytes, expected: tuple[int, int]) -> 
 MAX_SIDE = 65536  # Blender's largest render size
 
 
+def _ink_box(header: dict[str, Any], shape: list[int]) -> tuple[int, int, int, int] | None | bool:
+    """The request's `ink_box`: [y0, y1, x0, x1] where the client found ink, [] for none;
+    False when it sent none (then the whole frame is run)."""
+    box = header.get("ink_box")
+    if box is None:
+        return False
+    if box == []:
+        return None
+    h, w = shape
+    if not (isinstance(box, list) and len(box) == 4 and all(isinstance(v, int) for v in box)
+            and 0 <= box[0] < box[1] <= h and 0 <= box[2] < box[3] <= w):
+        raise ValueError(f"ink box {box!r} does not lie in an image of shape {tuple(shape)}")
+    return box[0], box[1], box[2], box[3]
+
+
 def _result_dtype(request_dtype: str) -> np.dtype:
     """float16 rows get float16 results; float32 and uint8 rows get float32."""
     return np.dtype(np.float16 if request_dtype == "float16" else np.float32)
@@ -197,6 +212,7 @@ class Server:
                 raise ValueError(f"coverage shape {shape!r} is not that of a 2-D image")
             if header.get("dtype") not in protocol.ARRAY_DTYPES:
                 raise ValueError(f"array dtype {header.get('dtype')!r} is not allowed")
+            box = _ink_box(header, shape)
             engine = self.engine(str(header.get("style", "")))
         except (StyleError, ValueError) as exc:
             self.send({"op": "error", "id": rid, "kind": "request", "message": str(exc)})
@@ -250,7 +266,8 @@ class Server:
         try:
             finished = engine.refine_banded((h, w), fetch, emit, tile=header.get("tile"),
                                             skip_blank=bool(header.get("skip_blank", True)),
-                                            progress=progress, should_stop=should_stop, out_dtype=out_dtype)
+                                            progress=progress, should_stop=should_stop, out_dtype=out_dtype,
+                                            ink_box=box)
         except _Stopped:
             finished = False
         except _BadRows as exc:

@@ -88,11 +88,11 @@ class TiledEngine:
         out_dtype: np.dtype = np.float32,
     ) -> np.ndarray | None:
         """Refined coverage by exact tiling; None when stopped."""
-        tile = self.tile_for(*coverage.shape[:2], tile)
         image = coverage if coverage.dtype in (np.float16, np.float32) else coverage.astype(np.float32)
-        skip = skip_blank and self.blank_output(tile) <= BLANK_TOLERANCE
-        return tiling.run_tiled(image, self._infer, tile, self.margin, self.align, skip_blank=skip,
-                                progress=progress, should_stop=should_stop, out_dtype=out_dtype)
+        box = tiling.ink_box(image) if skip_blank else None
+        return self._run(image.shape[:2], box, skip_blank, tile, lambda t, skip, region: tiling.run_tiled(
+            image, self._infer, t, self.margin, self.align, skip_blank=skip, progress=progress,
+            should_stop=should_stop, out_dtype=out_dtype, region=region))
 
     def refine_banded(
         self,
@@ -104,13 +104,35 @@ class TiledEngine:
         progress: Callable[[int, int], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
         out_dtype: np.dtype = np.float32,
+        ink_box: tuple[int, int, int, int] | None | bool = False,
     ) -> bool:
-        """`refine` for an image that arrives and leaves in bands of rows (see tiling.run_banded)."""
+        """`refine` for an image that arrives and leaves in bands of rows (see tiling.run_banded).
+
+        `ink_box` is where the sender found ink (tiling.ink_box; None: nowhere, False: not
+        known): with blank tiles skipped, only the rows and columns near it are fetched and run.
+        """
         h, w = shape
-        tile = self.tile_for(h, w, tile)
-        skip = skip_blank and self.blank_output(tile) <= BLANK_TOLERANCE
-        return tiling.run_banded(h, w, fetch, emit, self._infer, tile, self.margin, self.align, skip_blank=skip,
-                                 progress=progress, should_stop=should_stop, out_dtype=out_dtype)
+        return self._run((h, w), ink_box, skip_blank, tile, lambda t, skip, region: tiling.run_banded(
+            h, w, fetch, emit, self._infer, t, self.margin, self.align, skip_blank=skip, progress=progress,
+            should_stop=should_stop, out_dtype=out_dtype, region=region))
+
+    def _run(self, shape: tuple[int, int], box: tuple[int, int, int, int] | None | bool, skip_blank: bool,
+             tile: int | tuple[int, int] | None, run: Callable[..., Any]) -> Any:
+        """Choose the tile shape and `run(tile, skip, region)`.
+
+        A style that maps blank paper to blank (within BLANK_TOLERANCE) leaves everything
+        farther than its margin from the ink blank, so with blank tiles skipped only the
+        ink's region is computed, in tiles chosen for it: a figure filling the middle of a
+        1080p frame costs its own area, not the frame's.
+        """
+        h, w = shape
+        if skip_blank and box is not False:
+            region = tiling.ink_region(box, h, w, self.margin, self.align) or (0, 0, 0, 0)
+            t = self.tile_for(max(region[1] - region[0], 1), max(region[3] - region[2], 1), tile)
+            if self.blank_output(t) <= BLANK_TOLERANCE:
+                return run(t, True, region)
+        t = self.tile_for(h, w, tile)
+        return run(t, skip_blank and self.blank_output(t) <= BLANK_TOLERANCE, None)
 
     def refine_whole(self, coverage: np.ndarray) -> np.ndarray:
         """The reference: one pass over the mirror-padded image (what tiling must equal)."""
