@@ -38,6 +38,7 @@ from linerelifer_addon.core.backends import BACKEND_ENV  # noqa: E402
 from linerelifer_addon.core.client import WorkerClient  # noqa: E402
 from linerelifer_addon.worker.engine import PRECISION_ENV, PRECISIONS  # noqa: E402
 
+SEED_LABEL = "seed arch"  # the rows of the seed architecture, which the others are compared with
 SIZES = {"1080p": (1080, 1920), "4K": (2160, 3840), "8K": (4320, 7680)}
 
 
@@ -162,17 +163,17 @@ def main() -> int:
                 cv2.imwrite(str(png), np.rint((1.0 - img) * 255).astype(np.uint8))
             plan = [(style_label, Path(args.style), b, None) for b in args.backends.split(",")]
             if seed is not None and size in ("1080p", "4K"):
-                plan.append(("seed arch", seed, "tensorflow", args.seed_precision))
+                plan.append((SEED_LABEL, seed, "tensorflow", args.seed_precision))
             for label, style, backend, precision in plan:
                 print(f"measuring {label} on {backend} at {size} ({img.shape[1]}x{img.shape[0]}, "
                       f"ink {100 * np.mean(img > 0.25):.1f} %)", file=sys.stderr, flush=True)
-                runs = args.runs if label != "seed arch" or size == "1080p" else max(3, args.runs // 2 + 1)
+                runs = args.runs if label != SEED_LABEL or size == "1080p" else max(3, args.runs // 2 + 1)
                 r = measure(style, png, tmp / f"out_{k}.png", runs, args.threads, args.tile, backend, precision)
                 rows.append({"style": label, "size": size, **r})
-    seeds = {r["size"]: r for r in rows if r["style"] == "seed arch"}
+    seeds = {r["size"]: r for r in rows if r["style"] == SEED_LABEL}
     for r in rows:
         base = seeds.get(r["size"])
-        r["speedup_vs_seed"] = base["engine_s"] / r["engine_s"] if base and r["style"] != "seed arch" else None
+        r["speedup_vs_seed"] = base["engine_s"] / r["engine_s"] if base and r["style"] != SEED_LABEL else None
 
     head = (f"{'style':<10}{'size':<18}{'backend':>20}{'engine s':>9}{'trip s':>8}{'e2e s':>8}{'e2e/eng':>8}"
             f"{'cold s':>8}{'RSS MB':>8}{'MPix/s':>8}{'vs seed':>8}  e2e steps (read/to_cov/refine/from_cov/write s)")
