@@ -81,6 +81,26 @@ def test_blank_tiles_skipped_only_when_blank_maps_to_blank(default_style) -> Non
     assert not engine.refine(np.zeros((300, 300), np.float32), skip_blank=True).any()
 
 
+def _streamed(img: np.ndarray, infer, tile, margin: int, align: int,
+              region: tuple[int, int, int, int] | None = None) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """run_banded over `img` with blank tiles skipped: the result (each band emitted once) and
+    the row ranges it fetched, in order."""
+    h, w = img.shape
+    got = np.full((h, w), np.nan, np.float32)
+    fetched: list[tuple[int, int]] = []
+
+    def fetch(y0: int, y1: int) -> np.ndarray:
+        fetched.append((y0, y1))
+        return img[y0:y1]
+
+    def emit(y0: int, band: np.ndarray) -> None:
+        assert np.isnan(got[y0:y0 + band.shape[0]]).all(), "a band was emitted twice"
+        got[y0:y0 + band.shape[0]] = band
+
+    assert tiling.run_banded(h, w, fetch, emit, infer, tile, margin, align, skip_blank=True, region=region)
+    return got, fetched
+
+
 @pytest.mark.parametrize("h, w, tile", [(1000, 700, 256), (1000, 700, (176, 520)), (1000, 700, (520, 176)),
                                         (1, 20000, 512), (20000, 1, 512), (1, 1, 176), (433, 97, 512)])
 def test_banded_equals_whole(h: int, w: int, tile) -> None:
@@ -99,26 +119,15 @@ def test_banded_equals_whole(h: int, w: int, tile) -> None:
     canvas = np.pad(img, margin, mode="symmetric")  # the frame goes on past its edges, mirrored
     expected = infer(canvas)[margin:margin + h, margin:margin + w]
     assert np.array_equal(tiling.run_tiled(img, infer, tile, margin, align, skip_blank=True), expected)
-    got = np.full((h, w), np.nan, np.float32)
-    fetched: list[tuple[int, int]] = []
-
-    def fetch(y0: int, y1: int) -> np.ndarray:
-        fetched.append((y0, y1))
-        return img[y0:y1]
-
-    def emit(y0: int, band: np.ndarray) -> None:
-        assert np.isnan(got[y0:y0 + band.shape[0]]).all(), "a band was emitted twice"
-        got[y0:y0 + band.shape[0]] = band
-
-    assert tiling.run_banded(h, w, fetch, emit, infer, tile, margin, align, skip_blank=True)
+    got, fetched = _streamed(img, infer, tile, margin, align)
     np.testing.assert_array_equal(got, expected)
     assert fetched[0][0] == 0 and fetched[-1][1] == h
     assert all(a[1] == b[0] for a, b in zip(fetched, fetched[1:])), "rows fetched twice or skipped"
     assert max(y1 - y0 for y0, y1 in fetched) <= tiling.tile_shape(tile)[0]
-    fetched.clear()
-    assert not tiling.run_banded(h, w, fetch, lambda y0, band: None, infer, tile, margin, align,
-                                 should_stop=lambda: True)
-    assert fetched == [], "a stopped run asked for rows"
+    asked: list[int] = []
+    assert not tiling.run_banded(h, w, lambda y0, y1: asked.append(y0) or img[y0:y1], lambda y0, band: None,
+                                 infer, tile, margin, align, should_stop=lambda: True)
+    assert asked == [], "a stopped run asked for rows"
 
 
 @pytest.mark.parametrize("box", [(300, 420, 250, 330), (0, 37, 0, 700), (961, 1000, 650, 700), (500, 501, 3, 4)])
@@ -144,19 +153,8 @@ def test_ink_region_equals_whole_and_reads_only_near_the_ink(box) -> None:
     expected = infer(np.pad(img, margin, mode="symmetric"))[margin:margin + h, margin:margin + w]
     region = tiling.ink_region(box, h, w, margin, align)
     assert region[0] % align == region[2] % align == 0
-    got = np.full((h, w), np.nan, np.float32)
-    fetched: list[tuple[int, int]] = []
-
-    def fetch(a: int, b: int) -> np.ndarray:
-        fetched.append((a, b))
-        return img[a:b]
-
-    def emit(a: int, band: np.ndarray) -> None:
-        assert np.isnan(got[a:a + band.shape[0]]).all(), "a band was emitted twice"
-        got[a:a + band.shape[0]] = band
-
     calls.clear()
-    assert tiling.run_banded(h, w, fetch, emit, infer, tile, margin, align, skip_blank=True, region=region)
+    got, fetched = _streamed(img, infer, tile, margin, align, region)
     np.testing.assert_array_equal(got, expected)
     assert len(calls) < len(tiling.plan(h, w, tile, margin, align))
     assert fetched[0][0] >= max(y0 - 2 * margin - align, 0), "rows far above the ink were fetched"
