@@ -55,7 +55,7 @@ def test_bfloat16_stays_close_to_float32_tiled_or_not(default_style) -> None:
     assert np.abs(bf16.refine(img, tile=256, skip_blank=False) - whole).max() <= 2e-3
     diff = np.abs(whole - f32.refine_whole(img))
     assert 0 < diff.max() <= 0.03 and diff.mean() < 1e-3
-    assert bf16.blank_output(256) <= 1e-3
+    assert bf16.blank_output() <= 1e-3
 
 
 def test_precision_setting(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -69,7 +69,7 @@ def test_precision_setting(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_blank_tiles_skipped_only_when_blank_maps_to_blank(default_style) -> None:
     engine = Engine(default_style)
-    assert engine.blank_output(256) <= 1e-3, "the default style must map blank paper to blank"
+    assert engine.blank_output() <= 1e-3, "the default style must map blank paper to blank"
     img = np.zeros((600, 900), np.float32)
     img[100:300, 100:300] = line_image(200, 200, seed=2)
     totals: dict[bool, int] = {}
@@ -167,6 +167,42 @@ def test_ink_region_equals_whole_and_reads_only_near_the_ink(box) -> None:
             tiling.run_tiled(img, infer, tile, margin, align, skip_blank=True, region=short), expected)
     with pytest.raises(ValueError, match="ink box"):
         tiling.ink_region((0, h + 1, 0, w), h, w, margin, align)
+
+
+def test_tiles_are_chosen_by_the_ones_that_run(default_style) -> None:
+    """A figure over a line along the frame's bottom: the ink's box is most of the frame, but
+    the frame's own tiles above the line are blank and skipped. With the ink map the engine
+    computes no more than the box's own tiling would, and the same result."""
+    from linerelifer_addon.core import protocol
+    from linerelifer_addon.worker.litert import LiteRTEngine
+
+    engine = LiteRTEngine(default_style)
+    img = np.zeros((2160, 3840), np.float32)
+    img[200:1100, 1500:2300] = line_image(900, 800, seed=5)
+    img[1700:1703, :] = 1.0
+    cell, cells = tiling.ink_cells(img)
+    assert cell == 64 and cells.shape == (34, 60) and cells[1700 // 64].all() and not cells[0].any()
+    packed = protocol.pack_cells(cell, cells)
+    assert np.array_equal(protocol.unpack_cells(packed, 2160, 3840)[1], cells)
+    with pytest.raises(ValueError, match="does not fit"):
+        protocol.unpack_cells(packed, 1080, 1920)
+    box = tiling.ink_box(img)
+    computed: dict[str, int] = {}
+    results = {}
+    infer = engine._infer
+    for name, map_ in (("box only", None), ("ink map", (cell, cells))):
+        computed[name] = 0
+
+        def counting(x: np.ndarray, name: str = name) -> np.ndarray:
+            computed[name] += x.size
+            return infer(x)
+        engine._infer = counting
+        out = np.zeros(img.shape, np.float32)
+        assert engine.refine_banded(img.shape, lambda a, b: img[a:b], lambda y0, band: out.__setitem__(
+            slice(y0, y0 + band.shape[0]), band), ink_box=box, ink_cells=map_)
+        results[name] = out
+    assert computed["ink map"] < 0.95 * computed["box only"], computed
+    assert np.abs(results["ink map"] - results["box only"]).max() <= 1e-3
 
 
 def test_auto_tile_takes_the_cheapest_shape_within_the_memory_bound() -> None:

@@ -315,6 +315,8 @@ class WorkerClient:
             if skip_blank:  # the worker then fetches and runs only the part near the ink
                 box = tiling.ink_box(coverage)
                 header["ink_box"] = list(box) if box is not None else []
+                if box is not None:
+                    header["ink_cells"] = protocol.pack_cells(*tiling.ink_cells(coverage))
             try:
                 return self._serve_request(rid, header, coverage, out, progress, cancel)
             except (WorkerError, Cancelled):

@@ -10,7 +10,8 @@ client answers with `rows` (y0 + the array), and each finished band comes back a
 too, then `result`. Rows of blank paper travel as their shape alone (`blank: true`). So
 neither side copies a whole frame, and the worker's memory does not grow with the image.
 With `skip_blank`, the request also says where the ink is (`ink_box`: [y0, y1, x0, x1], or []
-for none), and the worker asks only for the rows near it.
+for none), and the worker asks only for the rows near it; `ink_cells` (which squares of
+`cell` px hold ink, a bit map) lets it choose tiles by the ones that will run.
 (A `refine` carrying the whole array as its payload is still served.)
 """
 from __future__ import annotations
@@ -97,3 +98,20 @@ def array_from(header: dict[str, Any], payload: bytes) -> np.ndarray:
     if expected != len(payload):
         raise ProtocolError(f"array payload has {len(payload)} bytes, header says {expected}")
     return np.frombuffer(payload, dtype=dtype).reshape(shape)
+
+
+def pack_cells(cell: int, cells: np.ndarray) -> dict[str, Any]:
+    """An ink map (core.tiling.ink_cells) as a header field: its cell size, shape and bits in hex."""
+    return {"cell": int(cell), "shape": list(cells.shape), "bits": np.packbits(cells, axis=None).tobytes().hex()}
+
+
+def unpack_cells(field: Any, h: int, w: int) -> tuple[int, np.ndarray]:
+    """The ink map of an h×w frame from its header field; ValueError when it does not fit the frame."""
+    try:
+        cell, shape, bits = int(field["cell"]), [int(n) for n in field["shape"]], bytes.fromhex(field["bits"])
+    except (KeyError, TypeError, ValueError):
+        raise ValueError(f"ink map {str(field)[:80]!r} is not a cell size, shape and hex bits") from None
+    if cell < 1 or shape != [-(-h // cell), -(-w // cell)] or len(bits) != -(-shape[0] * shape[1] // 8):
+        raise ValueError(f"ink map of {shape} cells of {cell} px does not fit an image of {h}x{w}")
+    cells = np.unpackbits(np.frombuffer(bits, np.uint8), count=shape[0] * shape[1]).astype(bool)
+    return cell, cells.reshape(shape)

@@ -27,6 +27,9 @@ class Tile:
     ox1: int
 
 
+TILE_OVERHEAD = 32768  # pixels: what one more tile costs beyond its pixels (the call, its set-up)
+
+
 def round_up(n: int, k: int) -> int:
     return -(-n // k) * k
 
@@ -73,6 +76,35 @@ def ink_box(image: np.ndarray) -> tuple[int, int, int, int] | None:
     return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
 
 
+def ink_cells(image: np.ndarray, max_cells: int = 256) -> tuple[int, np.ndarray]:
+    """(cell, map): which cell×cell squares of the image hold ink, as a bool array of
+    ceil(h/cell) × ceil(w/cell); the cell is 64 px, doubled until neither side has more than
+    `max_cells` cells. What the tile choice needs to know of a frame it has not been sent yet."""
+    inked = np.asarray(image) != 0  # NaN counts as ink
+    h, w = inked.shape
+    cell = 64
+    while max(h, w) > cell * max_cells:
+        cell *= 2
+    rows = np.logical_or.reduceat(inked, np.arange(0, h, cell), axis=0)
+    return cell, np.logical_or.reduceat(rows, np.arange(0, w, cell), axis=1)
+
+
+def tiles_with_ink(tiles: list[Tile], tile: int | tuple[int, int], h: int, w: int,
+                   cell: int, cells: np.ndarray) -> int:
+    """How many of the planned tiles read an inked cell of the frame (see ink_cells): at least
+    the tiles a run with blank tiles skipped computes."""
+    th, tw = tile_shape(tile)
+    table = np.zeros((cells.shape[0] + 1, cells.shape[1] + 1), np.int64)
+    table[1:, 1:] = np.cumsum(np.cumsum(cells, 0), 1)
+    n = 0
+    for t in tiles:
+        y0, y1 = max(t.y, 0) // cell, -(-min(t.y + th, h) // cell)
+        x0, x1 = max(t.x, 0) // cell, -(-min(t.x + tw, w) // cell)
+        if y1 > y0 and x1 > x0 and table[y1, x1] - table[y0, x1] - table[y1, x0] + table[y0, x0] > 0:
+            n += 1
+    return n
+
+
 def ink_region(box: tuple[int, int, int, int] | None, h: int, w: int, margin: int,
                align: int) -> tuple[int, int, int, int] | None:
     """The part of an h×w frame whose result can differ from blank paper's: the ink box
@@ -92,10 +124,10 @@ def ink_region(box: tuple[int, int, int, int] | None, h: int, w: int, margin: in
 
 
 def tile_cost(h: int, w: int, tile: int | tuple[int, int], margin: int) -> int:
-    """Pixels computed to cover an h×w frame with `tile`-sized tiles, plus 32k a tile for the
-    call overhead."""
+    """Pixels computed to cover an h×w frame with `tile`-sized tiles, plus TILE_OVERHEAD a tile
+    for the call."""
     th, tw = tile_shape(tile)
-    return -(-h // (th - 2 * margin)) * -(-w // (tw - 2 * margin)) * (th * tw + 32768)
+    return -(-h // (th - 2 * margin)) * -(-w // (tw - 2 * margin)) * (th * tw + TILE_OVERHEAD)
 
 
 def auto_tile(h: int, w: int, margin: int, align: int, hi: int = 1280,

@@ -213,6 +213,7 @@ class Server:
             if header.get("dtype") not in protocol.ARRAY_DTYPES:
                 raise ValueError(f"array dtype {header.get('dtype')!r} is not allowed")
             box = _ink_box(header, shape)
+            cells = protocol.unpack_cells(header["ink_cells"], *shape) if header.get("ink_cells") else None
             engine = self.engine(str(header.get("style", "")))
         except (StyleError, ValueError) as exc:
             self.send({"op": "error", "id": rid, "kind": "request", "message": str(exc)})
@@ -267,7 +268,7 @@ class Server:
             finished = engine.refine_banded((h, w), fetch, emit, tile=header.get("tile"),
                                             skip_blank=bool(header.get("skip_blank", True)),
                                             progress=progress, should_stop=should_stop, out_dtype=out_dtype,
-                                            ink_box=box)
+                                            ink_box=box, ink_cells=cells)
         except _Stopped:
             finished = False
         except _BadRows as exc:

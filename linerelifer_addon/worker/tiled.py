@@ -33,7 +33,7 @@ class TiledEngine:
             self.align = int(self.meta["align"])
         except (KeyError, TypeError, ValueError):
             raise StyleError(f"style metadata of {self.path} has no valid margin and align; re-export the style") from None
-        self._blank_max: dict[tuple[int, int], float] = {}
+        self._blank_max: float | None = None
 
     @property
     def max_tile(self) -> int:
@@ -54,20 +54,19 @@ class TiledEngine:
         """One tile through the network; float16 in gives float16 out, else float32."""
         raise NotImplementedError
 
-    def blank_output(self, tile: int | tuple[int, int]) -> float:
-        """Largest output a blank tile contributes (measured once per tile shape).
+    def blank_output(self) -> float:
+        """Largest output blank paper gives away from a tile's edges (measured once).
 
-        Only the tile's inner part (inside the margin) is ever copied into the result; its
-        border sees the convolutions' zero padding of intermediate features and may glow
-        even when blank paper maps to blank, so it is not measured.
+        Farther than the margin from a blank tile's edges every output pixel sees only zeros,
+        whatever the tile's size, so one small tile holding every position of the stride tells
+        it. The border sees the convolutions' zero padding of intermediate features and may
+        glow even when blank paper maps to blank; it is never copied into a result.
         """
-        th, tw = shape = tiling.tile_shape(tile)
-        if shape not in self._blank_max:
-            y = self._infer(np.zeros(shape, np.float32))
-            m = self.margin
-            inner = y[m:th - m, m:tw - m] if min(th, tw) > 2 * m else y
-            self._blank_max[shape] = float(inner.max())
-        return self._blank_max[shape]
+        if self._blank_max is None:
+            m, side = self.margin, 2 * self.margin + 8 * self.align
+            y = self._infer(np.zeros((side, side), np.float32))
+            self._blank_max = float(y[m:side - m, m:side - m].max())
+        return self._blank_max
 
     def tile_for(self, h: int, w: int, tile: int | tuple[int, int] | None) -> tuple[int, int]:
         """The requested tile size (a side, or height and width) on the stride grid, or the
@@ -90,7 +89,8 @@ class TiledEngine:
         """Refined coverage by exact tiling; None when stopped."""
         image = coverage if coverage.dtype in (np.float16, np.float32) else coverage.astype(np.float32)
         box = tiling.ink_box(image) if skip_blank else None
-        return self._run(image.shape[:2], box, skip_blank, tile, lambda t, skip, region: tiling.run_tiled(
+        cells = tiling.ink_cells(image) if box is not None else None
+        return self._run(image.shape[:2], box, cells, skip_blank, tile, lambda t, skip, region: tiling.run_tiled(
             image, self._infer, t, self.margin, self.align, skip_blank=skip, progress=progress,
             should_stop=should_stop, out_dtype=out_dtype, region=region))
 
@@ -105,34 +105,50 @@ class TiledEngine:
         should_stop: Callable[[], bool] | None = None,
         out_dtype: np.dtype = np.float32,
         ink_box: tuple[int, int, int, int] | None | bool = False,
+        ink_cells: tuple[int, np.ndarray] | None = None,
     ) -> bool:
         """`refine` for an image that arrives and leaves in bands of rows (see tiling.run_banded).
 
         `ink_box` is where the sender found ink (tiling.ink_box; None: nowhere, False: not
         known): with blank tiles skipped, only the rows and columns near it are fetched and run.
+        `ink_cells` (tiling.ink_cells), when sent, lets the tile shape be chosen by the tiles
+        that will actually run.
         """
         h, w = shape
-        return self._run((h, w), ink_box, skip_blank, tile, lambda t, skip, region: tiling.run_banded(
+        return self._run((h, w), ink_box, ink_cells, skip_blank, tile, lambda t, skip, region: tiling.run_banded(
             h, w, fetch, emit, self._infer, t, self.margin, self.align, skip_blank=skip, progress=progress,
             should_stop=should_stop, out_dtype=out_dtype, region=region))
 
-    def _run(self, shape: tuple[int, int], box: tuple[int, int, int, int] | None | bool, skip_blank: bool,
+    def _run(self, shape: tuple[int, int], box: tuple[int, int, int, int] | None | bool,
+             cells: tuple[int, np.ndarray] | None, skip_blank: bool,
              tile: int | tuple[int, int] | None, run: Callable[..., Any]) -> Any:
         """Choose the tile shape and `run(tile, skip, region)`.
 
         A style that maps blank paper to blank (within BLANK_TOLERANCE) leaves everything
         farther than its margin from the ink blank, so with blank tiles skipped only the
-        ink's region is computed, in tiles chosen for it: a figure filling the middle of a
-        1080p frame costs its own area, not the frame's.
+        ink's region is computed: a figure filling the middle of a 1080p frame costs its own
+        area, not the frame's. The region is cut into the tiles chosen for its size or for
+        the frame's, whichever computes fewer pixels once tiles without ink are skipped (a
+        figure over a line along the frame's bottom leaves blank tiles above that line).
         """
         h, w = shape
-        if skip_blank and box is not False:
-            region = tiling.ink_region(box, h, w, self.margin, self.align) or (0, 0, 0, 0)
-            t = self.tile_for(max(region[1] - region[0], 1), max(region[3] - region[2], 1), tile)
-            if self.blank_output(t) <= BLANK_TOLERANCE:
-                return run(t, True, region)
-        t = self.tile_for(h, w, tile)
-        return run(t, skip_blank and self.blank_output(t) <= BLANK_TOLERANCE, None)
+        if not (skip_blank and self.blank_output() <= BLANK_TOLERANCE):
+            return run(self.tile_for(h, w, tile), False, None)
+        if box is False:
+            return run(self.tile_for(h, w, tile), True, None)
+        region = tiling.ink_region(box, h, w, self.margin, self.align) or (0, 0, 0, 0)
+        rh, rw = max(region[1] - region[0], 1), max(region[3] - region[2], 1)
+        choices = [(self.tile_for(rh, rw, tile), region)]
+        if cells is not None:  # the frame's own tiling, whose blank tiles are skipped too
+            choices += [(self.tile_for(h, w, tile), region), (self.tile_for(h, w, tile), None)]
+        best: tuple[int, tuple[int, int], tuple[int, int, int, int] | None] | None = None
+        for t, area in choices:
+            tiles = tiling.plan(h, w, t, self.margin, self.align, area)
+            n = len(tiles) if cells is None else tiling.tiles_with_ink(tiles, t, h, w, *cells)
+            cost = n * (t[0] * t[1] + tiling.TILE_OVERHEAD)
+            if best is None or cost < best[0]:
+                best = (cost, t, area)
+        return run(best[1], True, best[2])
 
     def refine_whole(self, coverage: np.ndarray) -> np.ndarray:
         """The reference: one pass over the mirror-padded image (what tiling must equal)."""
