@@ -180,13 +180,17 @@ def test_tiles_are_chosen_by_the_ones_that_run(default_style) -> None:
     img = np.zeros((2160, 3840), np.float32)
     img[200:1100, 1500:2300] = line_image(900, 800, seed=5)
     img[1700:1703, :] = 1.0
-    cell, cells = tiling.ink_cells(img)
+    box = tiling.ink_box(img)
+    cell, cells = tiling.ink_cells(img, box)
     assert cell == 64 and cells.shape == (34, 60) and cells[1700 // 64].all() and not cells[0].any()
+    squares = img[:33 * 64].reshape(33, 64, 60, 64).any(axis=(1, 3))  # 2160 rows: 33 squares and 48 rows
+    assert np.array_equal(cells[:33], squares)
+    assert np.array_equal(cells[33], img[33 * 64:].reshape(48, 60, 64).any(axis=(0, 2)))
+    assert not tiling.ink_cells(np.zeros((100, 100), np.float32), None)[1].any()
     packed = protocol.pack_cells(cell, cells)
     assert np.array_equal(protocol.unpack_cells(packed, 2160, 3840)[1], cells)
     with pytest.raises(ValueError, match="does not fit"):
         protocol.unpack_cells(packed, 1080, 1920)
-    box = tiling.ink_box(img)
     computed: dict[str, int] = {}
     results = {}
     infer = engine._infer

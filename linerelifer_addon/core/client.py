@@ -316,7 +316,7 @@ class WorkerClient:
                 box = tiling.ink_box(coverage)
                 header["ink_box"] = list(box) if box is not None else []
                 if box is not None:
-                    header["ink_cells"] = protocol.pack_cells(*tiling.ink_cells(coverage))
+                    header["ink_cells"] = protocol.pack_cells(*tiling.ink_cells(coverage, box))
             try:
                 return self._serve_request(rid, header, coverage, out, progress, cancel)
             except (WorkerError, Cancelled):

@@ -76,17 +76,29 @@ def ink_box(image: np.ndarray) -> tuple[int, int, int, int] | None:
     return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
 
 
-def ink_cells(image: np.ndarray, max_cells: int = 256) -> tuple[int, np.ndarray]:
+def ink_cells(image: np.ndarray, box: tuple[int, int, int, int] | None,
+              max_cells: int = 256) -> tuple[int, np.ndarray]:
     """(cell, map): which cell×cell squares of the image hold ink, as a bool array of
     ceil(h/cell) × ceil(w/cell); the cell is 64 px, doubled until neither side has more than
-    `max_cells` cells. What the tile choice needs to know of a frame it has not been sent yet."""
-    inked = np.asarray(image) != 0  # NaN counts as ink
-    h, w = inked.shape
+    `max_cells` cells. What the tile choice needs to know of a frame it has not been sent yet.
+
+    `box` is the image's ink_box: only the squares it touches are looked at (a 4K frame with a
+    figure in a third of it: 0.7–1.2 ms, against 8–12 ms for the whole frame).
+    """
+    image = np.asarray(image)
+    h, w = image.shape
     cell = 64
     while max(h, w) > cell * max_cells:
         cell *= 2
-    rows = np.logical_or.reduceat(inked, np.arange(0, h, cell), axis=0)
-    return cell, np.logical_or.reduceat(rows, np.arange(0, w, cell), axis=1)
+    cells = np.zeros((-(-h // cell), -(-w // cell)), bool)
+    if box is None:
+        return cell, cells
+    y0, x0 = box[0] // cell * cell, box[2] // cell * cell
+    inked = image[y0:box[1], x0:box[3]] != 0  # NaN counts as ink
+    rows = np.logical_or.reduceat(inked, np.arange(0, inked.shape[0], cell), axis=0)
+    part = np.logical_or.reduceat(rows, np.arange(0, inked.shape[1], cell), axis=1)
+    cells[y0 // cell:y0 // cell + part.shape[0], x0 // cell:x0 // cell + part.shape[1]] = part
+    return cell, cells
 
 
 def tiles_with_ink(tiles: list[Tile], tile: int | tuple[int, int], h: int, w: int,

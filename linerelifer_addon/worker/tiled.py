@@ -89,7 +89,7 @@ class TiledEngine:
         """Refined coverage by exact tiling; None when stopped."""
         image = coverage if coverage.dtype in (np.float16, np.float32) else coverage.astype(np.float32)
         box = tiling.ink_box(image) if skip_blank else None
-        cells = tiling.ink_cells(image) if box is not None else None
+        cells = tiling.ink_cells(image, box) if box is not None else None
         return self._run(image.shape[:2], box, cells, skip_blank, tile, lambda t, skip, region: tiling.run_tiled(
             image, self._infer, t, self.margin, self.align, skip_blank=skip, progress=progress,
             should_stop=should_stop, out_dtype=out_dtype, region=region))
@@ -132,15 +132,16 @@ class TiledEngine:
         figure over a line along the frame's bottom leaves blank tiles above that line).
         """
         h, w = shape
+        frame_tile = self.tile_for(h, w, tile)
         if not (skip_blank and self.blank_output() <= BLANK_TOLERANCE):
-            return run(self.tile_for(h, w, tile), False, None)
+            return run(frame_tile, False, None)
         if box is False:
-            return run(self.tile_for(h, w, tile), True, None)
+            return run(frame_tile, True, None)
         region = tiling.ink_region(box, h, w, self.margin, self.align) or (0, 0, 0, 0)
         rh, rw = max(region[1] - region[0], 1), max(region[3] - region[2], 1)
         choices = [(self.tile_for(rh, rw, tile), region)]
         if cells is not None:  # the frame's own tiling, whose blank tiles are skipped too
-            choices += [(self.tile_for(h, w, tile), region), (self.tile_for(h, w, tile), None)]
+            choices += [(frame_tile, region), (frame_tile, None)]
         best: tuple[int, tuple[int, int], tuple[int, int, int, int] | None] | None = None
         for t, area in choices:
             tiles = tiling.plan(h, w, t, self.margin, self.align, area)
