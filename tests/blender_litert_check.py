@@ -55,10 +55,10 @@ def main(zip_path: str, out_dir: str) -> int:
     scene.render.filepath = os.path.join(out_dir, "frames", "frame_")
     assert bpy.ops.render.render(animation=True) == {"FINISHED"}
     base = Path(out_dir)
-    report["frames"] = sorted(str(p.relative_to(base)) for p in base.glob("frames*/*.png"))
+    report["frames"] = sorted(str(p.relative_to(base)) for p in (base / "frames").rglob("*.png"))
     report["refined_differs"] = [(base / "frames" / f"frame_{i:04d}.png").read_bytes()
-                                 != (base / "frames_originals" / f"frame_{i:04d}.png").read_bytes()
-                                 for i in (1, 2, 3) if (base / "frames_originals" / f"frame_{i:04d}.png").is_file()]
+                                 != (base / "frames" / "originals" / f"frame_{i:04d}.png").read_bytes()
+                                 for i in (1, 2, 3) if (base / "frames" / "originals" / f"frame_{i:04d}.png").is_file()]
     report["blender_loaded"] = sorted(m for m in ("tensorflow", "keras") if m in sys.modules)
     session.shutdown()
     print("RESULT " + json.dumps(report))

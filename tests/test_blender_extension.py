@@ -223,11 +223,12 @@ def test_auto_refine_animation(addon, tmp_path, capfd):
     lines = re.findall(r"^LineRelifer: frame (\d+): (\S+) -> (\S+) \((\d+\.\d+) s\)$", log, re.M)
     assert [int(f) for f, *_ in lines] == [1, 2, 3], log
 
-    # The other mode: originals copied to a sibling folder, frames overwritten.
+    # The other mode: originals copied to a folder inside the output folder, frames overwritten
+    # (a sibling of Blender's default output /tmp/ would be /tmp_originals: not writable).
     scene.linerelifer.output_mode = "OVERWRITE_KEEP_ORIGINALS"
     shutil.rmtree(refined_dir)
     assert bpy.ops.render.render(animation=True) == {"FINISHED"}
-    originals = tmp_path / "frames_originals"
+    originals = tmp_path / "frames" / "originals"
     assert sorted(p.name for p in originals.glob("*.png")) == names
     assert not refined_dir.exists()
     for n in names:
@@ -429,7 +430,7 @@ def test_auto_refined_frames_with_baked_lines_change_no_other_pixel(addon, tmp_p
     assert bpy.ops.render.render(animation=True) == {"FINISHED"}
     for f in (1, 2):
         name = f"frame_{f:04d}.png"
-        refined, original = _frame_pixels(out / name), _frame_pixels(tmp_path / "frames_originals" / name)
+        refined, original = _frame_pixels(out / name), _frame_pixels(tmp_path / "frames" / "originals" / name)
         drawn = np.any(original != _frame_pixels(tmp_path / "no_lines" / name), axis=-1)
         line_pixels = drawn | pass_cover[f]
         assert 0.01 < line_pixels.mean() < 0.5
@@ -448,7 +449,7 @@ def test_baked_frames_through_another_view_transform_are_refused_once(addon, tmp
     assert bpy.ops.render.render(animation=True) == {"FINISHED"}
     ours = [ln for ln in capfd.readouterr().out.splitlines() if ln.startswith("LineRelifer:")]
     assert len(ours) == 1 and "view transform 'AgX'" in ours[0] and "Freestyle pass" in ours[0], ours
-    assert len(list(out.glob("*.png"))) == 2 and not (tmp_path / "frames_originals").exists()
+    assert len(list(out.glob("*.png"))) == 2 and not (tmp_path / "frames" / "originals").exists()
 
 # -- farm renders ---------------------------------------------------------------------
 
@@ -514,9 +515,9 @@ def test_farm_render_with_the_pass_and_no_render_result(addon, tmp_path, capfd, 
 
     assert farm_condition == [[], [], []], "a Render Result image existed while frames were written"
     names = [f"frame_{i:04d}.png" for i in (1, 2, 3)]
-    originals = tmp_path / "frames_originals"
+    originals = tmp_path / "frames" / "originals"
     assert sorted(p.name for p in out.glob("*.png")) == names  # refined, at the output path
-    assert sorted(p.name for p in originals.glob("*.png")) == names  # originals kept beside it
+    assert sorted(p.name for p in originals.glob("*.png")) == names  # originals kept inside it
     for n in names:
         refined, original = _frame_pixels(out / n), _frame_pixels(originals / n)
         assert refined.shape == original.shape == (H, W, 4)
@@ -558,7 +559,7 @@ def test_worker_that_cannot_start_is_tried_once_per_render(addon, tmp_path, capf
     assert starts.read_text().splitlines() == ["started"], "the worker start was retried"
     # The render itself is untouched: three frames, nothing refined, nothing moved.
     assert sorted(p.name for p in out.glob("*.png")) == [f"frame_{i:04d}.png" for i in (1, 2, 3)]
-    assert not (tmp_path / "frames_originals").exists()
+    assert not (tmp_path / "frames" / "originals").exists()
 
 
 
@@ -580,7 +581,7 @@ def test_multilayer_exr_output_is_refused_with_one_line(addon, tmp_path, capfd, 
                     "Output) is OpenEXR MultiLayer, which auto-refine does not rewrite; choose PNG, TIFF "
                     "or OpenEXR"], ours
     assert sorted(p.name for p in out.glob("*.exr")) == ["frame_0001.exr", "frame_0002.exr"]
-    assert not before and not (tmp_path / "frames_originals").exists()
+    assert not before and not (tmp_path / "frames" / "originals").exists()
 
 
 # -- UI renders (what background mode can run of them) -------------------------------
@@ -674,16 +675,16 @@ def test_ui_render_handlers_only_record(ui_render, tmp_path, capfd):
         assert all(isinstance(v, (str, int, float)) for v in vars(r).values())
         assert os.path.isfile(r.frame_path) and os.path.isfile(r.pass_path)
     assert framequeue.arrays_held() == 0
-    assert not list((tmp_path / "frames_originals").glob("*")), "refined on the render thread"
+    assert not list((tmp_path / "frames" / "originals").glob("*")), "refined on the render thread"
 
     held = _pump_until_idle(framequeue)
     log = capfd.readouterr().out
     assert max(held) == 1, "more than one frame's arrays were held at once"
     assert re.findall(r"^LineRelifer: frame (\d+): ", log, re.M) == ["1", "2", "3"], log
     names = [f"frame_{i:04d}.png" for i in (1, 2, 3)]
-    assert sorted(p.name for p in (tmp_path / "frames_originals").glob("*.png")) == names
+    assert sorted(p.name for p in (tmp_path / "frames" / "originals").glob("*.png")) == names
     for n in names:
-        assert np.abs(_frame_pixels(out / n) - _frame_pixels(tmp_path / "frames_originals" / n)).mean() > 1e-3
+        assert np.abs(_frame_pixels(out / n) - _frame_pixels(tmp_path / "frames" / "originals" / n)).mean() > 1e-3
     assert not any(os.path.exists(r.pass_path) for r in records), "pass files were left behind"
 
 
@@ -720,7 +721,7 @@ def test_ui_render_worker_that_cannot_start_is_tried_once(ui_render, tmp_path, c
     assert len(ours) == 1 and "could not start" in ours[0], ours
     assert starts.read_text().splitlines() == ["started"], "the worker start was retried"
     assert not any(os.path.exists(r.pass_path) for r in records)
-    assert not (tmp_path / "frames_originals").exists()
+    assert not (tmp_path / "frames" / "originals").exists()
 
 
 def test_loading_a_file_drops_the_queue_with_one_line(ui_render, tmp_path, capfd):
@@ -739,7 +740,7 @@ def test_loading_a_file_drops_the_queue_with_one_line(ui_render, tmp_path, capfd
         "LineRelifer: a file is being loaded: dropped frames 1, 2 not yet refined"]
     assert framequeue.pending() == [] and framequeue.arrays_held() == 0
     assert not any(os.path.exists(r.pass_path) for r in records)
-    assert not (tmp_path / "frames_originals").exists()
+    assert not (tmp_path / "frames" / "originals").exists()
 
 
 def test_refine_lines_waits_for_a_running_render(addon, tmp_path):

@@ -59,9 +59,9 @@ def test_refine_lines_on_a_real_render(report: dict) -> None:
 
 
 def test_auto_refined_animation_writes_its_frames(report: dict) -> None:
-    # The default output mode: refined frames at the output path, the originals kept beside it.
+    # The default output mode: refined frames at the output path, the originals kept in a folder inside it.
     names = [f"frame_{i:04d}.png" for i in (1, 2, 3)]
-    assert report["frames"] == [f"frames/{n}" for n in names] + [f"frames_originals/{n}" for n in names]
+    assert report["frames"] == [f"frames/{n}" for n in names] + [f"frames/originals/{n}" for n in names]
     assert report["refined_differs"] == [True, True, True]
     lines = [l for l in report["stdout"].splitlines() if l.startswith("LineRelifer: frame ")]
     assert len(lines) == 3, report["stdout"][-2000:]

@@ -417,10 +417,12 @@ def _finite(pixels: np.ndarray) -> np.ndarray:
 
 
 def output_paths(frame_path: str, output_mode: str) -> tuple[str, str | None]:
-    """(refined frame path, copy of the original or None)."""
+    """(refined frame path, copy of the original or None). Both extra folders are made inside
+    the output folder, the one place known to be writable: a sibling of Blender's default
+    output folder /tmp/ would be /tmp_originals, which a user cannot create."""
     folder, name = os.path.split(os.path.abspath(frame_path))
     if output_mode == "OVERWRITE_KEEP_ORIGINALS":
-        return frame_path, os.path.join(folder.rstrip(os.sep) + "_originals", name)
+        return frame_path, os.path.join(folder, "originals", name)
     return os.path.join(folder, "linerelifer", name), None
 
 

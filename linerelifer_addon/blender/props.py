@@ -113,7 +113,7 @@ class LINERELIFER_PG_settings(bpy.types.PropertyGroup):
             ("SEPARATE_FOLDER", "Separate Folder",
              "Write refined frames to a 'linerelifer' folder inside the output folder, with the same names"),
             ("OVERWRITE_KEEP_ORIGINALS", "Overwrite, Keep Originals",
-             "Copy the original frames to '<output folder>_originals' and overwrite them with the refined ones"),
+             "Copy the original frames to an 'originals' folder inside the output folder, then overwrite them with the refined ones"),
         ),
         # A farm's next step (comp, encode, review) reads the scene's output path: refined frames
         # go there, and nothing is lost because the originals are copied aside first.
