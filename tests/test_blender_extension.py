@@ -743,6 +743,129 @@ def test_loading_a_file_drops_the_queue_with_one_line(ui_render, tmp_path, capfd
     assert not (tmp_path / "frames" / "originals").exists()
 
 
+def test_saving_while_frames_wait_still_refines_them(ui_render, tmp_path, capfd):
+    # Saving takes the pass node and its folder out of the file; the frames the render
+    # queued keep their pass files (the queue holds them in its own folder).
+    framequeue, passnode = _addon_module("framequeue"), _addon_module("passnode")
+    scene = build_scene(width=W, height=H, samples=1, frames=(1, 2))
+    scene.linerelifer.auto_refine = True
+    out = tmp_path / "frames"
+    scene.render.filepath = str(out / "frame_")
+    framequeue.pump()
+    node_folder = passnode.folder_of(scene.name)
+    assert bpy.ops.render.render(animation=True) == {"FINISHED"}
+    records = framequeue.pending()
+    assert [r.frame for r in records] == [1, 2]
+    assert not any(r.pass_path.startswith(node_folder) for r in records)
+    bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "saved.blend"), copy=True)
+    assert passnode.folder_of(scene.name) is None and not os.path.exists(node_folder)
+    capfd.readouterr()
+    _pump_until_idle(framequeue)
+    log = capfd.readouterr().out
+    assert re.findall(r"^LineRelifer: frame (\d+): \S+ -> ", log, re.M) == ["1", "2"], log
+    assert sorted(p.name for p in (out / "originals").glob("*.png")) == ["frame_0001.png", "frame_0002.png"]
+    assert not any(os.path.exists(r.pass_path) for r in records)
+
+
+def test_frames_not_refined_leave_no_pass_files(ui_render, tmp_path, capfd):
+    # A UI animation to an output auto-refine does not rewrite: refused once, told in the
+    # panel too, and no frame's 32-bit pass file is left in the temp folder.
+    framequeue, passnode = _addon_module("framequeue"), _addon_module("passnode")
+    state = sys.modules[f"{PKG}.blender.state"]
+    scene = build_scene(width=W, height=H, samples=1, frames=(1, 3))
+    scene.linerelifer.auto_refine = True
+    ims = scene.render.image_settings
+    if hasattr(ims, "media_type"):
+        ims.media_type = "MULTI_LAYER_IMAGE"
+    else:
+        ims.file_format = "OPEN_EXR_MULTILAYER"
+    scene.render.filepath = str(tmp_path / "frames" / "frame_")
+    framequeue.pump()
+    node_folder = passnode.folder_of(scene.name)
+    assert node_folder
+    capfd.readouterr()
+    assert bpy.ops.render.render(animation=True) == {"FINISHED"}
+    ours = [ln for ln in capfd.readouterr().out.splitlines() if ln.startswith("LineRelifer:")]
+    assert len(ours) == 1 and "MultiLayer" in ours[0], ours
+    assert state.notice.text == ours[0].removeprefix("LineRelifer: ")
+    assert framequeue.pending() == []
+    assert os.listdir(node_folder) == [], "pass files of frames nobody refines were left"
+
+
+def test_a_still_waits_for_a_running_refinement(ui_render, capfd):
+    # Auto-refine of a still calls Refine Lines, which waits while another refinement (or a
+    # render) runs: the still stays queued instead of being dropped.
+    framequeue = _addon_module("framequeue")
+    state = sys.modules[f"{PKG}.blender.state"]
+    scene = build_scene(width=W, height=H, samples=1, frames=(1, 1))
+    state.busy["refine"] = True
+    try:
+        framequeue.record_still(scene)
+        for _ in range(3):
+            framequeue.pump()
+        assert [r.frame for r in framequeue.pending()] == [None]
+    finally:
+        state.busy["refine"] = False
+    capfd.readouterr()
+    framequeue.pump()
+    # Refine Lines ran (this test rendered nothing for it to refine, so it says so).
+    assert framequeue.pending() == []
+    assert ("LineRelifer: render not refined: There is no render to refine; render the scene first (F12)."
+            in capfd.readouterr().out.splitlines())
+
+
+def test_pass_node_follows_a_renamed_scene(ui_render):
+    # What was added is found again by the scene's session_uid and the nodes' names (no
+    # Python references to Blender data, which an undo step frees): renaming the scene moves
+    # the node over, switching auto-refine off takes it out and restores the compositor.
+    framequeue, passnode = _addon_module("framequeue"), _addon_module("passnode")
+    nodes = _addon_module("nodes")
+    scene = build_scene(width=W, height=H, samples=1, frames=(1, 1))
+    before = _compositor_state(scene)
+    scene.linerelifer.auto_refine = True
+    framequeue.pump()
+    old_folder = passnode.folder_of(scene.name)
+    assert old_folder and os.path.isdir(old_folder)
+    old_name, scene.name = scene.name, scene.name + " renamed"
+    framequeue.pump()
+    assert passnode.folder_of(old_name) is None and not os.path.exists(old_folder)
+    assert passnode.folder_of(scene.name)
+    ours = [n.name for n in nodes.compositor_tree(scene).nodes if n.name.startswith(passnode.NODE_NAME)]
+    assert sorted(ours) == [passnode.NODE_NAME, passnode.NODE_NAME + " Source"]
+    scene.linerelifer.auto_refine = False
+    framequeue.pump()
+    assert passnode.folder_of(scene.name) is None
+    assert _compositor_state(scene) == before
+
+
+@pytest.mark.skipif(bpy.app.version >= (5, 0, 0), reason="Blender 4.x compositor switch (Use Nodes)")
+def test_switched_off_compositor_nodes_stay_off(ui_render, tmp_path, capfd):
+    # Blender 4.x: a scene whose compositor nodes are switched off (Use Nodes) keeps them off;
+    # auto-refine says what to do instead of bringing back the user's effects.
+    framequeue, passnode = _addon_module("framequeue"), _addon_module("passnode")
+    scene = build_scene(width=W, height=H, samples=1, frames=(1, 1))
+    scene.use_nodes = True
+    tree = scene.node_tree
+    rl = next(n for n in tree.nodes if n.bl_idname == "CompositorNodeRLayers")
+    comp = next(n for n in tree.nodes if n.bl_idname == "CompositorNodeComposite")
+    invert = tree.nodes.new("CompositorNodeInvert")
+    tree.links.new(rl.outputs["Image"], invert.inputs["Color"])
+    tree.links.new(invert.outputs["Color"], comp.inputs["Image"])
+    scene.use_nodes = False
+    scene.linerelifer.auto_refine = True
+    capfd.readouterr()
+    try:
+        framequeue.pump()
+        framequeue.pump()
+        log = capfd.readouterr().out
+        assert not scene.use_nodes and passnode.folder_of(scene.name) is None
+        ours = [ln for ln in log.splitlines() if ln.startswith("LineRelifer:")]
+        assert len(ours) == 1 and "Use Nodes off" in ours[0], ours
+    finally:
+        scene.linerelifer.auto_refine = False
+        framequeue.pump()
+
+
 def test_refine_lines_waits_for_a_running_render(addon, tmp_path):
     scene = build_scene(width=W, height=H, samples=1, frames=(1, 1))
     scene.render.filepath = str(tmp_path / "frame_")

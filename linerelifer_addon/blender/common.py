@@ -8,6 +8,8 @@ from pathlib import Path
 
 import bpy
 
+from .state import notice
+
 # The add-on's root package: "bl_ext.user_default.linerelifer" when installed
 # as an extension, "linerelifer_addon" when the package is registered directly.
 ADDON_ID = __package__.rpartition(".")[0]
@@ -25,10 +27,16 @@ def log(message: str) -> None:
     print(f"LineRelifer: {message}", flush=True)
 
 
+def tell(message: str) -> None:
+    """A line on the console that the panels also show (see state.Notice)."""
+    log(message)
+    notice.set(message)
+
+
 def first_sentence(error: BaseException | str) -> str:
     """The first line of an error, as one sentence for ``report``."""
     text = str(error).strip() or type(error).__name__
-    line = text.splitlines()[0].strip()
+    line = text.splitlines()[0].strip().removeprefix("Error: ")  # what a failed operator raises
     if line.endswith(";") or line.endswith(":"):
         line = line[:-1]
     if line and line[0].islower():

@@ -7,13 +7,17 @@ extension's File Output node wrote (:mod:`.passnode`) -- paths, never pixels.  O
 registered at register() on the main thread and persistent across file loads, refines the
 records one at a time: it loads one frame, runs the worker on a thread, writes the result.
 So whatever the length of the animation, at most one frame's arrays are held (the frame,
-its pass and the refined coverage); the rest waits on disk.
+its pass and the refined coverage); the rest waits on disk, in the queue's own folder: the
+pass node's folder goes when the node does (file saved, auto-refine switched off).
 """
 
 from __future__ import annotations
 
+import atexit
 import collections
 import os
+import shutil
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -22,7 +26,8 @@ import bpy
 
 from ..core.client import WorkerStartError
 from . import passnode, pipeline, session
-from .common import first_sentence, get_prefs, log
+from .common import first_sentence, get_prefs, log, tell
+from .state import notice
 from .state import render as render_job
 
 IDLE_INTERVAL = 0.5
@@ -46,6 +51,7 @@ _pending: collections.deque[Record] = collections.deque()
 _current: dict = {}  # the record being refined: record, job, thread, error, cancel
 _given_up: set[float] = set()  # render jobs whose worker could not start
 _node_problem: dict = {}  # the last pass-node error logged
+_spill: dict = {}  # folder: the queue's own folder for the pass files it holds; n: files moved in
 
 
 def record_frame(scene, frame: int, since: float) -> None:
@@ -55,12 +61,29 @@ def record_frame(scene, frame: int, since: float) -> None:
         raise pipeline.RefineError("the written frame file was not found")
     pass_path = ""
     if passnode.folder_of(scene.name):
-        pass_path = passnode.frame_pass_file(scene.name, frame)
+        pass_path = _claim(passnode.frame_pass_file(scene.name, frame))
     elif pipeline.freestyle_pass_enabled(scene):
         raise pipeline.RefineError("the Freestyle pass was not written; turn on Compositing in "
                                    "Output Properties > Post Processing")
     with _lock:
         _pending.append(Record(scene.name, frame, path, pass_path, time.monotonic(), since))
+
+
+def _claim(path: str) -> str:
+    """Move a pass file into the queue's own folder (plain Python: render thread)."""
+    with _lock:
+        folder = _spill.get("folder")
+        if folder is None or not os.path.isdir(folder):
+            folder = _spill["folder"] = tempfile.mkdtemp(prefix="linerelifer-queue-")
+        _spill["n"] = n = _spill.get("n", 0) + 1
+    dst = os.path.join(folder, f"{n:06d}_{os.path.basename(path)}")
+    os.replace(path, dst)
+    return dst
+
+
+def node_problem() -> str:
+    """Why the timer could not put the pass node in place ('' when it could)."""
+    return _node_problem.get("text", "")
 
 
 def record_still(scene) -> None:
@@ -97,7 +120,7 @@ def clear(reason: str) -> int:
         _unlink(r.pass_path)
     if frames or any(r.frame is None for r in dropped):
         what = f"frames {', '.join(map(str, frames))}" if frames else "a still render"
-        log(f"{reason}: dropped {what} not yet refined")
+        tell(f"{reason}: dropped {what} not yet refined")
     return len(frames)
 
 
@@ -114,11 +137,13 @@ def pump() -> float:
     try:
         return _pump()
     except Exception as ex:  # a timer that raises is dropped by Blender: log and go on
-        log(f"auto-refine: {first_sentence(ex)}")
+        tell(f"auto-refine: {first_sentence(ex)}")
         return IDLE_INTERVAL
 
 
 def _pump() -> float:
+    if notice.unshown():
+        _redraw_panels()
     is_job_running = getattr(bpy.app, "is_job_running", None)
     if not render_job.running and not (is_job_running and is_job_running("RENDER")):
         try:
@@ -128,7 +153,7 @@ def _pump() -> float:
             text = f"the Freestyle pass node could not be set up: {first_sentence(ex)}"
             if _node_problem.get("text") != text:  # the timer retries; the log says it once
                 _node_problem["text"] = text
-                log(text)
+                tell(text)
     cur = _current.get("thread")
     if cur is not None:
         if cur.is_alive():
@@ -148,21 +173,31 @@ def _pump() -> float:
     return BUSY_INTERVAL
 
 
+def _redraw_panels() -> None:
+    """Show a new notice in the panels now, not at the next mouse move."""
+    wm = bpy.context.window_manager
+    for window in wm.windows if wm else ():
+        for area in window.screen.areas if window.screen else ():
+            if area.type in ("PROPERTIES", "IMAGE_EDITOR"):
+                area.tag_redraw()
+
+
 def _refine_still(record: Record) -> None:
-    if render_job.running:
+    # Refine Lines waits while a render or another refinement runs (its poll says which);
+    # Blender may still call the render job running just after render_complete.
+    if render_job.running or not bpy.ops.linerelifer.refine_lines.poll():
         with _lock:
-            _pending.appendleft(record)  # Refine Lines waits for the render
+            _pending.appendleft(record)
         return
     wm = bpy.context.window_manager
     window = wm.windows[0] if wm and wm.windows else None
     try:
         if window is None:
-            return
+            raise pipeline.RefineError("Blender has no window to show the refined render in")
         with bpy.context.temp_override(window=window, screen=window.screen):
-            if bpy.ops.linerelifer.refine_lines.poll():
-                bpy.ops.linerelifer.refine_lines("INVOKE_DEFAULT")
+            bpy.ops.linerelifer.refine_lines("INVOKE_DEFAULT")
     except Exception as ex:
-        log(f"render not refined: {first_sentence(ex)}")
+        tell(f"render not refined: {first_sentence(ex)}")
 
 
 def _start(record: Record) -> None:
@@ -174,7 +209,7 @@ def _start(record: Record) -> None:
         job = pipeline.prepare_frame(scene, record.frame_path, freestyle, record.frame)
     except Exception as ex:
         _unlink(record.pass_path)
-        log(f"frame {record.frame}: not refined: {first_sentence(ex)}")
+        tell(f"frame {record.frame}: not refined: {first_sentence(ex)}")
         return
     client = session.get_client(get_prefs())
     cancel = threading.Event()
@@ -200,11 +235,11 @@ def _finish_current() -> None:
         pipeline.release_frame(job)
         _unlink(record.pass_path)
         _given_up.add(record.render)
-        log(f"auto-refine stopped for this render: the worker could not start ({first_sentence(err)})")
+        tell(f"auto-refine stopped for this render: the worker could not start ({first_sentence(err)})")
         return
     if err is not None:
         pipeline.release_frame(job)
-        log(f"frame {record.frame}: not refined: {first_sentence(err)}")
+        tell(f"frame {record.frame}: not refined: {first_sentence(err)}")
         return
     try:
         scene = bpy.data.scenes.get(record.scene_name)
@@ -215,7 +250,7 @@ def _finish_current() -> None:
         log(f"frame {record.frame}: {record.frame_path} -> {dst} ({time.monotonic() - record.queued:.2f} s)")
     except Exception as ex:
         pipeline.release_frame(job)
-        log(f"frame {record.frame}: not refined: {first_sentence(ex)}")
+        tell(f"frame {record.frame}: not refined: {first_sentence(ex)}")
 
 
 def drain(timeout: float = 120.0) -> None:
@@ -235,3 +270,11 @@ def unregister() -> None:
     if bpy.app.timers.is_registered(pump):
         bpy.app.timers.unregister(pump)
     clear("LineRelifer was disabled")
+    _remove_spill()
+
+
+@atexit.register
+def _remove_spill() -> None:
+    folder = _spill.pop("folder", None)
+    if folder:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -25,7 +25,8 @@ from bpy.app.handlers import persistent
 
 from ..core.client import WorkerStartError
 from . import framequeue, passnode, pipeline, session
-from .common import first_sentence, get_prefs, log
+from .common import first_sentence, get_prefs, log, tell
+from .state import notice
 from .state import render as job
 
 
@@ -43,7 +44,7 @@ def _refuse(reason: str) -> None:
     """Stop auto-refining this render; say why once."""
     if job.refused is None:
         job.refused = reason
-        log(f"auto-refine stopped for this render: {reason}")
+        tell(f"auto-refine stopped for this render: {reason}")
 
 
 @persistent
@@ -51,6 +52,7 @@ def on_render_init(scene, *args) -> None:
     job.reset(running=True, auto=_auto(scene), since=time.time())
     if not job.auto:
         return
+    notice.set("")  # a new render: what the last one could not do is no longer news
     if not scene.render.use_freestyle:
         _refuse("Freestyle is off, so there are no lines to refine; turn it on in Render Properties")
         return
@@ -61,8 +63,9 @@ def on_render_init(scene, *args) -> None:
     if not background_mode():
         # Render thread: read, decide, note; the timer set the pass node up beforehand.
         if pipeline.freestyle_pass_enabled(scene) and not passnode.folder_of(scene.name):
-            _refuse("the Freestyle pass node is not in place (Compositing off in Output Properties, "
-                    "or auto-refine was switched on a moment ago); render again")
+            _refuse(framequeue.node_problem()
+                    or "the Freestyle pass node is not in place (Compositing off in Output Properties, "
+                       "or auto-refine was switched on a moment ago); render again")
         return
     # Main thread, before Blender copies the render settings: the one place to set up.
     if pipeline.freestyle_pass_enabled(scene) and not pipeline.frame_output_problem(scene):
@@ -75,20 +78,21 @@ def on_render_init(scene, *args) -> None:
 @persistent
 def on_render_write(scene, *args) -> None:
     job.frames += 1
-    if not job.auto or job.refused:
+    if not job.auto:
         return
     frame = scene.frame_current
-    problem = pipeline.frame_output_problem(scene)  # frames only: a still can still be refined
-    if problem:
-        _refuse(problem)
-        return
+    problem = job.refused or pipeline.frame_output_problem(scene)  # a still can still be refined
     try:
-        if background_mode():
+        if problem:
+            _refuse(problem)
+        elif background_mode():
             _refine_written_frame(scene, frame)
         else:
             framequeue.record_frame(scene, frame, job.since)
     except Exception as ex:  # never break the render
-        log(f"frame {frame}: not refined: {first_sentence(ex)}")
+        tell(f"frame {frame}: not refined: {first_sentence(ex)}")
+    finally:
+        passnode.discard_frame(scene.name, frame)  # read or moved by now unless not refined
 
 
 def _refine_written_frame(scene, frame: int) -> None:
@@ -121,6 +125,8 @@ def _finish(scene, completed: bool) -> None:
     job.reset()
     if background:
         passnode.remove()
+    elif not frames:
+        passnode.discard_frame(scene.name, scene.frame_current)  # a still's pass: never read
     if not auto or frames or not completed:
         return
     # A still render that wrote no file: refine it into the result images.
@@ -133,7 +139,7 @@ def _finish(scene, completed: bool) -> None:
         pipeline.refine_still_sync(bpy.context, scene, client, show=False)
         log(f"refined the render in {time.monotonic() - t0:.2f} s")
     except Exception as ex:
-        log(f"render not refined: {first_sentence(ex)}")
+        tell(f"render not refined: {first_sentence(ex)}")
 
 
 @persistent

@@ -7,7 +7,9 @@ settings) adds a File Output node fed by the Render Layers node's Freestyle outp
 each frame's pass as an EXR into a private temp folder; ``render_write`` reads the file of
 the frame just written; ``render_complete``/``render_cancel`` remove the node, the compositor
 tree if it was made here, and the folder.  Only the node and what it needs are added: the
-scene's own output is composited exactly as before.
+scene's own output is composited exactly as before.  What was added is remembered by the
+scene's ``session_uid`` and node names, never as Python references to Blender data, which an
+undo step frees under the UI's timer.
 
 Blender 5.0: ``scene.compositing_node_group`` (made here when the scene has none, passing the
 render through), File Output ``directory``/``file_name``/``file_output_items``.
@@ -16,6 +18,7 @@ Blender 4.x: ``scene.use_nodes`` + ``scene.node_tree``, File Output ``base_path`
 
 from __future__ import annotations
 
+import atexit
 import glob
 import os
 import shutil
@@ -25,6 +28,7 @@ import bpy
 import numpy as np
 
 from . import exr
+from .nodes import compositor_tree
 from .common import IS_5
 
 NODE_NAME = "LineRelifer Freestyle Pass"
@@ -47,9 +51,16 @@ def freestyle_view_layer(scene):
     return None
 
 
+# Nodes a 4.x compositor that was switched off may hold and still pass the render through.
+# (4.5's default tree: Render Layers -> Reroute -> Composite and Viewer.)
+_PASS_THROUGH = {"CompositorNodeRLayers", "CompositorNodeComposite", "CompositorNodeViewer", "NodeReroute",
+                 "NodeFrame"}
+
+
 def _tree_for(scene):
     """The compositor tree to add the node to, making one that passes the render through
-    when the scene has none; returns (tree, undo) where undo restores the scene."""
+    when the scene has none; returns (tree, made): what was made here, for _remove to undo
+    ("group" with the group's session_uid, "use_nodes", or None)."""
     if IS_5:
         tree = scene.compositing_node_group
         if tree is not None:
@@ -61,15 +72,18 @@ def _tree_for(scene):
         tree.interface.new_socket("Image", in_out="OUTPUT", socket_type="NodeSocketColor")
         tree.links.new(rl.outputs["Image"], out.inputs[0])
         scene.compositing_node_group = tree
-
-        def undo():
-            scene.compositing_node_group = None
-            bpy.data.node_groups.remove(tree)
-        return tree, undo
+        return tree, ("group", tree.session_uid)
     # Blender 4.x: switching the compositor on makes (or reuses) the scene's embedded tree,
     # by default Render Layers -> Composite, which passes the render through.
     if scene.use_nodes and scene.node_tree is not None:
         return scene.node_tree, None
+    tree = scene.node_tree
+    if tree is not None and any(n.bl_idname not in _PASS_THROUGH and not n.name.startswith(NODE_NAME)
+                                for n in tree.nodes):
+        # Switching it on would bring back the effects the user switched off.
+        raise PassNodeError(f"the scene {scene.name} has compositor nodes with Use Nodes off; turn "
+                            "Use Nodes on in the Compositor, or delete those nodes, so the "
+                            "Freestyle pass can be written")
     scene.use_nodes = True
     tree = scene.node_tree
     if not any(n.bl_idname == "CompositorNodeComposite" for n in tree.nodes):
@@ -77,10 +91,7 @@ def _tree_for(scene):
             or tree.nodes.new("CompositorNodeRLayers")
         comp = tree.nodes.new("CompositorNodeComposite")
         tree.links.new(rl.outputs["Image"], comp.inputs["Image"])
-
-    def undo():
-        scene.use_nodes = False
-    return tree, undo
+    return tree, ("use_nodes", None)
 
 
 def add(scene) -> str:
@@ -92,17 +103,21 @@ def add(scene) -> str:
     if not scene.render.use_compositing:
         raise PassNodeError("Compositing is off in Output Properties > Post Processing; turn it on "
                             "so the Freestyle pass can be written")
+    tree, made = _tree_for(scene)
     folder = tempfile.mkdtemp(prefix="linerelifer-pass-")
-    tree, undo = _tree_for(scene)
     for stale in [n for n in tree.nodes if n.name.startswith(NODE_NAME)]:
         tree.nodes.remove(stale)  # saved by a session that ended before it could take them out
+    info = dict(scene=scene.session_uid, nodes=[], made=made, folder=folder)
+    _added[scene.name] = info
     try:
         rl = tree.nodes.new("CompositorNodeRLayers")
         rl.scene = scene
         rl.layer = vl.name
         rl.name = NODE_NAME + " Source"
+        info["nodes"].append(rl.name)
         node = tree.nodes.new("CompositorNodeOutputFile")
         node.name = node.label = NODE_NAME
+        info["nodes"].append(node.name)
         fmt = node.format
         if hasattr(fmt, "media_type"):
             fmt.media_type = "IMAGE"
@@ -122,11 +137,8 @@ def add(scene) -> str:
             raise PassNodeError(f"the view layer {vl.name} has no Freestyle output")
         tree.links.new(socket, node.inputs[0])
     except Exception:
-        _added[scene.name] = dict(tree=tree, nodes=[n for n in tree.nodes if n.name.startswith(NODE_NAME)],
-                                  undo=undo, folder=folder)
         remove(scene.name)
         raise
-    _added[scene.name] = dict(tree=tree, nodes=[rl, node], undo=undo, folder=folder)
     return folder
 
 
@@ -138,19 +150,34 @@ def remove(scene_name: str | None = None) -> None:
             _remove(**info)
 
 
-def _remove(tree, nodes, undo, folder) -> None:
-    try:
-        for n in nodes or ():
-            try:
-                tree.nodes.remove(n)
-            except (ReferenceError, RuntimeError):
-                pass
-        if undo is not None:
-            undo()
-    except ReferenceError:
-        pass  # the scene or tree is gone (file reloaded)
+def _by_uid(collection, uid):
+    return next((item for item in collection if item.session_uid == uid), None)
+
+
+def _remove(scene, nodes, made, folder) -> None:
+    """Looks everything up again: the scene may have been renamed, deleted or undone."""
+    scene = _by_uid(bpy.data.scenes, scene)
+    if scene is not None:
+        tree = scene.compositing_node_group if IS_5 else scene.node_tree
+        for name in nodes if tree is not None else ():
+            node = tree.nodes.get(name)
+            if node is not None:
+                tree.nodes.remove(node)
+        kind, uid = made or (None, None)
+        if kind == "use_nodes":
+            scene.use_nodes = False
+        elif kind == "group" and tree is not None and tree.session_uid == uid:
+            scene.compositing_node_group = None
+            bpy.data.node_groups.remove(tree)
     if folder:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@atexit.register
+def _remove_folders() -> None:
+    """Blender quits without unregistering: at least leave no folders in the temp folder."""
+    for info in _added.values():
+        shutil.rmtree(info["folder"], ignore_errors=True)
 
 
 def folder_of(scene_name: str) -> str | None:
@@ -170,6 +197,15 @@ def frame_pass_file(scene_name: str, frame: int) -> str:
     if not found:
         raise PassNodeError(f"the Freestyle pass of frame {frame} was not written")
     return found[-1]
+
+
+def discard_frame(scene_name: str, frame: int) -> None:
+    """Delete the pass file of a frame nothing will refine (no bpy: safe on the render
+    thread), so that a long render that is not refined leaves no file per frame."""
+    try:
+        os.unlink(frame_pass_file(scene_name, frame))
+    except (PassNodeError, OSError):
+        pass
 
 
 def read_pass_file(path: str, delete: bool = True) -> np.ndarray:
@@ -211,7 +247,9 @@ def sync_all() -> None:
 
 
 def _intact(name: str) -> bool:
-    try:
-        return all(n.name.startswith(NODE_NAME) for n in _added[name]["nodes"])
-    except ReferenceError:
-        return False
+    info = _added[name]
+    scene = bpy.data.scenes.get(name)
+    tree = None
+    if scene is not None and scene.session_uid == info["scene"]:
+        tree = compositor_tree(scene)  # 4.x: None once Use Nodes is switched off
+    return tree is not None and all(tree.nodes.get(n) is not None for n in info["nodes"])

@@ -28,3 +28,23 @@ class RenderJob:
 
 
 render = RenderJob()
+
+
+class Notice:
+    """The latest thing auto-refine could not do, for the panels: in the UI its log line goes
+    to a terminal the user may never see."""
+
+    def __init__(self) -> None:
+        self.text = ""
+        self._shown = ""
+
+    def set(self, text: str) -> None:
+        self.text = text
+
+    def unshown(self) -> bool:
+        """Whether the text changed since the last call (the panels need a redraw)."""
+        changed, self._shown = self.text != self._shown, self.text
+        return changed
+
+
+notice = Notice()

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import textwrap
 
 import bpy
 
 from . import pipeline, session
-from .state import baked_problem, busy
+from .state import baked_problem, busy, notice
 from .common import RESULT_IMAGE, get_prefs
 from .pipeline import freestyle_pass_enabled
 
@@ -75,6 +76,10 @@ def draw_settings(layout, context):
     col.prop(settings, "tile_size")
     col.separator()
     col.prop(settings, "auto_refine")
+    if settings.auto_refine and notice.text:
+        box = col.box().column(align=True)
+        for i, line in enumerate(textwrap.wrap(notice.text, 60)[:4]):
+            box.label(text=line, icon="ERROR" if i == 0 else "BLANK1")
     col.prop(settings, "output_mode")
 
     row = layout.row()
