@@ -838,6 +838,49 @@ def test_pass_node_follows_a_renamed_scene(ui_render):
     assert _compositor_state(scene) == before
 
 
+def test_pass_node_survives_an_undo_step(ui_render):
+    # Ctrl+Z frees and remakes Blender data under the timer: what was added is looked up
+    # again, the node is put back, and switching auto-refine off restores the compositor.
+    framequeue, passnode, nodes = (_addon_module(m) for m in ("framequeue", "passnode", "nodes"))
+    scene = build_scene(width=W, height=H, samples=1, frames=(1, 1))
+    before = _compositor_state(scene)
+    scene.linerelifer.auto_refine = True
+    bpy.ops.ed.undo_push(message="auto-refine on")
+    framequeue.pump()
+    assert passnode.folder_of(scene.name)
+    bpy.ops.ed.undo_push(message="pass node added")
+    assert bpy.ops.ed.undo() == {"FINISHED"}
+    scene = bpy.data.scenes[0]  # the undo step made it anew
+    framequeue.pump()
+    assert passnode.folder_of(scene.name) and os.path.isdir(passnode.folder_of(scene.name))
+    tree = nodes.compositor_tree(scene)
+    assert sorted(n.name for n in tree.nodes if n.name.startswith(passnode.NODE_NAME)) == [
+        passnode.NODE_NAME, passnode.NODE_NAME + " Source"]
+    scene.linerelifer.auto_refine = False
+    framequeue.pump()
+    assert passnode.folder_of(scene.name) is None and _compositor_state(scene) == before
+
+
+def test_compositor_work_in_a_tree_the_extension_made_is_kept(ui_render, tmp_path):
+    # The pass node switched the compositor on (4.x) or made its tree (5.0); nodes the user
+    # added to it since make it theirs: saving (which takes the pass node out) keeps it on.
+    framequeue, passnode, nodes = (_addon_module(m) for m in ("framequeue", "passnode", "nodes"))
+    scene = build_scene(width=W, height=H, samples=1, frames=(1, 1))
+    scene.linerelifer.auto_refine = True
+    framequeue.pump()
+    tree = nodes.compositor_tree(scene)
+    assert tree is not None and passnode.folder_of(scene.name)
+    glare = tree.nodes.new("CompositorNodeGlare")
+    glare.name = "user glare"
+    bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "saved.blend"), copy=True)
+    assert passnode.folder_of(scene.name) is None
+    tree = nodes.compositor_tree(scene)
+    assert tree is not None and tree.nodes.get("user glare") is not None, "the user's compositor was switched off"
+    assert not [n for n in tree.nodes if n.name.startswith(passnode.NODE_NAME)]
+    scene.linerelifer.auto_refine = False
+    framequeue.pump()
+
+
 @pytest.mark.skipif(bpy.app.version >= (5, 0, 0), reason="Blender 4.x compositor switch (Use Nodes)")
 def test_switched_off_compositor_nodes_stay_off(ui_render, tmp_path, capfd):
     # Blender 4.x: a scene whose compositor nodes are switched off (Use Nodes) keeps them off;
@@ -861,6 +904,11 @@ def test_switched_off_compositor_nodes_stay_off(ui_render, tmp_path, capfd):
         assert not scene.use_nodes and passnode.folder_of(scene.name) is None
         ours = [ln for ln in log.splitlines() if ln.startswith("LineRelifer:")]
         assert len(ours) == 1 and "Use Nodes off" in ours[0], ours
+        state = sys.modules[f"{PKG}.blender.state"]
+        assert state.notice.text == ours[0].removeprefix("LineRelifer: ")
+        scene.use_nodes = True  # what the line says to do: the node goes in, the panel stops asking
+        framequeue.pump()
+        assert passnode.folder_of(scene.name) and state.notice.text == ""
     finally:
         scene.linerelifer.auto_refine = False
         framequeue.pump()

@@ -50,7 +50,7 @@ _lock = threading.Lock()
 _pending: collections.deque[Record] = collections.deque()
 _current: dict = {}  # the record being refined: record, job, thread, error, cancel
 _given_up: set[float] = set()  # render jobs whose worker could not start
-_node_problem: dict = {}  # the last pass-node error logged
+_node_problems: dict[str, str] = {}  # per scene name: why the pass node is not in place (logged once)
 _spill: dict = {}  # folder: the queue's own folder for the pass files it holds; n: files moved in
 
 
@@ -81,9 +81,9 @@ def _claim(path: str) -> str:
     return dst
 
 
-def node_problem() -> str:
-    """Why the timer could not put the pass node in place ('' when it could)."""
-    return _node_problem.get("text", "")
+def node_problem(scene_name: str) -> str:
+    """Why the timer could not put the scene's pass node in place ('' when it could)."""
+    return _node_problems.get(scene_name, "")
 
 
 def record_still(scene) -> None:
@@ -146,14 +146,14 @@ def _pump() -> float:
         _redraw_panels()
     is_job_running = getattr(bpy.app, "is_job_running", None)
     if not render_job.running and not (is_job_running and is_job_running("RENDER")):
-        try:
-            passnode.sync_all()
-            _node_problem.clear()
-        except Exception as ex:
-            text = f"the Freestyle pass node could not be set up: {first_sentence(ex)}"
-            if _node_problem.get("text") != text:  # the timer retries; the log says it once
-                _node_problem["text"] = text
-                tell(text)
+        problems = {name: first_sentence(text) for name, text in passnode.sync_all().items()}
+        for name, text in problems.items():
+            if _node_problems.get(name) != text:  # the timer retries; the log says it once
+                tell(f"the Freestyle pass node could not be set up: {text}")
+        if any(f"set up: {text}" in notice.text for name, text in _node_problems.items() if name not in problems):
+            notice.set("")  # solved: the panel no longer asks for it
+        _node_problems.clear()
+        _node_problems.update(problems)
     cur = _current.get("thread")
     if cur is not None:
         if cur.is_alive():

@@ -63,7 +63,7 @@ def on_render_init(scene, *args) -> None:
     if not background_mode():
         # Render thread: read, decide, note; the timer set the pass node up beforehand.
         if pipeline.freestyle_pass_enabled(scene) and not passnode.folder_of(scene.name):
-            _refuse(framequeue.node_problem()
+            _refuse(framequeue.node_problem(scene.name)
                     or "the Freestyle pass node is not in place (Compositing off in Output Properties, "
                        "or auto-refine was switched on a moment ago); render again")
         return

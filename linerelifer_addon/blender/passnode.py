@@ -51,16 +51,21 @@ def freestyle_view_layer(scene):
     return None
 
 
-# Nodes a 4.x compositor that was switched off may hold and still pass the render through.
-# (4.5's default tree: Render Layers -> Reroute -> Composite and Viewer.)
+# Nodes a compositor may hold and still pass the render through (4.5's default tree: Render
+# Layers -> Reroute -> Composite and Viewer; the 5.0 tree made here: Render Layers -> Group
+# Output). A tree with any other node is the user's work.
 _PASS_THROUGH = {"CompositorNodeRLayers", "CompositorNodeComposite", "CompositorNodeViewer", "NodeReroute",
-                 "NodeFrame"}
+                 "NodeFrame", "NodeGroupOutput"}
+
+
+def _only_passes_through(tree) -> bool:
+    return all(n.bl_idname in _PASS_THROUGH or n.name.startswith(NODE_NAME) for n in tree.nodes)
 
 
 def _tree_for(scene):
     """The compositor tree to add the node to, making one that passes the render through
     when the scene has none; returns (tree, made): what was made here, for _remove to undo
-    ("group" with the group's session_uid, "use_nodes", or None)."""
+    (("group", None), ("use_nodes", None), or None)."""
     if IS_5:
         tree = scene.compositing_node_group
         if tree is not None:
@@ -72,14 +77,13 @@ def _tree_for(scene):
         tree.interface.new_socket("Image", in_out="OUTPUT", socket_type="NodeSocketColor")
         tree.links.new(rl.outputs["Image"], out.inputs[0])
         scene.compositing_node_group = tree
-        return tree, ("group", tree.session_uid)
+        return tree, ("group", None)
     # Blender 4.x: switching the compositor on makes (or reuses) the scene's embedded tree,
     # by default Render Layers -> Composite, which passes the render through.
     if scene.use_nodes and scene.node_tree is not None:
         return scene.node_tree, None
     tree = scene.node_tree
-    if tree is not None and any(n.bl_idname not in _PASS_THROUGH and not n.name.startswith(NODE_NAME)
-                                for n in tree.nodes):
+    if tree is not None and not _only_passes_through(tree):
         # Switching it on would bring back the effects the user switched off.
         raise PassNodeError(f"the scene {scene.name} has compositor nodes with Use Nodes off; turn "
                             "Use Nodes on in the Compositor, or delete those nodes, so the "
@@ -107,7 +111,7 @@ def add(scene) -> str:
     folder = tempfile.mkdtemp(prefix="linerelifer-pass-")
     for stale in [n for n in tree.nodes if n.name.startswith(NODE_NAME)]:
         tree.nodes.remove(stale)  # saved by a session that ended before it could take them out
-    info = dict(scene=scene.session_uid, nodes=[], made=made, folder=folder)
+    info = dict(scene=scene.session_uid, tree=tree.session_uid, nodes=[], made=made, folder=folder)
     _added[scene.name] = info
     try:
         rl = tree.nodes.new("CompositorNodeRLayers")
@@ -154,21 +158,29 @@ def _by_uid(collection, uid):
     return next((item for item in collection if item.session_uid == uid), None)
 
 
-def _remove(scene, nodes, made, folder) -> None:
-    """Looks everything up again: the scene may have been renamed, deleted or undone."""
+def _remove(scene, tree, nodes, made, folder) -> None:
+    """Looks everything up again (the scene may have been renamed, deleted or undone, another
+    group assigned), and undoes what _tree_for made only while the tree still just passes the
+    render through: nodes the user has added since make it theirs, and it stays on."""
     scene = _by_uid(bpy.data.scenes, scene)
-    if scene is not None:
-        tree = scene.compositing_node_group if IS_5 else scene.node_tree
-        for name in nodes if tree is not None else ():
-            node = tree.nodes.get(name)
-            if node is not None:
-                tree.nodes.remove(node)
-        kind, uid = made or (None, None)
-        if kind == "use_nodes":
+    if IS_5:
+        tree = _by_uid(bpy.data.node_groups, tree)
+    else:
+        tree = scene.node_tree if scene is not None and scene.node_tree is not None \
+            and scene.node_tree.session_uid == tree else None
+    for name in nodes if tree is not None else ():
+        node = tree.nodes.get(name)
+        if node is not None:
+            tree.nodes.remove(node)
+    kind, _ = made or (None, None)
+    if tree is not None and _only_passes_through(tree):
+        if kind == "use_nodes" and scene is not None:
             scene.use_nodes = False
-        elif kind == "group" and tree is not None and tree.session_uid == uid:
-            scene.compositing_node_group = None
-            bpy.data.node_groups.remove(tree)
+        elif kind == "group":
+            if scene is not None and scene.compositing_node_group == tree:
+                scene.compositing_node_group = None
+            if tree.users == 0:
+                bpy.data.node_groups.remove(tree)
     if folder:
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -233,17 +245,23 @@ def wanted(scene) -> bool:
                 and scene.render.use_compositing)
 
 
-def sync_all() -> None:
+def sync_all() -> dict[str, str]:
     """UI, main thread, no render running: the node is in every scene that wants it and in
-    no other (auto-refine or the pass switched, scenes renamed or deleted)."""
+    no other (auto-refine or the pass switched, scenes renamed or deleted). Returns why it
+    could not be added, per scene name: one scene's problem does not hold up the others."""
     present = {s.name: s for s in bpy.data.scenes}
     for name in list(_added):
         scene = present.get(name)
         if scene is None or not wanted(scene) or not _intact(name):
             remove(name)
+    problems = {}
     for name, scene in present.items():
         if name not in _added and wanted(scene):
-            add(scene)
+            try:
+                add(scene)
+            except Exception as ex:  # noqa: BLE001 - told once by the timer, retried
+                problems[name] = str(ex)
+    return problems
 
 
 def _intact(name: str) -> bool:
@@ -252,4 +270,5 @@ def _intact(name: str) -> bool:
     tree = None
     if scene is not None and scene.session_uid == info["scene"]:
         tree = compositor_tree(scene)  # 4.x: None once Use Nodes is switched off
-    return tree is not None and all(tree.nodes.get(n) is not None for n in info["nodes"])
+    return (tree is not None and tree.session_uid == info["tree"]
+            and all(tree.nodes.get(n) is not None for n in info["nodes"]))
