@@ -39,12 +39,17 @@ def test_train_from_drawings_makes_a_listed_usable_style(tmp_path) -> None:
                         "--style", "marker", "--quiet"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert cv2.imread(str(out), 0).shape == (240, 300)
-    # Resume continues from the checkpoint instead of starting over.
+    # Resume continues from the checkpoint instead of starting over; a blank page among the scans
+    # is skipped with one line, the hidden files macOS copies beside each file are not read.
+    cv2.imwrite(str(drawings / "blank.png"), np.full((120, 160), 255, np.uint8))
+    (drawings / "._scan0.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
     r = subprocess.run([sys.executable, "-m", "training", "train", "--drawings", str(drawings), "--name", "marker",
                         "--steps", "8", "--batch", "2", "--crop", "64", "--run-dir", str(tmp_path / "run"),
                         "--resume", "--quiet"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "resuming" in r.stdout and "at step 6" in r.stdout
+    assert f"skipped {drawings / 'blank.png'}: no ink lines found in it" in r.stderr.splitlines()
+    assert "._scan0" not in r.stderr
     first = json.loads(style.with_suffix(".json").read_text())["training"]
     assert first["steps"] == 8 and first["final_losses"]
     # The resumed style names the command and settings its first 6 steps ran under.
@@ -59,6 +64,45 @@ def test_train_from_drawings_makes_a_listed_usable_style(tmp_path) -> None:
     second = json.loads((again / "again.json").read_text())["training"]
     assert second["final_losses"] == pytest.approx(first["final_losses"], rel=1e-4)  # the CSV keeps 6 digits
     assert second["wall_seconds"] == first["wall_seconds"]
+
+
+def _train_refused(args: list[str], env: dict) -> str:
+    """Run `training train ARGS`, which must refuse with one line on stderr; returns it."""
+    r = subprocess.run([sys.executable, "-m", "training", "train", *args, "--quiet"], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=600)
+    lines = [ln for ln in r.stderr.splitlines() if ln.startswith("error: ")]
+    assert r.returncode == 2 and len(lines) == 1 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    return lines[0]
+
+
+def test_train_refuses_what_would_lose_work_or_mix_runs(tmp_path) -> None:
+    """A studio's run and style are not overwritten by a second command, and a resumed run keeps
+    the network's shape and its drawings; each refusal is one line before any training."""
+    drawings = tmp_path / "drawings"
+    marker_drawings(drawings)
+    styles = tmp_path / "styles"
+    env = {**os.environ, "LINERELIFER_STYLES_DIR": str(styles), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    run = tmp_path / "run"
+    small = ["--steps", "2", "--batch", "2", "--crop", "64", "--run-dir", str(run)]
+    r = subprocess.run([sys.executable, "-m", "training", "train", "--drawings", str(drawings), "--name", "house",
+                        *small, "--quiet"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    before = (run / "checkpoint.npz").read_bytes(), (styles / "house.keras").read_bytes()
+
+    line = _train_refused(["--drawings", str(drawings), "--name", "house", *small], env)
+    assert f"{run} already holds a run (step 2)" in line and "--resume" in line
+    line = _train_refused(["--drawings", str(drawings), "--name", "house", "--steps", "2", "--batch", "2",
+                           "--crop", "64", "--run-dir", str(tmp_path / "other")], env)
+    assert f"{styles / 'house.keras'} exists" in line and "--overwrite" in line
+    line = _train_refused(["--drawings", str(drawings), "--name", "house", *small, "--resume", "--widths", "16,32"], env)
+    assert "holds a network with --widths 32,64, not 16,32" in line
+    line = _train_refused(["--name", "house", *small, "--resume"], env)  # --drawings forgotten
+    assert f"was trained on drawings in {drawings.resolve()}, not synthetic drawings" in line
+    line = _train_refused(["--drawings", str(drawings), "--name", "default", "--steps", "2"], env)
+    assert "bundled style's name" in line
+    line = _train_refused(["--drawings", str(tmp_path / "nowhere"), "--name", "x", "--run-dir", str(tmp_path / "x")], env)
+    assert "is not a folder" in line
+    assert ((run / "checkpoint.npz").read_bytes(), (styles / "house.keras").read_bytes()) == before
 
 
 def test_evaluate_prints_table_and_json(tmp_path, random_style) -> None:

@@ -27,6 +27,9 @@ def cmd_train(args: argparse.Namespace) -> int:
                                    ("widths", tuple(int(w) for w in args.widths.split(",")) if args.widths else None))
                  if v is not None}
     cfg = base(**overrides) if args.arch == "seed" else base(arch=args.arch, **overrides)
+    out_dir = Path(args.out) if args.out else user_styles_dir()
+    run_dir = Path(args.run_dir or Path("runs") / args.name)
+    _check_train_paths(args, out_dir, run_dir)
     t0 = time.perf_counter()
     tone = None
     if args.drawings:
@@ -47,14 +50,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg.degrade = {**cfg.degrade, "aliased": args.aliased}
     sampler = PairSampler(pairs, crop=cfg.crop, seed=cfg.seed, degrade_kwargs=cfg.degrade,
                           **({"pool_size": cfg.pool, "tied": cfg.target == "tied"} if pairs is None else {}))
-    run_dir = Path(args.run_dir or Path("runs") / args.name)
     trainer = Trainer(cfg, run_dir, sampler)
     trainer.command = command_line()
+    trainer.data = (f"drawings in {Path(args.drawings).resolve()}" if args.drawings
+                    else f"synthetic drawings, {cfg.target} targets")
     if args.resume:
         done = trainer.restore()
-        print(f"resuming {run_dir} at step {done}")
+        print(f"resuming {run_dir} at step {done}" if done else
+              f"no checkpoint in {run_dir} to resume: starting at step 0")
     logs = trainer.fit(verbose=0 if args.quiet else 1)
-    out_dir = Path(args.out) if args.out else user_styles_dir()
     desc = args.description or (f"Trained from {data}" if args.drawings else "Default hand-inked line style")
     training = {"command": trainer.command, "data": data, "seed": cfg.seed, "steps": cfg.steps,
                 "wall_seconds": round(trainer.wall, 1), "config": dict(vars(cfg)),
@@ -73,6 +77,26 @@ def cmd_train(args: argparse.Namespace) -> int:
                         native_width=native, ink_tone=tone)
     print(f"style written: {path} ({cfg.steps} steps, {trainer.wall:.0f} s of training)")
     return 0
+
+
+def _check_train_paths(args: argparse.Namespace, out_dir: Path, run_dir: Path) -> None:
+    """Refuse, before any training, what would only fail or overwrite work at its end."""
+    from linerelifer_addon.core.styles import list_styles, user_styles_dir
+
+    if args.name in ("", ".", "..") or Path(args.name).name != args.name:
+        raise ValueError(f"--name {args.name} must be a plain file name (no folders); put the folder in --out.")
+    style = out_dir / f"{args.name}.keras"
+    if out_dir.resolve() == user_styles_dir().resolve() and any(
+            s.bundled and s.name == args.name for s in list_styles()):
+        raise ValueError(f"--name {args.name} is a bundled style's name, which a user style never replaces; "
+                         "choose another --name.")
+    if (run_dir / "checkpoint.npz").is_file() and not args.resume:
+        state = run_dir / "state.json"
+        step = json.loads(state.read_text()).get("step", "?") if state.is_file() else "?"
+        raise ValueError(f"{run_dir} already holds a run (step {step}); add --resume to continue it, or "
+                         "choose another --name or --run-dir.")
+    if style.exists() and not (args.resume or args.overwrite):
+        raise ValueError(f"{style} exists; choose another --name, or add --overwrite to replace it.")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -199,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--sample-every", type=int)
     t.add_argument("--run-dir", help="checkpoints, logs and sample sheets (default runs/NAME)")
     t.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
+    t.add_argument("--overwrite", action="store_true", help="replace an existing style of that name")
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(func=cmd_train)
     e = sub.add_parser("evaluate", help="metrics table on the held-out set")
@@ -226,7 +251,15 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--aliased {args.aliased} is a share of the inputs: give a number from 0 to 1")
     if args.cmd == "evaluate" and (args.grid or args.ends) and not args.real:
         p.error("--grid and --ends picture the real renders: add --real out/realset (built by `realset`)")
-    return args.func(args)
+    if args.cmd == "train":
+        for flag, value, least in (("--steps", args.steps, 1), ("--batch", args.batch, 1), ("--crop", args.crop, 32)):
+            if value is not None and value < least:
+                p.error(f"{flag} {value} is too small: give at least {least}")
+    try:
+        return args.func(args)
+    except (ValueError, OSError) as ex:  # bad input, said in one sentence; not a traceback
+        print(f"error: {ex}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

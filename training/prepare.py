@@ -7,6 +7,7 @@ redrawn as uniform anti-aliased lines, in the same way synth.render_uniform does
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import cv2
@@ -16,6 +17,7 @@ from training.synth import Stroke, catmull_rom, render_uniform
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"}
 INK = 0.25
+FEW_DRAWINGS = 5  # fewer than this gets a warning: a style is learnt from 20-30
 _OFFS = [(-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1)]
 
 
@@ -269,7 +271,9 @@ def redraw_uniform(skeleton: np.ndarray, width: float) -> np.ndarray:
 
 
 def _images_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
+    """Image files, without hidden ones (macOS leaves ._name.png beside each file it copies)."""
+    return sorted(p for p in folder.iterdir()
+                  if p.is_file() and p.suffix.lower() in IMAGE_EXTS and not p.name.startswith("."))
 
 
 def _fit(img: np.ndarray, max_side: int) -> np.ndarray:
@@ -340,8 +344,15 @@ def prepare_folder(folder: str | Path, max_side: int = 1024, width: float | None
     for path in files:
         target = drawing_to_target(_fit(load_drawing(path), max_side))
         skel = centerline(target)
-        if not skel.any():
-            raise ValueError(f"{path} has no detectable ink lines; remove it from {folder}.")
+        if not skel.any():  # a blank page among the scans: say so, train on the rest
+            print(f"skipped {path}: no ink lines found in it", file=sys.stderr)
+            continue
         w = float(rng.uniform(1.0, 3.0)) if width is None else float(width)
         pairs.append((redraw_uniform(skel, w), target))
+    if not pairs:
+        raise ValueError(f"No drawing in {folder} has detectable ink lines; add line drawings (dark lines "
+                         "on light paper, or light on dark).")
+    if len(pairs) < FEW_DRAWINGS:
+        print(f"warning: {len(pairs)} drawing(s) in {folder}; a style learns a look from 20-30 drawings",
+              file=sys.stderr)
     return pairs

@@ -85,12 +85,16 @@ def ema_momentum(cfg: TrainConfig) -> float:
 
 
 def _prefetch(sampler: Any, batch: int, depth: int = 4) -> "queue.Queue":
-    """Make batches on a thread so the data side overlaps the training step."""
+    """Make batches on a thread so the data side overlaps the training step. An error there
+    is handed over in the queue (fit raises it): a thread that died would leave fit waiting."""
     q: queue.Queue = queue.Queue(maxsize=depth)
 
     def run() -> None:
-        while True:
-            q.put(sampler.batch(batch, with_cuts=True))
+        try:
+            while True:
+                q.put(sampler.batch(batch, with_cuts=True))
+        except BaseException as ex:  # noqa: BLE001 - re-raised on the training thread
+            q.put(ex)
 
     threading.Thread(target=run, daemon=True).start()
     return q
@@ -240,6 +244,7 @@ class Trainer:
         self.step = 0
         self.wall = 0.0
         self.command = ""  # the command line that runs this trainer, kept in state.json
+        self.data = ""  # what it trains on (drawings folder or synthetic), kept in state.json
         self.resumed_from: dict[str, Any] | None = None  # the checkpoint's own state.json, when resumed
         self._groups = [self.gen.variables, self.disc.variables, self.g_opt.variables, self.d_opt.variables]
         if self.backend == "tensorflow":
@@ -342,7 +347,9 @@ class Trainer:
         return self.run_dir / "checkpoint.npz"
 
     def restore(self) -> int:
-        """Resume from the run folder's checkpoint, if any; returns the step reached."""
+        """Resume from the run folder's checkpoint, if any; returns the step reached. The
+        training settings may change (later stages of the default style did), but not the
+        network's shape nor what it learns from."""
         path = self._ckpt_path()
         if path.is_file():
             from keras import ops
@@ -350,6 +357,7 @@ class Trainer:
             state = self.run_dir / "state.json"
             if state.is_file():  # a resumed style names what it went on from
                 self.resumed_from = json.loads(state.read_text())
+                self._check_resumable(self.resumed_from)
             data = np.load(path)
             for g, variables in enumerate(self._groups):
                 for i, v in enumerate(variables):
@@ -358,6 +366,23 @@ class Trainer:
             self.wall = float(data["wall"])
             self._state = None if self.backend == "jax" else getattr(self, "_state", None)
         return self.step
+
+    _SHAPE = (("arch", "--arch"), ("widths", "--widths"), ("stem", "--stem"), ("basis", "--basis"))
+
+    def _check_resumable(self, previous: dict[str, Any]) -> None:
+        before = previous.get("config", {})
+        now = json.loads(json.dumps(asdict(self.cfg)))  # tuples as lists, as state.json holds them
+        def shown(v: Any) -> str:
+            return ",".join(map(str, v)) if isinstance(v, list) else str(v)
+
+        for key, flag in self._SHAPE:
+            if key in before and before[key] != now[key]:
+                was = shown(before[key])
+                raise ValueError(f"{self.run_dir} holds a network with {flag} {was}, not {shown(now[key])}; "
+                                 f"resume it with {flag} {was}, or train under another --name or --run-dir.")
+        if previous.get("data") and self.data and previous["data"] != self.data:
+            raise ValueError(f"{self.run_dir} was trained on {previous['data']}, not {self.data}; resume it "
+                             "with the same --drawings, or train under another --name or --run-dir.")
 
     def save(self) -> None:
         from keras import ops
@@ -370,7 +395,8 @@ class Trainer:
         os.replace(tmp, self._ckpt_path())
         (self.run_dir / "state.json").write_text(json.dumps(
             {"step": self.step, "wall_seconds": round(self.wall, 1), "backend": self.backend,
-             "config": asdict(self.cfg), "command": self.command, "resumed_from": self.resumed_from}, indent=1))
+             "config": asdict(self.cfg), "command": self.command, "data": self.data,
+             "resumed_from": self.resumed_from}, indent=1))
 
     def _log(self, step: int, logs: dict[str, float]) -> None:
         csv = self.run_dir / "metrics.csv"
@@ -406,7 +432,10 @@ class Trainer:
         logs: dict[str, float] = {}
         t0 = time.perf_counter()
         while self.step < cfg.steps:
-            x, y, cut = batches.get()
+            item = batches.get()
+            if isinstance(item, BaseException):
+                raise item
+            x, y, cut = item
             gan_on = np.float32(1.0 if self.step >= cfg.gan_start and cfg.gan_weight > 0 else 0.0)
             out = self._train_step(ops.convert_to_tensor(x), ops.convert_to_tensor(y), ops.convert_to_tensor(gan_on),
                                    ops.convert_to_tensor(shift_of_step(self.step)), ops.convert_to_tensor(cut))
