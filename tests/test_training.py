@@ -275,6 +275,21 @@ def test_ema_exports_the_moving_average_and_resume_keeps_it(tmp_path) -> None:
             np.testing.assert_allclose(f, 0.75 * a + 0.25 * b, rtol=1e-5, atol=1e-6)
 
 
+def test_an_error_making_batches_ends_the_run(tmp_path) -> None:
+    """The batches are made on a thread: its error reaches fit (a dead thread left it waiting)."""
+    from training.dataset import PairSampler
+    from training.train import TrainConfig, Trainer
+
+    class Broken(PairSampler):
+        def batch(self, *args, **kwargs):
+            raise ValueError("scan3.png could not be cropped")
+
+    cfg = TrainConfig(steps=3, batch=2, crop=64, sample_every=0, pool=4)
+    trainer = Trainer(cfg, tmp_path / "run", Broken(crop=64, seed=3, pool_size=4))
+    with pytest.raises(ValueError, match="scan3.png could not be cropped"):
+        trainer.fit(verbose=0)
+
+
 def test_short_runs_average_their_own_weights_not_the_random_start() -> None:
     """The moving average spans at most a quarter of the run: a 300-step style from drawings exported
     mostly its random start with 0.999 (grey paper everywhere); 4000 steps keep 0.999."""
