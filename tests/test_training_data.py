@@ -289,6 +289,30 @@ def test_prepare_folder_errors_name_the_problem(tmp_path):
         prepare_folder(bad)
 
 
+def test_a_scanners_dark_frame_is_not_ink(tmp_path):
+    """A page scanned with the lid open has black along its edges: it must neither set the ink
+    level, nor train as a line, nor turn a grey marker's tone black; lines off the edge stay."""
+    from conftest import marker_drawings
+    from training.prepare import INK, drawing_to_target, ink_tone, scan_border
+
+    marker_drawings(tmp_path / "plain", grey=60)
+    framed = tmp_path / "framed"
+    framed.mkdir()
+    for f in sorted((tmp_path / "plain").glob("*.png")):
+        img = cv2.imread(str(f), 0)
+        img[:, :25] = 8
+        img[-40:, :] = 10
+        cv2.imwrite(str(framed / f.name), img)
+    inside = np.zeros((240, 300), bool)
+    inside[:-40 - 8, 25 + 8:] = True
+    for f in sorted((tmp_path / "plain").glob("*.png")):
+        plain, boxed = drawing_to_target(load_drawing(f)), drawing_to_target(load_drawing(framed / f.name))
+        assert (boxed[~inside] > INK).mean() < 0.01, "the frame became ink"
+        assert np.abs(plain[inside] - boxed[inside]).max() < 0.05
+        assert not scan_border(load_drawing(f)).any()  # the marker's strokes run off the page: not a frame
+    assert abs(ink_tone(framed) * 255 - 60) <= 3 and abs(ink_tone(tmp_path / "plain") * 255 - 60) <= 3
+
+
 # ---------------------------------------------------------------- sampler
 
 
