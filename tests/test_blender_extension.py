@@ -562,15 +562,18 @@ def test_worker_that_cannot_start_is_tried_once_per_render(addon, tmp_path, capf
     assert not (tmp_path / "frames" / "originals").exists()
 
 
+def _output_multilayer_exr(scene) -> None:
+    ims = scene.render.image_settings
+    if hasattr(ims, "media_type"):  # Blender 5.0
+        ims.media_type = "MULTI_LAYER_IMAGE"
+    else:
+        ims.file_format = "OPEN_EXR_MULTILAYER"
+
 
 def test_multilayer_exr_output_is_refused_with_one_line(addon, tmp_path, capfd, farm_condition):
     scene = build_scene(width=W, height=H, samples=1, frames=(1, 2))
     scene.linerelifer.auto_refine = True
-    ims = scene.render.image_settings
-    if hasattr(ims, "media_type"):
-        ims.media_type = "MULTI_LAYER_IMAGE"
-    else:
-        ims.file_format = "OPEN_EXR_MULTILAYER"
+    _output_multilayer_exr(scene)
     out = tmp_path / "frames"
     scene.render.filepath = str(out / "frame_")
     before = {p: p.stat().st_mtime_ns for p in out.glob("*")}
@@ -774,11 +777,7 @@ def test_frames_not_refined_leave_no_pass_files(ui_render, tmp_path, capfd):
     state = sys.modules[f"{PKG}.blender.state"]
     scene = build_scene(width=W, height=H, samples=1, frames=(1, 3))
     scene.linerelifer.auto_refine = True
-    ims = scene.render.image_settings
-    if hasattr(ims, "media_type"):
-        ims.media_type = "MULTI_LAYER_IMAGE"
-    else:
-        ims.file_format = "OPEN_EXR_MULTILAYER"
+    _output_multilayer_exr(scene)
     scene.render.filepath = str(tmp_path / "frames" / "frame_")
     framequeue.pump()
     node_folder = passnode.folder_of(scene.name)
