@@ -171,11 +171,13 @@ def cmd_refine(args: argparse.Namespace) -> int:
         raise UsageError(f"--strength {args.strength} is outside 0..{MAX_STRENGTH:g}; use 0 (input lines), "
                          f"1 (the style) or up to {MAX_STRENGTH:g} (exaggerated)")
     if args.tile is not None and args.tile < 64:
-        raise UsageError(f"--tile {args.tile} is too small; use 256 or more")
+        raise UsageError(f"--tile {args.tile} is too small; use 64 or more (256 or more runs faster)")
+    if args.threads is not None and args.threads < 1:
+        raise UsageError(f"--threads {args.threads} must be 1 or more (leave it out to use every core)")
     style = resolve_style(args.style)
     color = style_ink_color(style.path) if args.strength > 0 else None
     pairs = plan_outputs(args.inputs, args.output)
-    if len(pairs) > 1:
+    if len(pairs) > 1 or any(Path(raw).is_dir() for raw in args.inputs):  # -o names a folder
         try:
             pairs[0][1].parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -239,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--threads", type=int, default=None, help="worker threads (default: all cores)")
     r.add_argument("--python", default=None, help="interpreter for the worker (default: LINERELIFER_PYTHON or this one)")
     r.add_argument("--quiet", action="store_true")
-    r.add_argument("--debug", action="store_true", help="show tracebacks")
+    r.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     r.set_defaults(func=cmd_refine)
     s = sub.add_parser("styles", help="list bundled and user styles")
     s.set_defaults(func=cmd_styles)
@@ -271,8 +273,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("error: cancelled", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 1
+        print("error: interrupted (the frames written so far are complete; no half-written file is left)",
+              file=sys.stderr)
+        return 130
     except (WorkerError, Exception) as exc:  # noqa: BLE001 - the CLI's last line of defence
         if debug:
             traceback.print_exc()

@@ -1,7 +1,9 @@
 """Reading and writing image files for the CLI (OpenCV; never imported inside Blender).
 
 Writes go to a temporary file in the destination folder and are renamed into place, so
-an interrupted run never leaves a half-written image.
+an interrupted run never leaves a half-written image. Integer files hold sRGB-encoded
+values, EXR scene-linear ones (as Blender writes them): an output of the other kind gets its
+colour channels re-encoded and scaled, never its alpha, which is coverage in both.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_PIXELS))
 os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
 import cv2  # noqa: E402
 
+from .core.conversion import linear_to_srgb, srgb_to_linear  # noqa: E402
 from .core.files import atomic_write_bytes  # noqa: E402
 
 
@@ -35,7 +38,10 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         raise ImageFileError(f"{path}: file does not exist")
     if path.stat().st_size == 0:
         raise ImageFileError(f"{path}: file is empty")
-    data = np.fromfile(str(path), dtype=np.uint8)  # also works for non-ASCII paths
+    try:
+        data = np.fromfile(str(path), dtype=np.uint8)  # also works for non-ASCII paths
+    except OSError as exc:
+        raise ImageFileError(f"{path}: cannot be read ({exc.strerror or exc}); check its permissions") from None
     try:
         img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     except cv2.error as exc:
@@ -53,6 +59,15 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     return img
 
 
+def _recode(img: np.ndarray, transfer) -> np.ndarray:
+    """The transfer applied to the colour channels (BGR order here, or gray), not to alpha."""
+    if img.ndim == 2:
+        return transfer(img)
+    out = np.array(img, np.float32)
+    out[:, :, :3] = transfer(out[:, :, :3])
+    return out
+
+
 def write_image(path: str | os.PathLike, pixels: np.ndarray) -> None:
     """Write atomically in the format the extension names."""
     path = Path(path)
@@ -67,20 +82,26 @@ def write_image(path: str | os.PathLike, pixels: np.ndarray) -> None:
     elif img.ndim == 3 and img.shape[2] == 2:  # gray+alpha: encoders want 1, 3 or 4 channels
         g, a = img[:, :, 0], img[:, :, 1]
         img = np.dstack([g, g, g, a])
-    if ext in (".jpg", ".jpeg") and img.ndim == 3 and img.shape[2] == 4:
-        img = img[:, :, :3]
     params: list[int] = []
     if ext == ".exr":
-        img = img.astype(np.float32)
+        if img.dtype.kind in "ui":  # sRGB-encoded integers to linear floats in 0..1
+            img = _recode(img.astype(np.float32) / np.iinfo(img.dtype).max, srgb_to_linear)
+        img = img.astype(np.float32, copy=False)
     elif ext in (".tif", ".tiff") and img.dtype.kind == "f":
         # Float stays float; LZW, because OpenCV's default for float RGB is lossy (SGILOG).
-        img = img.astype(np.float32)
+        img = img.astype(np.float32, copy=False)
         params = [cv2.IMWRITE_TIFF_COMPRESSION, 5]
-    elif img.dtype not in (np.uint8, np.uint16):
+    elif img.dtype not in (np.uint8, np.uint16):  # linear floats to sRGB-encoded integers
+        img = _recode(img, linear_to_srgb)
         img = np.rint(np.clip(img, 0, 1) * 65535).astype(np.uint16) if ext in (".png", ".tif", ".tiff") \
             else np.rint(np.clip(img, 0, 1) * 255).astype(np.uint8)
     if img.dtype == np.uint16 and ext in (".jpg", ".jpeg", ".bmp", ".webp"):
         img = (img // 257).astype(np.uint8)
+    if ext in (".jpg", ".jpeg") and img.ndim == 3 and img.shape[2] == 4:
+        # No alpha in JPEG: over white paper. A pass keeps its lines in alpha alone, and
+        # dropping alpha would leave one flat colour.
+        a = img[:, :, 3:].astype(np.float32) / 255.0
+        img = np.rint(img[:, :, :3] * a + 255.0 * (1.0 - a)).astype(np.uint8)
     ok, buf = cv2.imencode(ext, img, params)
     if not ok:
         raise ImageFileError(f"{path}: could not encode the image")

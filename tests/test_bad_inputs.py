@@ -451,9 +451,10 @@ def _umask() -> int:
 
 
 @pytest.mark.parametrize("case, out_name, channels, dtype", [
-    ("freestyle_pass_8bit", "rgba as.jpg", 3, np.uint8),   # RGBA input, JPEG output: alpha dropped
+    ("freestyle_pass_8bit", "rgba as.jpg", 3, np.uint8),   # RGBA input, JPEG output: over white paper
     ("gray_16bit", "sixteen bit.jpg", 0, np.uint8),       # 16-bit input, 8-bit format
-    ("exr_nan_inf_negative", "from float.png", 3, np.uint16),  # float input, PNG keeps 16 bits
+    ("exr_nan_inf_negative", "from float.png", 3, np.uint16),  # float input, PNG keeps 16 bits, sRGB
+    ("gray_16bit", "to float.exr", 0, np.float32),        # 16-bit input, EXR: linear floats in 0..1
 ])
 def test_cli_output_format_differs(odd_inputs, hashes, tmp_path, case, out_name, channels, dtype) -> None:
     src = odd_inputs[case]
@@ -464,6 +465,48 @@ def test_cli_output_format_differs(odd_inputs, hashes, tmp_path, case, out_name,
     assert out.dtype == dtype and out.shape[:2] == read_image(src).shape[:2]
     assert (out.ndim == 2 if channels == 0 else out.shape[2] == channels), out.shape
     assert sha(src) == hashes[case] and stray_files(tmp_path) == []
+    # What the values mean carries over: lines stay where they were, paper stays paper.
+    lum = out.astype(np.float64).mean(axis=-1) if out.ndim == 3 else out.astype(np.float64)
+    full = {np.uint8: 255.0, np.uint16: 65535.0, np.float32: 1.0}[dtype]
+    far = ~dilate(COV > 0.05, 4)
+    assert abs(np.median(lum[far]) / full - 1.0) < 0.02, "paper is not white"
+    assert np.median(lum[COV > 0.9]) / full < 0.35, "the lines are gone"
+
+
+def test_cli_one_frame_folder_and_thread_count(odd_inputs, tmp_path) -> None:
+    """A folder holding one frame goes to a new output folder as a folder of several does;
+    --threads 0 is refused as a usage error, not blamed on the style."""
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    shutil.copy(odd_inputs["freestyle_pass_8bit"], frames / "f0001.png")
+    r = run_cli(str(frames), "-o", str(tmp_path / "new" / "refined"), "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "new" / "refined" / "f0001.png").is_file()
+    r = run_cli(str(frames / "f0001.png"), "-o", str(tmp_path / "x.png"), "--threads", "0")
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [
+        "error: --threads 0 must be 1 or more (leave it out to use every core)"], r.stderr
+
+
+def test_values_are_recoded_between_integer_and_float_files(tmp_path) -> None:
+    """Integer files hold sRGB-encoded values, EXR linear ones; alpha is coverage in both."""
+    from linerelifer_addon.imagefiles import write_image
+
+    rgba = np.zeros((4, 4, 4), np.uint8)
+    rgba[..., :3] = 128
+    rgba[..., 3] = [[0, 64, 128, 255]] * 4
+    write_image(tmp_path / "a.exr", rgba)
+    back = read_image(tmp_path / "a.exr")
+    assert back.dtype == np.float32
+    np.testing.assert_allclose(back[..., :3], 0.2158605, atol=1e-4)  # sRGB 128/255, linear
+    np.testing.assert_allclose(back[0, :, 3], [0, 64 / 255, 128 / 255, 1], atol=1e-6)  # alpha as is
+    linear = np.full((4, 4, 3), 0.2, np.float32)
+    write_image(tmp_path / "b.png", linear)
+    assert np.all(np.abs(read_image(tmp_path / "b.png").astype(np.int64) - round(0.4845292 * 65535)) <= 1)
+    write_image(tmp_path / "c.jpg", rgba)  # no alpha in JPEG: over white
+    jpg = read_image(tmp_path / "c.jpg").astype(np.float64)[..., 0]
+    a = rgba[0, :, 3] / 255.0
+    expect = 128 * a + 255 * (1 - a)
+    assert np.all(np.abs(jpg[1] - expect) <= 3), (jpg[1], expect)
 
 
 def _bad_file(kind: str, folder: Path) -> tuple[Path, str]:

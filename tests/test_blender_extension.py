@@ -953,7 +953,7 @@ def test_lines_in_the_styles_ink_tone(still_scene):
         meta = json.loads((bundled / "default.json").read_text())
         (folder / "grey.json").write_text(json.dumps({**meta, "name": "grey", "ink_tone": 60 / 255}))
         settings.style = "grey"
-        expected = float(_addon_module("capture").srgb_to_linear(np.float32(60 / 255)))
+        expected = float(sys.modules[f"{PKG}.core.conversion"].srgb_to_linear(np.float32(60 / 255)))
         assert settings.line_color() == pytest.approx((expected,) * 3)
         assert bpy.ops.linerelifer.refine_lines() == {"FINISHED"}
         lines = _image_rgba("LineRelifer Lines")

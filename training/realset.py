@@ -243,8 +243,8 @@ def render(spec: RenderSpec) -> tuple[np.ndarray, np.ndarray]:
     """(Freestyle pass as RGBA uint8 with lines in alpha, shaded render with lines as RGB uint8)."""
     import bpy
 
-    from linerelifer_addon.blender.capture import linear_to_srgb, save_render_passes, unpremultiply
-    from linerelifer_addon.core.conversion import over
+    from linerelifer_addon.blender.capture import save_render_passes, unpremultiply
+    from linerelifer_addon.core.conversion import linear_to_srgb, over
 
     scene = build_scene(spec)
     bpy.ops.render.render()

@@ -164,16 +164,6 @@ def premultiply(rgba: np.ndarray) -> np.ndarray:
     return np.concatenate([rgba[..., :3] * a, a], axis=-1).astype(np.float32)
 
 
-def linear_to_srgb(x: np.ndarray) -> np.ndarray:
-    x = np.clip(np.asarray(x, np.float32), 0.0, 1.0)
-    return np.where(x <= 0.0031308, x * 12.92, 1.055 * np.power(x, 1.0 / 2.4) - 0.055).astype(np.float32)
-
-
-def srgb_to_linear(x: np.ndarray) -> np.ndarray:
-    x = np.clip(np.asarray(x, np.float32), 0.0, 1.0)
-    return np.where(x <= 0.04045, x / 12.92, np.power((x + 0.055) / 1.055, 2.4)).astype(np.float32)
-
-
 # -- bpy images <-> numpy ------------------------------------------------------------
 
 def image_to_array(img) -> np.ndarray:

@@ -22,11 +22,10 @@ import bpy
 import numpy as np
 
 from ..core import baked
-from ..core.conversion import LineImage, blend, from_coverage, to_coverage
+from ..core.conversion import LineImage, blend, from_coverage, linear_to_srgb, srgb_to_linear, to_coverage
 from ..core.styles import StyleError
 from . import capture, nodes
-from .capture import (CaptureError, linear_to_srgb, premultiply, srgb_to_linear,
-                      unpremultiply)
+from .capture import CaptureError, premultiply, unpremultiply
 from .common import LINES_IMAGE, RESULT_IMAGE, first_sentence, log
 from .state import baked_problem
 from .props import style_path

@@ -10,7 +10,7 @@ from bpy.props import BoolProperty, EnumProperty, FloatProperty, FloatVectorProp
 
 from ..core import styles as _core_styles
 from ..core.styles import StyleError, ink_tone, list_styles, resolve_style
-from .capture import srgb_to_linear
+from ..core.conversion import srgb_to_linear
 from .common import style_dirs
 
 NO_STYLE = "__NONE__"

@@ -52,6 +52,18 @@ def _row_blocks(h: int, w: int):
         yield y0, min(h, y0 + rows)
 
 
+def linear_to_srgb(x: np.ndarray) -> np.ndarray:
+    """Scene-linear (EXR, Blender's float buffers) to sRGB-encoded, clipped to 0..1."""
+    x = np.clip(np.asarray(x, np.float32), 0.0, 1.0)
+    return np.where(x <= 0.0031308, x * 12.92, 1.055 * np.power(x, 1.0 / 2.4) - 0.055).astype(np.float32)
+
+
+def srgb_to_linear(x: np.ndarray) -> np.ndarray:
+    """sRGB-encoded (8/16-bit files) to scene-linear, clipped to 0..1."""
+    x = np.clip(np.asarray(x, np.float32), 0.0, 1.0)
+    return np.where(x <= 0.04045, x / 12.92, np.power((x + 0.055) / 1.055, 2.4)).astype(np.float32)
+
+
 def to_float(pixels: np.ndarray) -> np.ndarray:
     """Any supported dtype to float32 in [0, 1]; NaN and inf become 0 or 1."""
     a = np.asarray(pixels)
