@@ -33,8 +33,8 @@ def _image_files(folder: Path) -> list[Path]:
                   and not p.name.startswith("."))
 
 
-def plan_outputs(inputs: Sequence[str], output: str) -> list[tuple[Path, Path]]:
-    """(input, output) pairs; a folder output keeps each input's file name."""
+def plan_outputs(inputs: Sequence[str], output: str) -> tuple[list[tuple[Path, Path]], bool]:
+    """(input, output) pairs, and whether the output is a folder (it keeps each input's name)."""
     files: list[Path] = []
     folder_input = False
     for raw in inputs:
@@ -63,7 +63,7 @@ def plan_outputs(inputs: Sequence[str], output: str) -> list[tuple[Path, Path]]:
     for src, dst in pairs:
         if dst.exists() and dst.resolve() == src.resolve():
             raise UsageError(f"{dst}: output would overwrite its input; choose another output path")
-    return pairs
+    return pairs, to_folder
 
 
 def check_outputs(pairs: Sequence[tuple[Path, Path]]) -> None:
@@ -176,8 +176,8 @@ def cmd_refine(args: argparse.Namespace) -> int:
         raise UsageError(f"--threads {args.threads} must be 1 or more (leave it out to use every core)")
     style = resolve_style(args.style)
     color = style_ink_color(style.path) if args.strength > 0 else None
-    pairs = plan_outputs(args.inputs, args.output)
-    if len(pairs) > 1 or any(Path(raw).is_dir() for raw in args.inputs):  # -o names a folder
+    pairs, to_folder = plan_outputs(args.inputs, args.output)
+    if to_folder:
         try:
             pairs[0][1].parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

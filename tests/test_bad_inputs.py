@@ -482,6 +482,8 @@ def test_cli_one_frame_folder_and_thread_count(odd_inputs, tmp_path) -> None:
     r = run_cli(str(frames), "-o", str(tmp_path / "new" / "refined"), "--quiet")
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "new" / "refined" / "f0001.png").is_file()
+    r = run_cli(str(frames / "f0001.png"), "-o", str(tmp_path / "other") + os.sep, "--quiet")  # -o new/
+    assert r.returncode == 0 and (tmp_path / "other" / "f0001.png").is_file(), r.stderr
     r = run_cli(str(frames / "f0001.png"), "-o", str(tmp_path / "x.png"), "--threads", "0")
     assert r.returncode == 2 and r.stderr.strip().splitlines() == [
         "error: --threads 0 must be 1 or more (leave it out to use every core)"], r.stderr

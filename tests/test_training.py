@@ -94,6 +94,9 @@ def test_train_refuses_what_would_lose_work_or_mix_runs(tmp_path) -> None:
     line = _train_refused(["--drawings", str(drawings), "--name", "house", "--steps", "2", "--batch", "2",
                            "--crop", "64", "--run-dir", str(tmp_path / "other")], env)
     assert f"{styles / 'house.keras'} exists" in line and "--overwrite" in line
+    line = _train_refused(["--drawings", str(drawings), "--name", "house", "--steps", "2", "--batch", "2",
+                           "--crop", "64", "--run-dir", str(tmp_path / "typo"), "--resume"], env)
+    assert f"{styles / 'house.keras'} exists" in line  # nothing to resume there: a new run
     line = _train_refused(["--drawings", str(drawings), "--name", "house", *small, "--resume", "--widths", "16,32"], env)
     assert "holds a network with --widths 32,64, not 16,32" in line
     line = _train_refused(["--name", "house", *small, "--resume"], env)  # --drawings forgotten

@@ -311,6 +311,14 @@ def test_a_scanners_dark_frame_is_not_ink(tmp_path):
         assert np.abs(plain[inside] - boxed[inside]).max() < 0.05
         assert not scan_border(load_drawing(f)).any()  # the marker's strokes run off the page: not a frame
     assert abs(ink_tone(framed) * 255 - 60) <= 3 and abs(ink_tone(tmp_path / "plain") * 255 - 60) <= 3
+    # Thick strokes that run off the page are drawing, not frame: a 20 px grey marker off the
+    # left edge of a page, and a 10 px one off a small page's bottom.
+    page = np.full((800, 1024), 255, np.uint8)
+    cv2.line(page, (-50, 400), (600, 300), 60, 20)
+    small = np.full((240, 300), 255, np.uint8)
+    cv2.line(small, (150, 100), (170, 260), 0, 10)
+    for img in (page, small):
+        assert not scan_border(img.astype(np.float32) / 255).any()
 
 
 # ---------------------------------------------------------------- sampler

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -83,20 +84,30 @@ def _check_train_paths(args: argparse.Namespace, out_dir: Path, run_dir: Path) -
     """Refuse, before any training, what would only fail or overwrite work at its end."""
     from linerelifer_addon.core.styles import list_styles, user_styles_dir
 
+    from .prepare import InputError
+
     if args.name in ("", ".", "..") or Path(args.name).name != args.name:
-        raise ValueError(f"--name {args.name} must be a plain file name (no folders); put the folder in --out.")
+        raise InputError(f"--name {args.name} must be a plain file name (no folders); put the folder in --out.")
     style = out_dir / f"{args.name}.keras"
     if out_dir.resolve() == user_styles_dir().resolve() and any(
             s.bundled and s.name == args.name for s in list_styles()):
-        raise ValueError(f"--name {args.name} is a bundled style's name, which a user style never replaces; "
+        raise InputError(f"--name {args.name} is a bundled style's name, which a user style never replaces; "
                          "choose another --name.")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as ex:
+        raise InputError(f"--out {out_dir} cannot be made ({ex.strerror or ex}); choose a folder you can write to.")
+    if not os.access(out_dir, os.W_OK):
+        raise InputError(f"--out {out_dir} is not writable; choose a folder you can write to.")
+    resuming = args.resume and (run_dir / "checkpoint.npz").is_file()
     if (run_dir / "checkpoint.npz").is_file() and not args.resume:
         state = run_dir / "state.json"
         step = json.loads(state.read_text()).get("step", "?") if state.is_file() else "?"
-        raise ValueError(f"{run_dir} already holds a run (step {step}); add --resume to continue it, or "
+        raise InputError(f"{run_dir} already holds a run (step {step}); add --resume to continue it, or "
                          "choose another --name or --run-dir.")
-    if style.exists() and not (args.resume or args.overwrite):
-        raise ValueError(f"{style} exists; choose another --name, or add --overwrite to replace it.")
+    existing = [p for p in (style, style.with_suffix(".tflite"), style.with_suffix(".json")) if p.exists()]
+    if existing and not (resuming or args.overwrite):  # a resumed run re-exports its own style
+        raise InputError(f"{existing[0]} exists; choose another --name, or add --overwrite to replace it.")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -255,9 +266,13 @@ def main(argv: list[str] | None = None) -> int:
         for flag, value, least in (("--steps", args.steps, 1), ("--batch", args.batch, 1), ("--crop", args.crop, 32)):
             if value is not None and value < least:
                 p.error(f"{flag} {value} is too small: give at least {least}")
+    from linerelifer_addon.core.styles import StyleError
+
+    from .prepare import InputError
+
     try:
         return args.func(args)
-    except (ValueError, OSError) as ex:  # bad input, said in one sentence; not a traceback
+    except (InputError, StyleError) as ex:  # what the user gave, said in one sentence
         print(f"error: {ex}", file=sys.stderr)
         return 2
 

@@ -17,6 +17,12 @@ from training.synth import Stroke, catmull_rom, render_uniform
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"}
 INK = 0.25
+
+
+class InputError(ValueError):
+    """Something wrong with what the user gave training (a file, a folder, a setting), said
+    in one sentence; the command prints it as one line (other errors keep their traceback)."""
+
 FEW_DRAWINGS = 5  # fewer than this gets a warning: a style is learnt from 20-30
 _OFFS = [(-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1)]
 
@@ -30,10 +36,10 @@ def load_drawing(path: str | Path) -> np.ndarray:
     try:
         buf = np.fromfile(str(path), dtype=np.uint8)  # works with non-ASCII paths on Windows
     except OSError as exc:
-        raise ValueError(f"Could not read {path}: {exc.strerror}; check the file exists and is readable.") from exc
+        raise InputError(f"Could not read {path}: {exc.strerror}; check the file exists and is readable.") from exc
     img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if buf.size else None
     if img is None:
-        raise ValueError(f"Could not decode {path}: re-save it as an 8- or 16-bit PNG, JPEG or TIFF.")
+        raise InputError(f"Could not decode {path}: re-save it as an 8- or 16-bit PNG, JPEG or TIFF.")
     if img.dtype == np.uint8:
         img = img.astype(np.float32) / 255.0
     elif img.dtype == np.uint16:
@@ -56,8 +62,8 @@ def load_drawing(path: str | Path) -> np.ndarray:
 
 def scan_border(lum: np.ndarray) -> np.ndarray:
     """The dark frame a scanner leaves around a page (lid open, page smaller than the glass),
-    as a mask: dark regions touching the image's edge that are too thick to be pen lines
-    (they survive an opening by 1.5 % of the long side, at least 9 px). Left in, the frame would
+    as a mask: dark regions that run along at least half of one of the image's edges and are
+    thick (they survive an opening by 1.5 % of the long side, at least 9 px). Left in, the frame would
     set the ink level, train as a line and pull the ink tone to black. Only on light paper
     (judged on the middle of the scan, which a frame does not reach)."""
     lum = np.asarray(lum, np.float32)
@@ -69,8 +75,12 @@ def scan_border(lum: np.ndarray) -> np.ndarray:
     k = max(9, round(0.015 * max(h, w)))
     thick = cv2.morphologyEx(dark, cv2.MORPH_OPEN, np.ones((k, k), np.uint8))
     n, labels = cv2.connectedComponents(thick, connectivity=8)
-    edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
-    frame = np.isin(labels, edge[edge > 0])
+    frame = np.zeros(lum.shape, bool)
+    for side in (labels[0], labels[-1], labels[:, 0], labels[:, -1]):
+        # A frame runs along half an edge or more; a stroke off the page touches it by its width.
+        ids, counts = np.unique(side[side > 0], return_counts=True)
+        for i in ids[counts >= side.size // 2]:
+            frame |= labels == i
     return cv2.dilate(frame.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool) if frame.any() else frame
 
 
@@ -315,13 +325,13 @@ def _explicit_pairs(folder: Path, max_side: int) -> list[tuple[np.ndarray, np.nd
     norms = {p.stem: p for p in _images_in(folder / "norm")}
     names = sorted(lines.keys() & norms.keys())
     if not names:
-        raise ValueError(f"{folder} has line/ and norm/ subfolders but no image names appear in both; "
+        raise InputError(f"{folder} has line/ and norm/ subfolders but no image names appear in both; "
                          "give each line/ image a norm/ image with the same name.")
     pairs = []
     for name in names:
         inp, tgt = load_drawing(lines[name]), load_drawing(norms[name])
         if inp.shape != tgt.shape:
-            raise ValueError(f"{lines[name]} is {inp.shape[1]}x{inp.shape[0]} but {norms[name]} is "
+            raise InputError(f"{lines[name]} is {inp.shape[1]}x{inp.shape[0]} but {norms[name]} is "
                              f"{tgt.shape[1]}x{tgt.shape[0]}; make each line/norm pair the same size.")
         pairs.append((drawing_to_target(_fit(inp, max_side)), drawing_to_target(_fit(tgt, max_side))))
     return pairs
@@ -357,12 +367,12 @@ def prepare_folder(folder: str | Path, max_side: int = 1024, width: float | None
     """
     folder = Path(folder)
     if not folder.is_dir():
-        raise ValueError(f"{folder} is not a folder; pass the folder that holds your drawings.")
+        raise InputError(f"{folder} is not a folder; pass the folder that holds your drawings.")
     if (folder / "line").is_dir() and (folder / "norm").is_dir():
         return _explicit_pairs(folder, max_side)
     files = _images_in(folder)
     if not files:
-        raise ValueError(f"No drawings found in {folder}; add PNG, JPEG or TIFF line drawings "
+        raise InputError(f"No drawings found in {folder}; add PNG, JPEG or TIFF line drawings "
                          "(or line/ and norm/ subfolders with matching names).")
     rng = np.random.default_rng(seed)
     pairs = []
@@ -375,7 +385,7 @@ def prepare_folder(folder: str | Path, max_side: int = 1024, width: float | None
         w = float(rng.uniform(1.0, 3.0)) if width is None else float(width)
         pairs.append((redraw_uniform(skel, w), target))
     if not pairs:
-        raise ValueError(f"No drawing in {folder} has detectable ink lines; add line drawings (dark lines "
+        raise InputError(f"No drawing in {folder} has detectable ink lines; add line drawings (dark lines "
                          "on light paper, or light on dark).")
     if len(pairs) < FEW_DRAWINGS:
         print(f"warning: {len(pairs)} drawing(s) in {folder}; a style learns a look from 20-30 drawings",

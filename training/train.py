@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from .prepare import InputError
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
@@ -82,6 +84,13 @@ def ema_momentum(cfg: TrainConfig) -> float:
     0.999 a 300-step run exported 74 % of them, a style that drew grey paper everywhere.
     """
     return float(min(cfg.ema, max(0.0, 1.0 - 4.0 / max(cfg.steps, 1))))
+
+
+def _data_kind(data: str) -> str:
+    """What a resumed run must keep learning from: synthetic data of one kind, or drawings in
+    a folder of that name (the same drawings may be mounted elsewhere on another machine)."""
+    head, sep, folder = data.partition("drawings in ")
+    return f"drawings in {Path(folder).name}" if sep and not head else data
 
 
 def _prefetch(sampler: Any, batch: int, depth: int = 4) -> "queue.Queue":
@@ -378,10 +387,10 @@ class Trainer:
         for key, flag in self._SHAPE:
             if key in before and before[key] != now[key]:
                 was = shown(before[key])
-                raise ValueError(f"{self.run_dir} holds a network with {flag} {was}, not {shown(now[key])}; "
+                raise InputError(f"{self.run_dir} holds a network with {flag} {was}, not {shown(now[key])}; "
                                  f"resume it with {flag} {was}, or train under another --name or --run-dir.")
-        if previous.get("data") and self.data and previous["data"] != self.data:
-            raise ValueError(f"{self.run_dir} was trained on {previous['data']}, not {self.data}; resume it "
+        if previous.get("data") and self.data and _data_kind(previous["data"]) != _data_kind(self.data):
+            raise InputError(f"{self.run_dir} was trained on {previous['data']}, not {self.data}; resume it "
                              "with the same --drawings, or train under another --name or --run-dir.")
 
     def save(self) -> None:
