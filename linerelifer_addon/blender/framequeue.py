@@ -149,8 +149,8 @@ def _pump() -> float:
         problems = {name: first_sentence(text) for name, text in passnode.sync_all().items()}
         for name, text in problems.items():
             if _node_problems.get(name) != text:  # the timer retries; the log says it once
-                tell(f"the Freestyle pass node could not be set up: {text}")
-        if any(f"set up: {text}" in notice.text for name, text in _node_problems.items() if name not in problems):
+                tell(_setup_failed(text))
+        if notice.text in {_setup_failed(t) for name, t in _node_problems.items() if name not in problems}:
             notice.set("")  # solved: the panel no longer asks for it
         _node_problems.clear()
         _node_problems.update(problems)
@@ -171,6 +171,10 @@ def _pump() -> float:
     else:
         _start(record)
     return BUSY_INTERVAL
+
+
+def _setup_failed(problem: str) -> str:
+    return f"the Freestyle pass node could not be set up: {problem}"
 
 
 def _redraw_panels() -> None:

@@ -65,7 +65,7 @@ def _only_passes_through(tree) -> bool:
 def _tree_for(scene):
     """The compositor tree to add the node to, making one that passes the render through
     when the scene has none; returns (tree, made): what was made here, for _remove to undo
-    (("group", None), ("use_nodes", None), or None)."""
+    ("group", "use_nodes", or None)."""
     if IS_5:
         tree = scene.compositing_node_group
         if tree is not None:
@@ -77,7 +77,7 @@ def _tree_for(scene):
         tree.interface.new_socket("Image", in_out="OUTPUT", socket_type="NodeSocketColor")
         tree.links.new(rl.outputs["Image"], out.inputs[0])
         scene.compositing_node_group = tree
-        return tree, ("group", None)
+        return tree, "group"
     # Blender 4.x: switching the compositor on makes (or reuses) the scene's embedded tree,
     # by default Render Layers -> Composite, which passes the render through.
     if scene.use_nodes and scene.node_tree is not None:
@@ -95,7 +95,7 @@ def _tree_for(scene):
             or tree.nodes.new("CompositorNodeRLayers")
         comp = tree.nodes.new("CompositorNodeComposite")
         tree.links.new(rl.outputs["Image"], comp.inputs["Image"])
-    return tree, ("use_nodes", None)
+    return tree, "use_nodes"
 
 
 def add(scene) -> str:
@@ -165,18 +165,16 @@ def _remove(scene, tree, nodes, made, folder) -> None:
     scene = _by_uid(bpy.data.scenes, scene)
     if IS_5:
         tree = _by_uid(bpy.data.node_groups, tree)
-    else:
-        tree = scene.node_tree if scene is not None and scene.node_tree is not None \
-            and scene.node_tree.session_uid == tree else None
+    else:  # 4.x: the scene's own embedded tree
+        tree = _by_uid([scene.node_tree] if scene is not None and scene.node_tree else [], tree)
     for name in nodes if tree is not None else ():
         node = tree.nodes.get(name)
         if node is not None:
             tree.nodes.remove(node)
-    kind, _ = made or (None, None)
     if tree is not None and _only_passes_through(tree):
-        if kind == "use_nodes" and scene is not None:
+        if made == "use_nodes" and scene is not None:
             scene.use_nodes = False
-        elif kind == "group":
+        elif made == "group":
             if scene is not None and scene.compositing_node_group == tree:
                 scene.compositing_node_group = None
             if tree.users == 0:
