@@ -99,8 +99,9 @@ def _check_train_paths(args: argparse.Namespace, out_dir: Path, run_dir: Path) -
         raise InputError(f"--out {out_dir} cannot be made ({ex.strerror or ex}); choose a folder you can write to.")
     if not os.access(out_dir, os.W_OK):
         raise InputError(f"--out {out_dir} is not writable; choose a folder you can write to.")
-    resuming = args.resume and (run_dir / "checkpoint.npz").is_file()
-    if (run_dir / "checkpoint.npz").is_file() and not args.resume:
+    has_run = (run_dir / "checkpoint.npz").is_file()
+    resuming = args.resume and has_run
+    if has_run and not args.resume:
         state = run_dir / "state.json"
         step = json.loads(state.read_text()).get("step", "?") if state.is_file() else "?"
         raise InputError(f"{run_dir} already holds a run (step {step}); add --resume to continue it, or "

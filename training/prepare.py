@@ -17,14 +17,13 @@ from training.synth import Stroke, catmull_rom, render_uniform
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"}
 INK = 0.25
+FEW_DRAWINGS = 5  # fewer than this gets a warning: a style is learnt from 20-30
+_OFFS = [(-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1)]
 
 
 class InputError(ValueError):
     """Something wrong with what the user gave training (a file, a folder, a setting), said
     in one sentence; the command prints it as one line (other errors keep their traceback)."""
-
-FEW_DRAWINGS = 5  # fewer than this gets a warning: a style is learnt from 20-30
-_OFFS = [(-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1)]
 
 
 # ---------------------------------------------------------------- loading
