@@ -13,6 +13,7 @@ Run it in its own pytest process (bpy can be imported once per process):
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import os
 import re
@@ -30,6 +31,8 @@ ROOT = Path(__file__).resolve().parent.parent
 TESTS = Path(__file__).resolve().parent
 
 _USER_DIR = tempfile.mkdtemp(prefix="linerelifer-blender-user-")
+# Also when no test runs (`--collect-only`, `-k` matching none); the fixture below is the sure way.
+atexit.register(shutil.rmtree, _USER_DIR, True)
 _STYLES_DIR = os.path.join(_USER_DIR, "no-user-styles")
 if "bpy" not in sys.modules:
     os.environ["BLENDER_USER_RESOURCES"] = _USER_DIR
@@ -729,6 +732,7 @@ def test_ui_render_worker_that_cannot_start_is_tried_once(ui_render, tmp_path, c
 
 def test_loading_a_file_drops_the_queue_with_one_line(ui_render, tmp_path, capfd):
     framequeue = _addon_module("framequeue")
+    state = sys.modules[f"{PKG}.blender.state"]
     scene = build_scene(width=W, height=H, samples=1, frames=(1, 2))
     scene.linerelifer.auto_refine = True
     scene.render.filepath = str(tmp_path / "frames" / "frame_")
@@ -736,8 +740,10 @@ def test_loading_a_file_drops_the_queue_with_one_line(ui_render, tmp_path, capfd
     assert bpy.ops.render.render(animation=True) == {"FINISHED"}
     records = framequeue.pending()
     assert len(records) == 2
+    state.notice.set("frame 7 not refined: something about the old file")
     capfd.readouterr()
     bpy.ops.wm.read_homefile(use_empty=True, use_factory_startup=True)
+    assert state.notice.text == "", "the panel kept telling about the old file's render"
     log = capfd.readouterr().out
     assert [ln for ln in log.splitlines() if ln.startswith("LineRelifer:")] == [
         "LineRelifer: a file is being loaded: dropped frames 1, 2 not yet refined"]

@@ -147,6 +147,7 @@ def on_load_pre(*args) -> None:
     """Another file is loading: what the old one queued cannot be written into it."""
     framequeue.clear("a file is being loaded")
     passnode.remove()
+    notice.set("")  # the panel's notice was about the old file's renders
 
 
 @persistent
