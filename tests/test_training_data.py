@@ -250,6 +250,27 @@ def test_prepare_downscales_large_scans(tmp_path):
     assert max(x.shape) == 400 and x.shape == y.shape == (300, 400)
 
 
+def test_one_pen_keeps_one_width_across_scans_of_different_sizes(tmp_path):
+    # A studio's scans cropped to their drawings: a small crop and a full page drawn with the
+    # same 8 px pen. Fitting each to max_side on its own drew the page's lines 3x thinner.
+    from linerelifer_addon.core.linewidth import line_width
+
+    def page(h, w):
+        img = np.full((h, w), 255, np.uint8)
+        for i in range(1, 5):
+            cv2.line(img, (w // 10, i * h // 5), (w - w // 10, i * h // 5 + h // 20), 0, 8, cv2.LINE_AA)
+        return img
+
+    cv2.imwrite(str(tmp_path / "crop.png"), page(240, 320))
+    cv2.imwrite(str(tmp_path / "page.png"), page(720, 960))
+    cv2.imwrite(str(tmp_path / "page2.png"), page(720, 960))
+    pairs = prepare_folder(tmp_path, max_side=480)  # the median long side, 960, is halved
+    widths = [line_width(y) for _, y in pairs]
+    assert [y.shape for _, y in pairs] == [(120, 160), (360, 480), (360, 480)]
+    assert max(widths) / min(widths) < 1.15, widths
+    assert 3.2 < np.median(widths) < 4.8, widths
+
+
 def test_centerline_is_thin_and_on_the_stroke():
     img = np.zeros((60, 80), np.float32)
     cv2.line(img, (10, 30), (70, 30), 1.0, 7)

@@ -310,9 +310,30 @@ def _images_in(folder: Path) -> list[Path]:
                   if p.is_file() and p.suffix.lower() in IMAGE_EXTS and not p.name.startswith("."))
 
 
-def _fit(img: np.ndarray, max_side: int) -> np.ndarray:
+def _image_side(path: Path) -> int:
+    """The long side of a drawing in pixels (decodes it: OpenCV reads no header alone)."""
+    return max(load_drawing(path).shape)
+
+
+def folder_scale(paths: list[Path], max_side: int) -> float:
+    """One scale for every drawing of a set, so one pen keeps one width in pixels: scans
+    cropped to their drawings come in many sizes, and fitting each to max_side on its own
+    drew the same pen 1x in a small crop and 3x thinner in a full page. The set's median
+    long side is brought to max_side (never enlarged)."""
+    if not paths:
+        return 1.0
+    return min(1.0, max_side / float(np.median([_image_side(p) for p in paths])))
+
+
+def _scaled(img: np.ndarray, scale: float, max_side: int, path: Path | None = None) -> np.ndarray:
+    """img at the set's scale; a drawing far larger than the rest is brought down to
+    4 x max_side (memory), with a line naming `path` (if given): its lines train thinner."""
     h, w = img.shape
-    scale = max_side / max(h, w)
+    if max(h, w) * scale > 4 * max_side:
+        scale = 4 * max_side / max(h, w)
+        if path is not None:
+            print(f"warning: {path} is far larger than the other drawings; it is scaled down more, so "
+                  "its lines train thinner: crop it to its drawing", file=sys.stderr)
     if scale >= 1.0:
         return img
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
@@ -327,12 +348,14 @@ def _explicit_pairs(folder: Path, max_side: int) -> list[tuple[np.ndarray, np.nd
         raise InputError(f"{folder} has line/ and norm/ subfolders but no image names appear in both; "
                          "give each line/ image a norm/ image with the same name.")
     pairs = []
+    scale = folder_scale([norms[n] for n in names], max_side)
     for name in names:
         inp, tgt = load_drawing(lines[name]), load_drawing(norms[name])
         if inp.shape != tgt.shape:
             raise InputError(f"{lines[name]} is {inp.shape[1]}x{inp.shape[0]} but {norms[name]} is "
                              f"{tgt.shape[1]}x{tgt.shape[0]}; make each line/norm pair the same size.")
-        pairs.append((drawing_to_target(_fit(inp, max_side)), drawing_to_target(_fit(tgt, max_side))))
+        pairs.append((drawing_to_target(_scaled(inp, scale, max_side, lines[name])),
+                      drawing_to_target(_scaled(tgt, scale, max_side))))
     return pairs
 
 
@@ -348,8 +371,10 @@ def ink_tone(folder: str | Path, max_side: int = 1024) -> float | None:
     if (folder / "line").is_dir() and (folder / "norm").is_dir():
         return None
     tones = []
-    for path in _images_in(folder):
-        lum = _fit(load_drawing(path), max_side)
+    files = _images_in(folder)
+    scale = folder_scale(files, max_side)
+    for path in files:
+        lum = _scaled(load_drawing(path), scale, max_side)  # prepare_folder warns
         if np.median(lum) < 0.5:  # white lines on black: their ink tone is not a dark ink
             continue
         solid = drawing_to_target(lum) > 0.9
@@ -375,8 +400,9 @@ def prepare_folder(folder: str | Path, max_side: int = 1024, width: float | None
                          "(or line/ and norm/ subfolders with matching names).")
     rng = np.random.default_rng(seed)
     pairs = []
+    scale = folder_scale(files, max_side)
     for path in files:
-        target = drawing_to_target(_fit(load_drawing(path), max_side))
+        target = drawing_to_target(_scaled(load_drawing(path), scale, max_side, path))
         skel = centerline(target)
         if not skel.any():  # a blank page among the scans: say so, train on the rest
             print(f"skipped {path}: no ink lines found in it", file=sys.stderr)
