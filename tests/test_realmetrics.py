@@ -71,6 +71,9 @@ def test_grey_and_hollow_lines_are_caught():
     hol = real_metrics(x, two_edges)
     assert hol["hollow"] > 0.9 and hol["darkness_kept"] < 0.1
     assert real_metrics(x, x)["hollow"] == 0.0
+    slit = np.clip(x - frame(2.0), 0, 1)  # a 2 px slit down an 8 px line's core
+    assert real_metrics(x, slit)["hollow"] > 0.9
+    assert real_metrics(x, 0.45 * x)["hollow"] == 1.0  # as the issue defines it: a core under 0.5
 
 
 def test_ghost_edges_are_caught():
@@ -116,6 +119,28 @@ def test_width_variation_and_taper_of_a_hand_drawn_stroke():
     tapered = frame(6.0, profile=lambda t: np.minimum(1.0, np.minimum(t, 1 - t) / 0.25) ** 1.5)
     r = real_metrics(x, tapered)
     assert r["taper"] < 0.5 and r["taper_in"] > 0.85
+
+
+@pytest.mark.parametrize("w", [1.0, 2.0, 4.0, 8.0])
+def test_a_line_that_stops_short_is_blunt_not_tapered(w):
+    # The taper is read at the output's own tip: a line cut back by 4 px with square ends has
+    # no width at the input's end, but it is no taper.
+    def pair(cut):
+        return np.maximum(stroke(p=(50, 30 + cut), q=(50, 210 - cut), width=w),
+                          stroke(p=(150, 30 + cut), q=(150, 210 - cut), width=w))
+    r = real_metrics(pair(0), pair(4))
+    assert r["taper"] > 0.7 and r["free_ends"] == 4 and r["end_cut"] <= 4, r
+    tapered = np.maximum(stroke(p=(50, 30), q=(50, 210), width=w, profile=lambda t: np.minimum(1, np.minimum(t, 1 - t) / 0.2)),
+                         stroke(p=(150, 30), q=(150, 210), width=w, profile=lambda t: np.minimum(1, np.minimum(t, 1 - t) / 0.2)))
+    assert real_metrics(pair(0), tapered)["taper"] < 0.6
+
+
+def test_ends_the_input_tapers_itself_are_measured():
+    # Freestyle's thickness modifiers taper lines too: those ends count (only ends that run
+    # into a filled block, wider than the stroke, are left out).
+    ramp = frame(6.0, profile=lambda t: 0.3 + 1.3 * t)  # each stroke's thin end: 0.3 of its start
+    r = real_metrics(ramp, ramp)
+    assert r["free_ends"] == 3 and r["taper_in"] < 0.6, r  # the thick ends read as blocks
 
 
 def test_shift_change_is_zero_for_shift_equivariant_refinement_only():

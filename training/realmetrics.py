@@ -14,10 +14,12 @@ import numpy as np
 
 from linerelifer_addon.core.linewidth import line_width
 from training.metrics import distance_to_ink, ink_mask
-from training.prepare import _neighbour_count, centerline
+from training.prepare import _neighbour_count, _neighbours, centerline
 
-HOLLOW_CORE = 0.5  # a core lighter than this ...
-SOLID_EDGE = 0.75  # ... beside ink at least this dark, within the line's half-width, is hollow
+HOLLOW_CORE = 0.5  # an output core lighter than this, where the input's core is ...
+SOLID = 0.75  # ... at least this dark, is hollow (or grey)
+END_START = 0.1  # an output line starts, walking in from a free end, where it is this wide (of its stroke)
+END_STEP = 2  # ... and the taper is read this many px further in: at the output's own tip
 VALLEY = 0.25  # a pixel this much lighter than the 5×5 closing around it lies in a light valley
 
 
@@ -68,6 +70,23 @@ def cross_sections(cov: np.ndarray, pts: np.ndarray, tangent: tuple[np.ndarray, 
     xs = (pts[:, 1, None] - ty[:, None] * t[None]).astype(np.float32)
     samples = cv2.remap(np.asarray(cov, np.float32), xs, ys, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
     return samples.sum(axis=1) * step
+
+
+def _walk_in(skel: np.ndarray, start: np.ndarray, n: int) -> np.ndarray:
+    """Up to n centerline points (y, x) from a free end inwards, stopping at a junction.
+
+    Thinning leaves staircase corners (two touching next pixels): the farther one is taken."""
+    path = [(int(start[0]), int(start[1]))]
+    seen = set(path)
+    while len(path) < n:
+        nxt = [q for q in _neighbours(skel, *path[-1]) if q not in seen]
+        if not nxt:
+            break
+        if any(max(abs(a[0] - b[0]), abs(a[1] - b[1])) > 1 for a in nxt for b in nxt):
+            break  # branches part: a junction
+        seen.update(nxt)
+        path.append(max(nxt, key=lambda q: (q[0] - path[0][0]) ** 2 + (q[1] - path[0][1]) ** 2))
+    return np.array(path, np.int64)
 
 
 def _ends_and_joins(skel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -124,11 +143,11 @@ def real_metrics(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
     r["darkness_in"] = float(np.mean(x[mid])) if mid.any() else nan
     r["darkness_out"] = float(np.mean(y[mid])) if mid.any() else nan
     r["darkness_kept"] = r["darkness_out"] / r["darkness_in"] if mid.any() else nan
-    k = int(np.ceil(w_in / 2 + 1))
-    local_max = cv2.dilate(y, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * k + 1, 2 * k + 1)))
-    core = cv2.dilate(y, np.ones((3, 3), np.uint8))  # thin lines fall between pixel rows
-    hollow = (core < HOLLOW_CORE) & (local_max >= SOLID_EDGE)
-    r["hollow"] = float(np.mean(hollow[mid])) if mid.any() else nan
+    # Hollow: the input's core is solid and the output's is not (two thin edges, or grey).
+    # Lines under 3 px may be drawn between pixel rows: their core is the 3x3 neighbourhood's.
+    core = cv2.dilate(y, np.ones((3, 3), np.uint8)) if w_in < 3 else y
+    solid = mid & (x >= SOLID)
+    r["hollow"] = float(np.mean(core[solid] < HOLLOW_CORE)) if solid.any() else nan
     # A ghost edge: the core drawn thinner, a faint copy of the input's edge left beside it.
     # Cores stay solid, so `hollow` misses it; slits the input has itself do not count.
     line = x > 0.05
@@ -171,14 +190,31 @@ def real_metrics(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
     stroke_in = float(np.median(sx)) if len(sx) else nan
     stroke_out = float(np.median(sy)) if len(sy) else nan
     free = _loose_ends(skel, w_in)
-    # Free ends of one clean line in the input (not where a line runs into a filled block).
+    # Free ends of the input's lines, but not where a line runs into a filled block (wider
+    # there than its stroke); ends the input tapers itself count.
     ex = cross_sections(x_s, free, tangent, reach)
-    free = free[np.abs(ex - stroke_in) < 0.3 * stroke_in] if len(free) else free
+    free = free[ex < 1.3 * stroke_in] if len(free) else free
+    # The width is read near the output's own tip, not at the input's end: a line that just
+    # stops short is blunt, not tapered. Walking in from the input's end, the output's line
+    # starts where it is END_START of its stroke wide; the taper is its width END_STEP px on.
+    tapers_in, tapers, cut = [], [], []
     if len(free) and np.isfinite(stroke_out) and stroke_out > 0:
-        r["taper_in"] = float(np.median(cross_sections(x_s, free, tangent, reach))) / stroke_in
-        r["taper"] = float(np.median(cross_sections(y_s, free, tangent, reach))) / stroke_out
-    else:
-        r["taper_in"] = r["taper"] = nan
+        n = int(2 * w_in + 8)  # the targets taper over 2 x width + 6 px
+        for end in free:
+            path = _walk_in(skel, end, n)
+            wx = cross_sections(x_s, path, tangent, reach) / stroke_in
+            wy = cross_sections(y_s, path, tangent, reach) / stroke_out
+            starts = np.flatnonzero(wy >= END_START)
+            if not len(starts) or starts[0] + END_STEP >= len(path):
+                cut.append(float(len(path)))  # the output lost this end: recall sees the line missing
+                continue
+            d0 = int(starts[0])
+            cut.append(float(d0))
+            tapers.append(float(wy[d0 + END_STEP]))
+            tapers_in.append(float(wx[min(END_STEP, len(path) - 1)]))
+    r["taper_in"] = float(np.median(tapers_in)) if tapers_in else nan
+    r["taper"] = float(np.median(tapers)) if tapers else nan
+    r["end_cut"] = float(np.median(cut)) if cut else nan  # px the output's line starts inside the input's end
     r["free_ends"] = float(len(free))
     return r
 
