@@ -156,6 +156,24 @@ def test_exr_capture_reader(still_scene):
     before = (ims.file_format, ims.color_depth, ims.color_mode)
     cap = capture.save_render_passes(still_scene)
     assert (ims.file_format, ims.color_depth, ims.color_mode) == before
+    # An output's own colour management survives the capture (putting "OVERRIDE" back copied
+    # the scene's view transform and exposure into it).
+    scene_view = still_scene.view_settings.view_transform
+    still_scene.view_settings.view_transform = "AgX"
+    ims.color_management = "OVERRIDE"
+    ims.view_settings.view_transform, ims.view_settings.exposure = "Standard", 1.5
+    capture.save_render_passes(still_scene)
+    assert (ims.color_management, ims.view_settings.view_transform, ims.view_settings.exposure) == (
+        "OVERRIDE", "Standard", 1.5)
+    ims.color_management = "FOLLOW_SCENE"
+    still_scene.view_settings.view_transform = scene_view
+    # A duplicated view layer's name starts with the first one's.
+    names = dict.fromkeys(f"{layer}.{p}.{c}" for layer in ("ViewLayer", "ViewLayer.001")
+                          for p in ("Combined", "Freestyle") for c in "RGBA")
+    assert exr.find_layer(names, "Freestyle", "ViewLayer") == "ViewLayer.Freestyle"
+    assert exr.find_layer(names, "Combined", "ViewLayer.001") == "ViewLayer.001.Combined"
+    views = dict.fromkeys(f"{layer}.{v}.Combined.R" for layer in ("ViewLayer", "ViewLayer.001") for v in ("left", "right"))
+    assert exr.find_layer(views, "Combined", "ViewLayer") == "ViewLayer.left.Combined"
     assert cap.freestyle.shape == (H, W, 4) and cap.combined.shape == (H, W, 4)
     assert 0.01 < (cap.freestyle[..., 3] > 0.25).mean() < 0.5
     tmp = tempfile.mkdtemp(dir=_USER_DIR)
@@ -266,6 +284,17 @@ def test_missing_runtime_reports_error(still_scene):
     after_render = capture.save_render_passes(still_scene)
     np.testing.assert_array_equal(after_render.combined, before_render.combined)
     np.testing.assert_array_equal(after_render.freestyle, before_render.freestyle)
+
+
+def test_freestyle_off_is_named_when_only_the_pass_is_on(addon):
+    # "As Render Pass" stays on in the view layer while Freestyle is off in Render Properties:
+    # the render has no pass, and the message names the switch that is off.
+    scene = build_scene(width=W, height=H, samples=1)
+    assert scene.view_layers[0].freestyle_settings.as_render_pass
+    scene.render.use_freestyle = False
+    assert bpy.ops.render.render() == {"FINISHED"}
+    with pytest.raises(RuntimeError, match="Freestyle is off; enable it in Render Properties"):
+        bpy.ops.linerelifer.refine_lines()
 
 
 def test_worker_runs_bundled_litert_in_blenders_python(still_scene):

@@ -49,18 +49,40 @@ _SETTING_NAMES = ("media_type", "file_format", "color_depth", "color_mode", "exr
                   "use_exr_interleave", "use_preview", "color_management")
 
 
+# An output's own colour management (Override): putting "OVERRIDE" back copies the scene's
+# settings into it, so these are put back after it (display device before view transform and look).
+_OVERRIDE_NAMES = (("display_settings", "display_device"), ("view_settings", "view_transform"),
+                   ("view_settings", "look"), ("view_settings", "exposure"), ("view_settings", "gamma"),
+                   ("view_settings", "use_curve_mapping"), ("view_settings", "use_white_balance"),
+                   ("view_settings", "white_balance_temperature"), ("view_settings", "white_balance_tint"),
+                   ("display_settings", "emulation"), ("linear_colorspace_settings", "name"))
+
+
+def _override_settings(ims) -> list[tuple[str, str, object]]:
+    if getattr(ims, "color_management", "") != "OVERRIDE":
+        return []
+    found = []
+    for group, name in _OVERRIDE_NAMES:
+        owner = getattr(ims, group, None)
+        if owner is not None and hasattr(owner, name):
+            found.append((group, name, getattr(owner, name)))
+    return found
+
+
 @contextmanager
 def exr_output_settings(scene):
-    """Temporarily set the scene's output format to an uncompressed,
-    single-part multilayer EXR; restore every setting afterwards."""
+    """Temporarily set the scene's output format to an uncompressed, single-part multilayer
+    EXR in 32-bit float (half floats round the render and turn pixels above 65504 into inf);
+    restore every setting afterwards, an output's colour management override included."""
     ims = scene.render.image_settings
     saved = [(n, getattr(ims, n)) for n in _SETTING_NAMES if hasattr(ims, n)]
+    override = _override_settings(ims)
     try:
         if IS_5 and hasattr(ims, "media_type"):
             ims.media_type = "MULTI_LAYER_IMAGE"
         else:  # Blender 4.x
             ims.file_format = "OPEN_EXR_MULTILAYER"
-        ims.color_depth = "16"
+        ims.color_depth = "32"
         ims.exr_codec = "NONE"
         if hasattr(ims, "use_exr_interleave"):
             ims.use_exr_interleave = True  # one part holding every pass
@@ -74,6 +96,11 @@ def exr_output_settings(scene):
         for name, value in saved:
             try:
                 setattr(ims, name, value)
+            except (TypeError, AttributeError, ValueError):
+                pass
+        for group, name, value in override:
+            try:
+                setattr(getattr(ims, group), name, value)
             except (TypeError, AttributeError, ValueError):
                 pass
 

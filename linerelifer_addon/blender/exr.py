@@ -175,7 +175,11 @@ def find_layer(channels: dict[str, np.ndarray], pass_name: str,
         return None
     candidates = sorted(set(candidates))
     if view_layer is not None:
+        # Exactly this layer ("ViewLayer.001", a duplicated layer, also starts with "ViewLayer."),
+        # else this layer with one view's name in between.
+        if f"{view_layer}.{pass_name}" in candidates:
+            return f"{view_layer}.{pass_name}"
         for c in candidates:
-            if c.startswith(view_layer + "."):
+            if c.startswith(view_layer + ".") and c.count(".") == view_layer.count(".") + 2:
                 return c
     return candidates[0]

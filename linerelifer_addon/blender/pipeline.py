@@ -155,6 +155,8 @@ def prepare_still(scene) -> Job:
     except CaptureError as ex:
         raise RefineError(str(ex)) from None
     if uses_pass and cap.freestyle is None:
+        if not scene.render.use_freestyle:  # the view layer's "As Render Pass" alone draws nothing
+            raise RefineError("Freestyle is off; enable it in Render Properties and render again")
         raise RefineError("The render has no Freestyle pass; render again after enabling it")
     if cap.combined is None:
         raise RefineError("The render has no combined image")
