@@ -19,7 +19,7 @@ from typing import Callable, Sequence
 
 from .core.client import Cancelled, RequestError, WorkerClient, WorkerError, WorkerStartError
 from .core.conversion import MAX_STRENGTH, from_coverage, to_coverage
-from .core.styles import StyleError, ink_tone, list_styles, resolve_style
+from .core.styles import StyleError, ink_tone, list_styles, resolve_style, user_styles_dir
 
 
 class UsageError(ValueError):
@@ -219,12 +219,16 @@ def cmd_refine(args: argparse.Namespace) -> int:
 
 
 def cmd_styles(args: argparse.Namespace) -> int:
-    styles = list_styles()
+    broken: list[str] = []
+    styles = list_styles(broken=broken)
     for s in styles:
         kind = "bundled" if s.bundled else "user"
         print(f"{s.name:<20} {kind:<8} {s.path}  {s.description}")
     if not styles:
         print("no styles installed", file=sys.stderr)
+    for reason in broken:
+        print(f"skipped: {reason}", file=sys.stderr)
+    print(f"user styles folder: {user_styles_dir()} (set LINERELIFER_STYLES_DIR to use another)", file=sys.stderr)
     return 0
 
 

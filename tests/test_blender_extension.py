@@ -286,6 +286,15 @@ def test_missing_runtime_reports_error(still_scene):
     np.testing.assert_array_equal(after_render.freestyle, before_render.freestyle)
 
 
+def test_a_mistyped_backend_setting_is_refused(still_scene, monkeypatch):
+    # It used to pass for "auto" without a word.
+    monkeypatch.setenv("LINERELIFER_BACKEND", "tensorfow")
+    with pytest.raises(RuntimeError, match=r"LINERELIFER_BACKEND='tensorfow' is not one of auto, litert or tensorflow"):
+        bpy.ops.linerelifer.refine_lines()
+    monkeypatch.delenv("LINERELIFER_BACKEND")
+    assert bpy.ops.linerelifer.refine_lines() == {"FINISHED"}
+
+
 def test_freestyle_off_is_named_when_only_the_pass_is_on(addon):
     # "As Render Pass" stays on in the view layer while Freestyle is off in Render Properties:
     # the render has no pass, and the message names the switch that is off.
@@ -996,6 +1005,16 @@ def test_lines_in_the_styles_ink_tone(still_scene):
         assert ink.sum() > 100
         straight = lines[ink][:, :3] / lines[ink][:, 3:]  # the image holds premultiplied colour
         np.testing.assert_allclose(straight, expected, atol=1e-3)
+
+        # The file is opened where that style is not installed (another machine, a farm node):
+        # refining says so instead of quietly using the default style.
+        for ext in (".keras", ".tflite", ".json"):
+            (folder / f"grey{ext}").unlink()
+        assert settings.style == "" and settings.style_name == "grey"
+        with pytest.raises(RuntimeError, match=r"The style 'grey' is not installed here; copy its .json"):
+            bpy.ops.linerelifer.refine_lines()
+        settings.style = "default"
+        assert settings.style_name == "default" and bpy.ops.linerelifer.refine_lines() == {"FINISHED"}
     finally:
         settings.color_mode = "KEEP"
         settings.style = "default"

@@ -1,5 +1,6 @@
 """The command line: real files, a real worker, exit codes and one-line messages."""
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -124,3 +125,10 @@ def test_styles_lists_bundled_and_user(tmp_path, random_style) -> None:
     lines = r.stdout.splitlines()
     assert any(l.split()[:2] == ["mine", "user"] for l in lines)
     assert any(l.split()[:2] == ["default", "bundled"] for l in lines)
+    assert f"user styles folder: {user}" in r.stderr
+    # A model copied without its metadata is named, not silently left out.
+    shutil.copy(random_style, user / "house.keras")
+    r = run_cli("styles", env=env)
+    assert "house" not in r.stdout and re.search(r"skipped: style metadata \S*house\.json is missing", r.stderr), r.stderr
+    r = run_cli("refine", str(tmp_path / "x.png"), "-o", str(tmp_path / "y.png"), "--style", "house", env=env)
+    assert r.returncode == 2 and "house.json is missing; copy it from where the style was trained" in r.stderr, r.stderr

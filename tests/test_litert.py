@@ -86,6 +86,10 @@ def test_worker_without_tensorflow(litert_only_python, default_style, random_sty
         with pytest.raises(RequestError, match="no LiteRT file .* no TensorFlow"):
             client.refine(img, keras_only)
         assert client.refine(img[:100, :100], default_style).shape == (100, 100) and client.starts == 1
+    # TensorFlow asked for where there is none: the message names the setting, not the style.
+    with WorkerClient(python=litert_only_python, backend="tensorflow") as client:
+        with pytest.raises(RequestError, match=r"TensorFlow was asked for \(LINERELIFER_BACKEND=tensorflow\) but"):
+            client.refine(img[:100, :100], default_style)
 
 
 def test_backend_setting_reaches_the_worker(default_style, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -215,7 +215,11 @@ def _start(record: Record) -> None:
         _unlink(record.pass_path)
         tell(f"frame {record.frame}: not refined: {first_sentence(ex)}")
         return
-    client = session.get_client(get_prefs())
+    try:
+        client = session.get_client(get_prefs())
+    except WorkerStartError as ex:  # a bad worker setting: no frame of this render can run
+        _give_up(record, job, ex)
+        return
     cancel = threading.Event()
     outcome: dict = {"error": None}  # the thread's only write, read once it has ended
     cur = {"record": record, "job": job, "cancel": cancel, "outcome": outcome}
@@ -231,15 +235,20 @@ def _start(record: Record) -> None:
     cur["thread"].start()
 
 
+def _give_up(record: Record, job, err: Exception) -> None:
+    """The worker cannot start: this frame and the render's later ones are not refined."""
+    pipeline.release_frame(job)
+    _unlink(record.pass_path)
+    _given_up.add(record.render)
+    tell(f"auto-refine stopped for this render: the worker could not start ({first_sentence(err)})")
+
+
 def _finish_current() -> None:
     cur = dict(_current)
     _current.clear()
     record, job, err = cur["record"], cur["job"], cur["outcome"]["error"]
     if isinstance(err, WorkerStartError):
-        pipeline.release_frame(job)
-        _unlink(record.pass_path)
-        _given_up.add(record.render)
-        tell(f"auto-refine stopped for this render: the worker could not start ({first_sentence(err)})")
+        _give_up(record, job, err)
         return
     if err is not None:
         pipeline.release_frame(job)

@@ -264,7 +264,12 @@ class LINERELIFER_OT_test_runtime(bpy.types.Operator):
             return self.execute(context)
         prefs = get_prefs(context)
         self._python = session.worker_python(prefs)
-        client = session.get_client(prefs)
+        try:
+            client = session.get_client(prefs)
+        except WorkerError as ex:  # a setting the worker cannot start with
+            session.set_status(self._python, False, error=first_sentence(ex))
+            self.report({"ERROR"}, first_sentence(ex))
+            return {"CANCELLED"}
         self._thread = _Worker(client.info)
         self._thread.start()
         _busy["probe"] = True

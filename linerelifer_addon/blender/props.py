@@ -6,10 +6,10 @@ import zlib
 
 import bpy
 import numpy as np
-from bpy.props import BoolProperty, EnumProperty, FloatProperty, FloatVectorProperty, IntProperty
+from bpy.props import BoolProperty, EnumProperty, FloatProperty, FloatVectorProperty, IntProperty, StringProperty
 
 from ..core import styles as _core_styles
-from ..core.styles import StyleError, ink_tone, list_styles, resolve_style
+from ..core.styles import StyleError, ink_tone, list_styles, resolve_style, user_styles_dir
 from ..core.conversion import srgb_to_linear
 from .common import style_dirs
 
@@ -50,12 +50,24 @@ def style_items(self, context):
     return _style_items[-1]
 
 
+def _remember_style(self, context) -> None:
+    self.style_name = self.style
+
+
 def style_path(settings):
     """The .keras file for the selected style (StyleError if none)."""
     name = settings.style
     if not name or name == NO_STYLE:
-        # A stored value that matches no installed style reads as '': use the
-        # first one offered (the default style when it is installed).
+        # A stored value that matches no installed style reads as ''. A style chosen in this
+        # file and missing here (another machine, a farm node) is an error: refining with the
+        # default instead would give the wrong look without a word.
+        chosen = settings.style_name or ("" if not settings.get("style") else "chosen in this file")
+        if chosen and chosen != DEFAULT_STYLE:
+            where = style_dirs()[0] if style_dirs() else user_styles_dir()
+            shown = f"'{chosen}'" if settings.style_name else "chosen in this file"
+            raise StyleError(f"The style {shown} is not installed here; copy its .json and .tflite/.keras "
+                             f"files into {where}, or choose another Style in the LineRelifer panel")
+        # Nothing chosen yet: the first one offered (the default style when it is installed).
         items = style_items(settings, None)
         name = items[0][0] if items and items[0][0] != NO_STYLE else None
     return resolve_style(name, style_dirs()).path
@@ -76,9 +88,11 @@ def style_ink_color(settings) -> tuple[float, float, float] | None:
 
 class LINERELIFER_PG_settings(bpy.types.PropertyGroup):
     style: EnumProperty(
-        name="Style", items=style_items,
+        name="Style", items=style_items, update=_remember_style,
         description="Trained line style applied to the Freestyle lines",
     )
+    # The chosen style's name: the enum stores a number, which cannot name a missing style.
+    style_name: StringProperty(name="Style Name", default="", options={"HIDDEN"})
     strength: FloatProperty(
         name="Strength", default=1.0, min=0.0, max=2.0, soft_max=2.0, subtype="FACTOR",
         description="0 keeps Freestyle's lines exactly, 1 applies the style, up to 2 exaggerates it",

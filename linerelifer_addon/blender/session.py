@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 
 from ..core.backends import litert_site, requested_backend
-from ..core.client import WorkerClient
+from ..core.client import WorkerClient, WorkerStartError
 from ..core.runtime import resolve_python
 from .common import get_prefs, python_for_worker
 
@@ -55,7 +55,7 @@ def worker_setup(prefs=None) -> WorkerSetup:
     try:
         wanted = requested_backend()
     except ValueError:
-        wanted = "auto"  # the worker reports the bad setting in one line
+        wanted = "auto"  # the panel can still draw; get_client refuses the bad setting
     site = litert_site()
     if not explicit and wanted != "tensorflow" and site:
         # auto, not litert: a style with only a .keras file then gets TensorFlow where this
@@ -72,6 +72,10 @@ def get_client(prefs=None) -> WorkerClient:
     """The session's client, (re)created for the current preferences."""
     global _client, _client_key
     prefs = prefs or get_prefs()
+    try:
+        requested_backend()
+    except ValueError as ex:  # a mistyped $LINERELIFER_BACKEND must not pass for "auto"
+        raise WorkerStartError(str(ex)) from None
     setup = worker_setup(prefs)
     threads = int(getattr(prefs, "threads", 0) or 0) or None
     key = (setup, threads)

@@ -68,6 +68,8 @@ def draw_settings(layout, context):
     col.use_property_split = True
     col.use_property_decorate = False
     col.prop(settings, "style")
+    if not settings.style and settings.style_name:  # chosen in this file, not installed here
+        col.label(text=f"Style '{settings.style_name}' is not installed", icon="ERROR")
     col.prop(settings, "strength", slider=True)
     col.prop(settings, "color_mode")
     sub = col.column()

@@ -181,7 +181,8 @@ class WorkerClient:
         if starting and "No module named" in tail:
             missing = tail.rsplit("No module named", 1)[1].strip().splitlines()[0]
             raise cls(f"worker Python {self.python} lacks the module {missing}; install {' '.join(REQUIREMENTS)} "
-                      "in it or point LINERELIFER_PYTHON at a Python that has them")
+                      "in it, or choose a Python that has them (Blender: the Worker Python preference; "
+                      "CLI: --python; either: LINERELIFER_PYTHON)")
         raise cls(f"LineRelifer worker {reason}." + (f"\nIts last output:\n{tail}" if tail else ""))
 
     def _next_message(self, timeout: float, starting: bool = False) -> Any:

@@ -52,7 +52,8 @@ def read_meta(style_path: str | os.PathLike) -> dict[str, Any]:
     try:
         meta = json.loads(mp.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise StyleError(f"style metadata {mp} is missing; re-export the style with `python -m training export`") from None
+        raise StyleError(f"style metadata {mp} is missing; copy it from where the style was trained "
+                         f"(training writes {mp.name} beside the model)") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise StyleError(f"style metadata {mp} is unreadable ({exc}); re-export the style") from None
     if not isinstance(meta, dict) or any(k not in meta for k in REQUIRED_META):
@@ -70,7 +71,8 @@ def ink_tone(style_path: str | os.PathLike) -> float | None:
     return float(tone) if isinstance(tone, (int, float)) and 0.0 <= tone <= 1.0 else None
 
 
-def _scan(folder: Path, bundled: bool) -> list[StyleInfo]:
+def _scan(folder: Path, bundled: bool, broken: list[str] | None = None) -> list[StyleInfo]:
+    """The styles in a folder; why each model file that is not one was left out goes to `broken`."""
     found: list[StyleInfo] = []
     if not folder.is_dir():
         return found
@@ -78,19 +80,22 @@ def _scan(folder: Path, bundled: bool) -> list[StyleInfo]:
     for _, p in sorted(models.items()):
         try:
             meta = read_meta(p)
-        except StyleError:
+        except StyleError as exc:
+            if broken is not None:
+                broken.append(str(exc))
             continue
         found.append(StyleInfo(name=p.stem, path=p, description=str(meta.get("description", "")),
                                bundled=bundled, meta=meta))
     return found
 
 
-def list_styles(extra_dirs: Sequence[str | os.PathLike] = ()) -> list[StyleInfo]:
-    """Bundled styles first, then user styles; a user style never shadows a bundled name."""
-    styles = _scan(BUNDLED_DIR, True)
+def list_styles(extra_dirs: Sequence[str | os.PathLike] = (), broken: list[str] | None = None) -> list[StyleInfo]:
+    """Bundled styles first, then user styles; a user style never shadows a bundled name.
+    Model files left out (no or broken metadata) are said in `broken`, one sentence each."""
+    styles = _scan(BUNDLED_DIR, True, broken)
     seen = {s.name for s in styles}
     for d in [user_styles_dir(), *map(Path, extra_dirs)]:
-        for s in _scan(Path(d), False):
+        for s in _scan(Path(d), False, broken):
             if s.name not in seen:
                 styles.append(s)
                 seen.add(s.name)
@@ -109,8 +114,12 @@ def resolve_style(name_or_path: str | os.PathLike | None = None,
             raise StyleError(f"style file {p} does not exist; run `styles` to list the installed ones")
         meta = read_meta(p)
         return StyleInfo(name=p.stem, path=p, description=str(meta.get("description", "")), meta=meta)
-    for s in list_styles(extra_dirs):
+    broken: list[str] = []
+    for s in list_styles(extra_dirs, broken):
         if s.name == key:
             return s
+    for reason in broken:  # a style of that name whose metadata is missing or broken
+        if f"{os.sep}{key}.json" in reason:
+            raise StyleError(reason)
     names = ", ".join(s.name for s in list_styles(extra_dirs)) or "none"
     raise StyleError(f"style '{key}' is not installed (installed: {names}); pass a .keras or .tflite path or train one")

@@ -19,7 +19,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from ..core import protocol
-from ..core.backends import LITERT_MODULE, choose_backend, requested_backend, tflite_path
+from ..core.backends import BACKEND_ENV, LITERT_MODULE, choose_backend, requested_backend, tflite_path
 from ..core.styles import StyleError
 
 
@@ -160,8 +160,15 @@ class Server:
         from .engine import Engine, configure_threads  # imports TensorFlow only when an Engine is made
 
         if importlib.util.find_spec("tensorflow") is None:
+            py = sys.executable
+            if requested_backend(self.backend) == "tensorflow":
+                raise StyleError(f"TensorFlow was asked for ({BACKEND_ENV}=tensorflow) but the worker's Python {py} "
+                                 f"has none; install tensorflow-cpu in it or unset {BACKEND_ENV}")
+            if tflite_path(style).is_file():
+                raise StyleError(f"the worker's Python {py} has neither LiteRT nor TensorFlow; install "
+                                 "ai-edge-litert in it or choose another Worker Python")
             raise StyleError(f"style {style} has no LiteRT file ({tflite_path(style).name}) and the worker's Python "
-                             f"{sys.executable} has no TensorFlow; convert it with `python -m training export` "
+                             f"{py} has no TensorFlow; convert it with `python -m training export` "
                              "or set a Worker Python that has TensorFlow")
         if not self.tf_configured:  # TensorFlow's pools are set once, before its first op
             configure_threads(self.threads)
