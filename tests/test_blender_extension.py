@@ -571,6 +571,30 @@ def test_farm_render_with_the_pass_and_no_render_result(addon, tmp_path, capfd, 
     assert set(Path(tempfile.gettempdir()).glob("linerelifer-pass-*")) <= pass_folders_before
 
 
+def test_coloured_lines_in_frames_take_the_view_transforms_tone(addon, tmp_path, farm_condition):
+    # PNG frames are written through the view transform (AgX here, Blender's default): lines
+    # drawn into them from the pass must have the tone Blender gives that line colour, the one
+    # it writes when it bakes the same lines itself. Plain sRGB drew them far too saturated.
+    def reddest(path):
+        px = _frame_pixels(path)[..., :3]
+        redness = px[..., 0] - px[..., 1]
+        return np.median(px[redness >= np.quantile(redness, 0.985)], axis=0) * 255
+
+    frames = {}
+    for as_pass in (False, True):
+        scene = build_scene(width=W, height=H, samples=4, line_thickness=4.0, as_render_pass=as_pass)
+        scene.view_layers[0].freestyle_settings.linesets[0].linestyle.color = (0.8, 0.1, 0.05)
+        scene.view_settings.view_transform = "AgX"
+        scene.linerelifer.auto_refine = as_pass
+        scene.render.filepath = str(tmp_path / ("pass" if as_pass else "baked") / "frame_")
+        assert bpy.ops.render.render(animation=True) == {"FINISHED"}
+        frames[as_pass] = reddest(tmp_path / ("pass" if as_pass else "baked") / "frame_0001.png")
+    assert (tmp_path / "pass" / "originals" / "frame_0001.png").is_file(), "the frame was not refined"
+    plain_srgb = 255 * _addon_module("pipeline").linear_to_srgb(np.array([0.8, 0.1, 0.05]))
+    assert np.abs(frames[True] - frames[False]).max() <= 4, (frames, plain_srgb)
+    assert np.abs(plain_srgb - frames[False]).max() > 20, (frames, plain_srgb)  # the test can tell
+
+
 def _python_that_cannot_start(tmp_path: Path) -> tuple[Path, Path]:
     """A 'Python' that notes each start in a file and exits at once: (its path, that file)."""
     starts = tmp_path / "starts.txt"

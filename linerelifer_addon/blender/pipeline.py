@@ -321,6 +321,7 @@ def prepare_frame(scene, frame_path: str, freestyle: np.ndarray | None, frame: i
             if freestyle.shape[:2] != pixels.shape[:2]:
                 raise RefineError(f"The Freestyle pass and the written frame {frame_path} differ in size")
             li = _lines_from_pass(freestyle, f" of frame {frame_path}", allow_empty=True)
+            color = _frame_line_colors(scene, li, frame_path, settings.line_color())
         else:
             rgb = pixels[..., :3]
             if is_float:
@@ -338,9 +339,31 @@ def prepare_frame(scene, frame_path: str, freestyle: np.ndarray | None, frame: i
         bpy.data.images.remove(img)
         raise
     return Job(line_image=li, style=style, tile=int(settings.tile_size),
-               strength=float(settings.strength), color=settings.line_color(),
+               strength=float(settings.strength),
+               color=color if freestyle is not None else settings.line_color(),
                uses_pass=freestyle is not None, frame=frame, frame_path=frame_path,
                frame_pixels=pixels, frame_is_float=is_float, frame_image_name=img.name)
+
+
+def _frame_line_colors(scene, li: LineImage, frame_path: str, color):
+    """The pass's line colours (in `li`, in place) and the chosen colour, as the frame file
+    shows them: a file other than EXR/HDR was written through the view transform (AgX by
+    default), so plain sRGB would draw coloured lines in another tone than Blender's own.
+    Returns the chosen colour so converted (None stays None)."""
+    if frame_path.lower().endswith((".exr", ".hdr")) or capture.output_view_is_plain_srgb(scene):
+        return color
+    rgb = li.pixels[..., :3]
+    inked = li.pixels[..., 3] > 0.0
+    keys = np.round(np.clip(rgb[inked], 0.0, None) * 4096.0).astype(np.int64)
+    uniq, inverse = np.unique(keys, axis=0, return_inverse=True)
+    extra = [np.asarray(li.line_color, np.float32)] + ([np.asarray(color, np.float32)] if color is not None else [])
+    if len(uniq) > capture.MAX_VIEW_COLORS:  # a colour ramp of its own on every pixel: convert per pixel
+        raise RefineError(f"The Freestyle pass of {frame_path} holds more than {capture.MAX_VIEW_COLORS} line "
+                          "colours; use the Standard view transform or fewer colour modifiers")
+    shown = capture.through_view(scene, np.concatenate([uniq / 4096.0, np.stack(extra)]).astype(np.float32))
+    rgb[inked] = shown[:len(uniq)][inverse.ravel()]
+    li.line_color = shown[len(uniq)]
+    return tuple(float(v) for v in shown[len(uniq) + 1]) if color is not None else None
 
 
 def baked_frames_problem(scene) -> str | None:
