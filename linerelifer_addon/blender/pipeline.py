@@ -105,8 +105,8 @@ def baked_line_sets(scene) -> tuple[np.ndarray, float]:
     """The line colours (scene linear, (K, 3)) and the widest line in pixels that the
     scene's rendered Freestyle line sets draw."""
     r = scene.render
-    if r.line_thickness_mode == "ABSOLUTE":
-        unit = float(r.line_thickness)
+    if r.line_thickness_mode == "ABSOLUTE":  # Freestyle scales it with the resolution percentage
+        unit = float(r.line_thickness) * max(1.0, r.resolution_percentage / 100.0)
     else:  # relative: scaled with the image height, 1 at 480 px
         unit = r.resolution_y * r.resolution_percentage / 100.0 / 480.0
     colors, widest = [], 0.0
@@ -275,6 +275,9 @@ def frame_output_problem(scene) -> str | None:
     if getattr(r, "is_movie_format", False) or getattr(ims, "media_type", "") == "VIDEO":
         return ("the output (Output Properties > Output) is a movie, whose frames cannot be rewritten; "
                 "render image frames to refine them")
+    if r.use_multiview:
+        return ("the scene renders several views (Output Properties > Stereoscopy), whose frames auto-refine "
+                "does not rewrite; turn Stereoscopy off to refine the frames")
     if getattr(ims, "media_type", "") == "MULTI_LAYER_IMAGE" or ims.file_format == "OPEN_EXR_MULTILAYER":
         return ("the output (Output Properties > Output) is OpenEXR MultiLayer, which auto-refine does not "
                 "rewrite; choose PNG, TIFF or OpenEXR")
@@ -372,6 +375,10 @@ def baked_frames_problem(scene) -> str | None:
     where the line colour is known only when that transform is plain sRGB (reads only)."""
     if freestyle_pass_enabled(scene) or scene.render.image_settings.file_format in ("OPEN_EXR", "HDR"):
         return None
+    if scene.render.image_settings.file_format == "JPEG":
+        return ("frames are saved as JPEG, whose compression changes "
+                "the colour of lines baked into them; turn on the Freestyle pass (LineRelifer panel) or "
+                "save PNG or TIFF frames")
     if view_is_plain_srgb(scene):
         return None
     return (f"frames are saved through the view transform '{scene.view_settings.view_transform}' "
