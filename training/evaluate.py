@@ -84,8 +84,8 @@ def format_table(rows: dict[str, dict[str, float]]) -> str:
 
 REAL_METRICS = ("recall", "precision", "darkness_in", "darkness_out", "darkness_kept", "hollow",
                 "ghost_edge", "filled_slit", "width_in", "width_ratio", "width_cv", "taper", "end_cut",
-                "shift_change")
-_MEDIAN = frozenset({"width_cv", "taper", "end_cut"})  # per-render medians stay medians across scenes
+                "tip_taper", "shift_change")
+_MEDIAN = frozenset({"width_cv", "taper", "end_cut", "tip_taper"})  # per-render medians stay medians across scenes
 
 
 def real_group(entry: dict) -> str:

@@ -19,7 +19,7 @@ from training.prepare import _neighbour_count, _neighbours, centerline
 HOLLOW_CORE = 0.5  # an output core lighter than this, where the input's core is ...
 SOLID = 0.75  # ... at least this dark, is hollow (or grey)
 END_START = 0.1  # an output line starts, walking in from a free end, where it is this wide (of its stroke)
-END_STEP = 2  # ... and the taper is read this many px further in: at the output's own tip
+END_STEP = 2  # ... and its tip_taper is read this many px further in
 VALLEY = 0.25  # a pixel this much lighter than the 5×5 closing around it lies in a light valley
 
 
@@ -194,10 +194,12 @@ def real_metrics(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
     # there than its stroke); ends the input tapers itself count.
     ex = cross_sections(x_s, free, tangent, reach)
     free = free[ex < 1.3 * stroke_in] if len(free) else free
-    # The width is read near the output's own tip, not at the input's end: a line that just
-    # stops short is blunt, not tapered. Walking in from the input's end, the output's line
-    # starts where it is END_START of its stroke wide; the taper is its width END_STEP px on.
-    tapers_in, tapers, cut = [], [], []
+    # Taper: the output's width at the input's free end, as the issue defines it. A line that
+    # just stops short also has no width there, so two more readings, walking in from the end:
+    # end_cut, how far in the output's line starts (END_START of its stroke wide), and
+    # tip_taper, its width END_STEP px further in (a line cut short is still wide there, a
+    # taper over several px is not). Ends the output lost outright count only in end_cut.
+    ends_in, ends_out, tips, cut = [], [], [], []
     if len(free) and np.isfinite(stroke_out) and stroke_out > 0:
         n = int(2 * w_in + 8)  # the targets taper over 2 x width + 6 px
         for end in free:
@@ -206,15 +208,17 @@ def real_metrics(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
             wy = cross_sections(y_s, path, tangent, reach) / stroke_out
             starts = np.flatnonzero(wy >= END_START)
             if not len(starts) or starts[0] + END_STEP >= len(path):
-                cut.append(float(len(path)))  # the output lost this end: recall sees the line missing
+                cut.append(float(len(path)))
                 continue
             d0 = int(starts[0])
             cut.append(float(d0))
-            tapers.append(float(wy[d0 + END_STEP]))
-            tapers_in.append(float(wx[min(END_STEP, len(path) - 1)]))
-    r["taper_in"] = float(np.median(tapers_in)) if tapers_in else nan
-    r["taper"] = float(np.median(tapers)) if tapers else nan
-    r["end_cut"] = float(np.median(cut)) if cut else nan  # px the output's line starts inside the input's end
+            ends_in.append(float(wx[0]))
+            ends_out.append(float(wy[0]))
+            tips.append(float(wy[d0 + END_STEP]))
+    r["taper_in"] = float(np.median(ends_in)) if ends_in else nan
+    r["taper"] = float(np.median(ends_out)) if ends_out else nan
+    r["tip_taper"] = float(np.median(tips)) if tips else nan
+    r["end_cut"] = float(np.median(cut)) if cut else nan
     r["free_ends"] = float(len(free))
     return r
 
