@@ -440,6 +440,19 @@ def test_baked_lines_change_no_other_pixel(addon, ground):
     assert np.abs(result - render)[changed].max() > 0.01
 
 
+def test_black_lines_baked_over_a_transparent_film_are_refused(addon):
+    # The empty pixels unpremultiply to black, the lines' colour: the outline was taken for a
+    # filled area and left as it was while the inner lines changed, reported as a success.
+    scene = build_scene(width=W, height=H, samples=1, as_render_pass=False, film_transparent=True)
+    scene.view_layers[0].freestyle_settings.linesets[0].linestyle.color = (0.0, 0.0, 0.0)
+    assert bpy.ops.render.render() == {"FINISHED"}
+    with pytest.raises(RuntimeError, match=r"Black lines baked over a transparent background \(Film > Transparent\)"):
+        bpy.ops.linerelifer.refine_lines()
+    assert _addon_module("pipeline").baked_frames_problem(scene).startswith("black lines baked over")
+    scene.view_layers[0].freestyle_settings.linesets[0].linestyle.color = (0.8, 0.1, 0.05)
+    assert _addon_module("pipeline").baked_frames_problem(scene) is None  # red lines stand apart
+
+
 def test_auto_refined_frames_with_baked_lines_change_no_other_pixel(addon, tmp_path):
     """The same for auto-refined animation frames (8-bit PNG, Standard view transform).  Line
     pixels are those Freestyle drew: where the same frame's Freestyle pass has coverage, or

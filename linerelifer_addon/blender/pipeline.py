@@ -166,6 +166,9 @@ def prepare_still(scene) -> Job:
     else:
         # Lines baked into the image: find Freestyle's strokes by their colour (scene linear
         # in the capture, compared as sRGB), change nothing else.
+        if _transparent_hides_lines(scene):
+            baked_problem["text"] = _TRANSPARENT_BAKED[0].upper() + _TRANSPARENT_BAKED[1:]
+            raise RefineError(baked_problem["text"])
         colors, widest = baked_line_sets(scene)
         rgb = linear_to_srgb(unpremultiply(cap.combined)[..., :3])
         lines = _find_baked(scene, rgb, linear_to_srgb(colors), widest, " in the render", allow_empty=False)
@@ -369,11 +372,29 @@ def _frame_line_colors(scene, li: LineImage, frame_path: str, color):
     return tuple(float(v) for v in shown[len(uniq) + 1]) if color is not None else None
 
 
+# Black outlines against a transparent film: their colour and the empty pixels' unpremultiplied
+# black are one colour, so the outline is taken for part of a filled area and left out.
+_TRANSPARENT_BAKED = ("black lines baked over a transparent background (Film > Transparent) cannot be "
+                      "told from it; turn on the Freestyle pass (LineRelifer panel) to refine them")
+
+
+def _transparent_hides_lines(scene) -> bool:
+    """Whether black lines are baked over a transparent film (see _TRANSPARENT_BAKED)."""
+    if not scene.render.film_transparent:
+        return False
+    colors, _ = baked_line_sets(scene)
+    return bool(len(colors)) and float(linear_to_srgb(colors).max(axis=1).min()) <= 2 * baked.TOLERANCE
+
+
 def baked_frames_problem(scene) -> str | None:
     """Why frames this scene writes with baked lines cannot be refined, or None: EXR and HDR
     frames hold scene linear values, other formats are saved through the view transform,
     where the line colour is known only when that transform is plain sRGB (reads only)."""
-    if freestyle_pass_enabled(scene) or scene.render.image_settings.file_format in ("OPEN_EXR", "HDR"):
+    if freestyle_pass_enabled(scene):
+        return None
+    if _transparent_hides_lines(scene):
+        return _TRANSPARENT_BAKED
+    if scene.render.image_settings.file_format in ("OPEN_EXR", "HDR"):
         return None
     if scene.render.image_settings.file_format == "JPEG":
         return ("frames are saved as JPEG, whose compression changes "
