@@ -1043,6 +1043,41 @@ def test_refine_lines_waits_for_a_running_render(addon, tmp_path):
 
 # -- last: disabling the add-on ---------------------------------------------------
 
+class _Layout:
+    """Stands in for a panel's layout, which needs a window (none headless): takes every call
+    the panel code makes and keeps the labels' texts."""
+
+    def __init__(self, labels: list[str]) -> None:
+        self.__dict__["labels"] = labels
+
+    def label(self, text: str = "", **kw) -> None:
+        self.labels.append(text)
+
+    def __getattr__(self, name):
+        return lambda *a, **kw: _Layout(self.labels)
+
+    def __setattr__(self, name, value) -> None:
+        pass
+
+
+def _panel_labels() -> list[str]:
+    labels: list[str] = []
+    _addon_module("ui").draw_settings(_Layout(labels), bpy.context)
+    return labels
+
+
+def test_the_panel_names_a_worker_python_that_is_not_there(still_scene):
+    prefs = bpy.context.preferences.addons[PKG].preferences
+    prefs.python_path = "/nowhere/bin/python3"
+    try:
+        labels = _panel_labels()
+    finally:
+        prefs.python_path = ""
+    assert "Worker Python not found" in labels
+    assert "/nowhere/bin/python3 (Preferences > Add-ons > LineRelifer)" in labels
+    assert "Worker Python not found" not in _panel_labels()
+
+
 def test_lines_in_the_styles_ink_tone(still_scene):
     """'Style's Ink': a style trained on grey-marker drawings draws its lines in that grey."""
     import json
@@ -1075,6 +1110,7 @@ def test_lines_in_the_styles_ink_tone(still_scene):
         assert settings.style == "" and settings.style_name == "grey"
         with pytest.raises(RuntimeError, match=r"The style 'grey' is not installed here; copy its .json"):
             bpy.ops.linerelifer.refine_lines()
+        assert "Style 'grey' is not installed" in _panel_labels()
         settings.style = "default"
         assert settings.style_name == "default" and bpy.ops.linerelifer.refine_lines() == {"FINISHED"}
     finally:

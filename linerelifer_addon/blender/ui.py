@@ -29,6 +29,8 @@ def draw_runtime(layout, context, prefs=None, full=False):
         col.label(text=status.get("error", "")[:120])
     elif not setup.bundled and not os.path.isfile(setup.python):
         col.label(text="Worker Python not found", icon="ERROR")
+        if not full:  # the preferences show the interpreter below
+            col.label(text=f"{setup.python[-80:]} (Preferences > Add-ons > LineRelifer)")
     else:
         col.label(text=f"Runtime: {setup.label}", icon="CHECKMARK" if setup.bundled else "QUESTION")
     if full:
