@@ -440,6 +440,25 @@ def test_baked_lines_change_no_other_pixel(addon, ground):
     assert np.abs(result - render)[changed].max() > 0.01
 
 
+def test_baked_lines_thinned_over_a_bright_sky_leave_no_grey_trace(addon):
+    # A sky at 3.0: the display values clip it to 1.0, and a pixel a thinner line gives back
+    # to the sky was painted 1.0, a grey trace along the silhouette through any view transform.
+    scene = build_scene(width=W, height=H, samples=2, line_thickness=3.0, as_render_pass=False)
+    _set_world(scene, 3.0)
+    scene.view_layers[0].freestyle_settings.linesets[0].linestyle.color = (0.0, 0.0, 0.0)
+    capture = _addon_module("capture")
+    assert bpy.ops.render.render() == {"FINISHED"}
+    render = capture.save_render_passes(scene).combined
+    sky = float(render[2, 2, 0])
+    assert sky > 2.0
+    assert bpy.ops.linerelifer.refine_lines() == {"FINISHED"}
+    result = _image_rgba("LineRelifer Result")
+    changed = np.any(result != render, axis=-1)
+    assert changed.sum() > 20, "the baked lines were not refined"
+    brighter = changed & (result[..., 0] > render[..., 0] + 0.05)  # given back to the sky
+    assert brighter.any() and result[brighter][:, :3].max() > 1.5, result[brighter][:, :3].max(initial=0)
+
+
 def test_black_lines_baked_over_a_transparent_film_are_refused(addon):
     # The empty pixels unpremultiply to black, the lines' colour: the outline was taken for a
     # filled area and left as it was while the inner lines changed, reported as a success.

@@ -121,9 +121,9 @@ def baked_line_sets(scene) -> tuple[np.ndarray, float]:
 
 
 def _find_baked(scene, rgb_display: np.ndarray, line_colors_display: np.ndarray, widest: float,
-                where: str, allow_empty: bool) -> baked.BakedLines:
+                where: str, allow_empty: bool, linear: np.ndarray | None = None) -> baked.BakedLines:
     try:
-        lines = baked.find_lines(rgb_display, line_colors_display, widest)
+        lines = baked.find_lines(rgb_display, line_colors_display, widest, linear=linear)
         if not allow_empty and not lines.mask.any():
             raise baked.BakedLinesError(f"No Freestyle lines of the line sets' colours were found{where}; "
                                         "turn on the Freestyle pass (LineRelifer panel) to refine them")
@@ -170,8 +170,10 @@ def prepare_still(scene) -> Job:
             baked_problem["text"] = _TRANSPARENT_BAKED[0].upper() + _TRANSPARENT_BAKED[1:]
             raise RefineError(baked_problem["text"])
         colors, widest = baked_line_sets(scene)
-        rgb = linear_to_srgb(unpremultiply(cap.combined)[..., :3])
-        lines = _find_baked(scene, rgb, linear_to_srgb(colors), widest, " in the render", allow_empty=False)
+        linear = unpremultiply(cap.combined)[..., :3]
+        rgb = linear_to_srgb(linear)
+        lines = _find_baked(scene, rgb, linear_to_srgb(colors), widest, " in the render", allow_empty=False,
+                            linear=linear)
     return Job(line_image=li, style=style, tile=int(settings.tile_size),
                strength=float(settings.strength), color=settings.line_color(),
                uses_pass=uses_pass, combined=cap.combined, baked=lines, baked_rgb=rgb)
@@ -196,7 +198,7 @@ def finish_still(job: Job) -> tuple[np.ndarray, np.ndarray]:
     else:
         lines, cov, color_disp, m, new = _redraw_baked(job, refined)
         result = np.array(comb, np.float32, copy=True)  # every other pixel as rendered, bit for bit
-        result[..., :3][m] = srgb_to_linear(new) * comb[..., 3][m][:, None]
+        result[..., :3][m] = _redrawn_linear(job, cov, color_disp, new) * comb[..., 3][m][:, None]
         ink = srgb_to_linear(lines.ink if color_disp is None else np.broadcast_to(color_disp, lines.ink.shape))
         lines_p = np.concatenate([ink * cov[..., None], cov[..., None]], axis=-1)
         return result, _finite(lines_p)
@@ -329,11 +331,12 @@ def prepare_frame(scene, frame_path: str, freestyle: np.ndarray | None, frame: i
             li = _lines_from_pass(freestyle, f" of frame {frame_path}", allow_empty=True)
             color = _frame_line_colors(scene, li, frame_path, settings.line_color())
         else:
-            rgb = pixels[..., :3]
+            rgb, linear = pixels[..., :3], None
             if is_float:
-                rgb = linear_to_srgb(unpremultiply(pixels)[..., :3])
+                linear = unpremultiply(pixels)[..., :3]
+                rgb = linear_to_srgb(linear)
             if scene.render.use_freestyle:
-                lines = _baked_frame_lines(scene, rgb, frame_path)
+                lines = _baked_frame_lines(scene, rgb, frame_path, linear)
                 return Job(line_image=None, style=style, tile=int(settings.tile_size),
                            strength=float(settings.strength), color=settings.line_color(),
                            uses_pass=False, frame=frame, frame_path=frame_path, frame_pixels=pixels,
@@ -410,7 +413,8 @@ def baked_frames_problem(scene) -> str | None:
             "pass (LineRelifer panel) or use Standard")
 
 
-def _baked_frame_lines(scene, rgb_display: np.ndarray, frame_path: str) -> baked.BakedLines:
+def _baked_frame_lines(scene, rgb_display: np.ndarray, frame_path: str,
+                       linear: np.ndarray | None = None) -> baked.BakedLines:
     """Freestyle's strokes in a written frame (see :func:`baked_frames_problem`)."""
     colors, widest = baked_line_sets(scene)
     if not frame_path.lower().endswith((".exr", ".hdr")) and not view_is_plain_srgb(scene):
@@ -419,7 +423,7 @@ def _baked_frame_lines(scene, rgb_display: np.ndarray, frame_path: str) -> baked
             f"'{scene.view_settings.view_transform}', so the colour of its baked lines is not known; "
             "turn on the Freestyle pass (LineRelifer panel) or use Standard")
     return _find_baked(scene, rgb_display, linear_to_srgb(colors), widest, f" in the frame {frame_path}",
-                       allow_empty=True)
+                       allow_empty=True, linear=linear)
 
 
 def finish_frame(job: Job) -> np.ndarray:
@@ -439,9 +443,12 @@ def finish_frame(job: Job) -> np.ndarray:
             rgb = np.where(out_a > 1e-6, num / np.maximum(out_a, 1e-6), 0.0)
             out = np.concatenate([rgb, out_a], axis=-1)
     elif job.baked is not None:
-        _, _, _, m, new = _redraw_baked(job, refined)
+        _, cov, color_disp, m, new = _redraw_baked(job, refined)
         out = np.array(px, np.float32, copy=True)  # every other pixel as written, bit for bit
-        out[..., :3][m] = srgb_to_linear(new) * px[..., 3][m][:, None] if job.frame_is_float else new
+        if job.frame_is_float:
+            out[..., :3][m] = _redrawn_linear(job, cov, color_disp, new) * px[..., 3][m][:, None]
+        else:
+            out[..., :3][m] = new
         return out
     else:
         color_disp = tuple(linear_to_srgb(np.asarray(job.color))) if job.color is not None else None
@@ -463,6 +470,24 @@ def _redraw_baked(job, refined: np.ndarray):
     color_disp = linear_to_srgb(np.asarray(job.color, np.float32)) if job.color is not None else None
     redrawn = baked.apply(job.baked_rgb, lines, cov, color_disp)
     return lines, cov, color_disp, lines.mask, redrawn[lines.mask]
+
+
+def _redrawn_linear(job, cov: np.ndarray, color_disp, new_disp: np.ndarray) -> np.ndarray:
+    """The redrawn line pixels (display values `new_disp`) in scene-linear values. Where the
+    render beneath is brighter than 1.0 (a sky, a lamp) the display values clip it, and a
+    thinned line would leave a grey trace there: those pixels are mixed in linear values."""
+    lines = job.baked
+    out = srgb_to_linear(new_disp)
+    if lines.background_linear is None:
+        return out
+    m = lines.mask
+    bg = lines.background_linear[m]
+    over = (bg > 1.0).any(axis=1)
+    if over.any():
+        ink = lines.ink[m][over] if color_disp is None else np.broadcast_to(color_disp, (int(over.sum()), 3))
+        c = np.clip(cov[m][over], 0.0, 1.0)[:, None]
+        out[over] = bg[over] + c * (srgb_to_linear(ink) - bg[over])
+    return out
 
 
 def _finite(pixels: np.ndarray) -> np.ndarray:

@@ -41,6 +41,9 @@ class BakedLines:
     coverage: np.ndarray  # float32: line coverage for the network (cores and their edges)
     background: np.ndarray  # float32 RGB: the render estimated beneath the lines
     ink: np.ndarray  # float32 RGB: the line colour at each pixel (nearest line set colour)
+    # The render beneath in scene-linear values, where it is brighter than 1.0 somewhere (the
+    # display values above are clipped there); None otherwise.
+    background_linear: np.ndarray | None = None
 
 
 def _shift(a: np.ndarray, dy: int, dx: int, fill) -> np.ndarray:
@@ -91,9 +94,10 @@ def _fill(rgb: np.ndarray, known: np.ndarray, steps: int) -> tuple[np.ndarray, n
 
 
 def find_lines(rgb: np.ndarray, line_colors, thickness_px: float,
-               tolerance: float = TOLERANCE) -> BakedLines:
+               tolerance: float = TOLERANCE, linear: np.ndarray | None = None) -> BakedLines:
     """Find the strokes of ``line_colors`` (RGB triples, same space as ``rgb``) in ``rgb``
-    (H, W, 3 float), lines at most ``thickness_px`` wide."""
+    (H, W, 3 float), lines at most ``thickness_px`` wide. ``linear``: the same image in
+    scene-linear values, unclipped, for a float render (see BakedLines.background_linear)."""
     rgb = np.nan_to_num(np.asarray(rgb, np.float32)[..., :3], nan=0.0, posinf=1.0, neginf=0.0)
     colors = np.asarray(line_colors, np.float32).reshape(-1, 3)
     if colors.size == 0:
@@ -124,7 +128,13 @@ def find_lines(rgb: np.ndarray, line_colors, thickness_px: float,
     coverage = np.where(region, np.clip(cov, 0.0, 1.0), 0.0).astype(np.float32)
     coverage[mask] = np.maximum(coverage[mask], 1.0 - tolerance)
     mask &= known
-    return BakedLines(mask=mask, coverage=coverage, background=background, ink=ink)
+    background_linear = None
+    if linear is not None:
+        linear = np.nan_to_num(np.asarray(linear, np.float32)[..., :3], nan=0.0, posinf=1.0, neginf=0.0)
+        if float(linear.max(initial=0.0)) > 1.0:  # a sky or a lamp brighter than the display's white
+            background_linear, _ = _fill(linear, clear, max(_MAX_FILL_STEPS, 2 * r + 2))
+    return BakedLines(mask=mask, coverage=coverage, background=background, ink=ink,
+                      background_linear=background_linear)
 
 
 def apply(rgb: np.ndarray, lines: BakedLines, coverage: np.ndarray, color=None) -> np.ndarray:
