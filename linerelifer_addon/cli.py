@@ -219,14 +219,14 @@ def cmd_refine(args: argparse.Namespace) -> int:
 
 
 def cmd_styles(args: argparse.Namespace) -> int:
-    broken: list[str] = []
+    broken: list[tuple[str, str]] = []
     styles = list_styles(broken=broken)
     for s in styles:
         kind = "bundled" if s.bundled else "user"
         print(f"{s.name:<20} {kind:<8} {s.path}  {s.description}")
     if not styles:
         print("no styles installed", file=sys.stderr)
-    for reason in broken:
+    for _, reason in broken:
         print(f"skipped: {reason}", file=sys.stderr)
     print(f"user styles folder: {user_styles_dir()} (set LINERELIFER_STYLES_DIR to use another)", file=sys.stderr)
     return 0

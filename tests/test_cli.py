@@ -132,3 +132,13 @@ def test_styles_lists_bundled_and_user(tmp_path, random_style) -> None:
     assert "house" not in r.stdout and re.search(r"skipped: style metadata \S*house\.json is missing", r.stderr), r.stderr
     r = run_cli("refine", str(tmp_path / "x.png"), "-o", str(tmp_path / "y.png"), "--style", "house", env=env)
     assert r.returncode == 2 and "house.json is missing; copy it from where the style was trained" in r.stderr, r.stderr
+
+
+def test_a_style_without_metadata_is_named_in_a_relative_styles_folder(tmp_path, random_style, monkeypatch) -> None:
+    from linerelifer_addon.core.styles import StyleError, resolve_style
+
+    shutil.copy(random_style, tmp_path / "house.keras")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LINERELIFER_STYLES_DIR", ".")
+    with pytest.raises(StyleError, match=r"house\.json is missing"):
+        resolve_style("house")

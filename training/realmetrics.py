@@ -19,7 +19,7 @@ from training.prepare import _neighbour_count, _neighbours, centerline
 HOLLOW_CORE = 0.5  # an output core lighter than this, where the input's core is ...
 SOLID = 0.75  # ... at least this dark, is hollow (or grey)
 END_START = 0.1  # an output line starts, walking in from a free end, where it is this wide (of its stroke)
-END_STEP = 2  # ... and its tip_taper is read this many px further in
+END_STEP = 2  # ... and its tip_taper is read this many steps (1-1.4 px each) along the centerline further in
 VALLEY = 0.25  # a pixel this much lighter than the 5×5 closing around it lies in a light valley
 
 
@@ -204,6 +204,8 @@ def real_metrics(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
         n = int(2 * w_in + 8)  # the targets taper over 2 x width + 6 px
         for end in free:
             path = _walk_in(skel, end, n)
+            if len(path) <= END_STEP:  # a piece of centerline too short to read an end on
+                continue
             wx = cross_sections(x_s, path, tangent, reach) / stroke_in
             wy = cross_sections(y_s, path, tangent, reach) / stroke_out
             starts = np.flatnonzero(wy >= END_START)

@@ -3,7 +3,7 @@
 The Render Result's pixels cannot be read from Python, but
 ``Image.save_render`` can write the whole result -- every pass -- to a file.
 So a still render is captured by saving it, with the scene's output settings
-temporarily switched to a single-part multilayer EXR (uncompressed half
+temporarily switched to a single-part multilayer EXR (uncompressed 32-bit
 floats), into a private temp folder; :mod:`.exr` reads it back with numpy.
 Switching the settings is a write to Blender data: it happens only on the
 main thread with no render running (Refine Lines waits for renders).
@@ -105,32 +105,6 @@ def exr_output_settings(scene):
                 pass
 
 
-@contextmanager
-def _png8_output_settings(scene):
-    """The scene's output as 8-bit RGB PNG for a moment, its colour management untouched."""
-    ims = scene.render.image_settings
-    saved = [(n, getattr(ims, n)) for n in _SETTING_NAMES if hasattr(ims, n)]
-    override = _override_settings(ims)
-    try:
-        if IS_5 and hasattr(ims, "media_type"):
-            ims.media_type = "IMAGE"
-        ims.file_format = "PNG"
-        ims.color_depth = "8"
-        ims.color_mode = "RGB"
-        yield
-    finally:
-        for name, value in saved:
-            try:
-                setattr(ims, name, value)
-            except (TypeError, AttributeError, ValueError):
-                pass
-        for group, name, value in override:
-            try:
-                setattr(getattr(ims, group), name, value)
-            except (TypeError, AttributeError, ValueError):
-                pass
-
-
 def output_view_is_plain_srgb(scene) -> bool:
     """Whether the scene's image files are written through plain sRGB (Standard, no look,
     exposure, gamma or curves), with the output's own override if it has one."""
@@ -139,42 +113,51 @@ def output_view_is_plain_srgb(scene) -> bool:
     vs = ims.view_settings if own else scene.view_settings
     ds = ims.display_settings if own else scene.display_settings
     return (vs.view_transform == "Standard" and vs.look in ("None", "") and vs.exposure == 0.0
-            and vs.gamma == 1.0 and not vs.use_curve_mapping and ds.display_device == "sRGB")
+            and vs.gamma == 1.0 and not vs.use_curve_mapping and not getattr(vs, "use_white_balance", False)
+            and ds.display_device == "sRGB")
 
 
-MAX_VIEW_COLORS = 65536
+_LOSSY = ("JPEG", "JPEG2000", "WEBP")
 
 
 def through_view(scene, colors: np.ndarray) -> np.ndarray:
     """Scene-linear colours (N, 3) as the scene's image files show them (its view transform,
-    look, exposure, curves), given back sRGB-decoded: the values a file written through the
-    view transform holds when read as linear. Lines drawn into such a file take this colour,
-    so they match what Blender itself writes. Blender converts; this passes the colours
-    through an 8-bit PNG of them written with the scene's settings."""
+    look, exposure, curves, the output's override), given back sRGB-decoded: the values a file
+    written through the view transform holds when read as linear. Lines drawn into such a
+    file take this colour, so they match what Blender itself writes.
+
+    Blender converts: the colours are saved as one small image with the scene's own output
+    settings, untouched (a UI animation may be writing frames with them on the render thread
+    meanwhile), and read back; each colour fills a 16 px block for a lossy format."""
     colors = np.asarray(colors, np.float32).reshape(-1, 3)
     n = len(colors)
     if n == 0:
         return colors.copy()
+    block = 16 if scene.render.image_settings.file_format in _LOSSY else 1
     w = min(n, 256)
     h = -(-n // w)
     px = np.zeros((h * w, 4), np.float32)
     px[:n, :3] = np.maximum(colors, 0.0)
     px[:, 3] = 1.0
+    grid = np.repeat(np.repeat(px.reshape(h, w, 4), block, axis=0), block, axis=1)
     tmp = tempfile.mkdtemp(prefix="linerelifer-view-")
-    path = os.path.join(tmp, "colors.png")
-    src = bpy.data.images.new("LineRelifer view colours", width=w, height=h, alpha=True, float_buffer=True)
+    path = os.path.join(tmp, "colors" + (scene.render.file_extension or ".png"))
+    src = bpy.data.images.new("LineRelifer view colours", width=w * block, height=h * block,
+                              alpha=True, float_buffer=True)
     back = None
     try:
-        src.pixels.foreach_set(px.reshape(h, w, 4)[::-1].ravel())
-        with _png8_output_settings(scene):
-            src.save_render(path, scene=scene)
+        src.pixels.foreach_set(np.ascontiguousarray(grid[::-1]).ravel())
+        src.save_render(path, scene=scene)
         back = bpy.data.images.load(path, check_existing=False)
-        shown = image_to_array(back)[..., :3].reshape(-1, 3)[:n]  # byte image: display values
+        shown = image_to_array(back)[block // 2::block, block // 2::block, :3].reshape(-1, 3)[:n]
+        is_float = bool(back.is_float)  # 16-bit files: read as linear already
     finally:
         bpy.data.images.remove(src)
         if back is not None:
             bpy.data.images.remove(back)
         shutil.rmtree(tmp, ignore_errors=True)
+    if is_float:
+        return np.asarray(shown, np.float32)
     from ..core.conversion import srgb_to_linear
     return srgb_to_linear(shown)
 

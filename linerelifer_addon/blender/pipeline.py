@@ -329,14 +329,16 @@ def prepare_frame(scene, frame_path: str, freestyle: np.ndarray | None, frame: i
             if freestyle.shape[:2] != pixels.shape[:2]:
                 raise RefineError(f"The Freestyle pass and the written frame {frame_path} differ in size")
             li = _lines_from_pass(freestyle, f" of frame {frame_path}", allow_empty=True)
-            color = _frame_line_colors(scene, li, frame_path, settings.line_color())
+            color = settings.line_color()
+            if img.file_format not in _LINEAR_FORMATS:  # written through the view transform
+                color = _frame_line_colors(scene, li, color)
         else:
             rgb, linear = pixels[..., :3], None
             if is_float:
                 linear = unpremultiply(pixels)[..., :3]
                 rgb = linear_to_srgb(linear)
             if scene.render.use_freestyle:
-                lines = _baked_frame_lines(scene, rgb, frame_path, linear)
+                lines = _baked_frame_lines(scene, rgb, frame_path, linear, img.file_format in _LINEAR_FORMATS)
                 return Job(line_image=None, style=style, tile=int(settings.tile_size),
                            strength=float(settings.strength), color=settings.line_color(),
                            uses_pass=False, frame=frame, frame_path=frame_path, frame_pixels=pixels,
@@ -354,24 +356,25 @@ def prepare_frame(scene, frame_path: str, freestyle: np.ndarray | None, frame: i
                frame_pixels=pixels, frame_is_float=is_float, frame_image_name=img.name)
 
 
-def _frame_line_colors(scene, li: LineImage, frame_path: str, color):
-    """The pass's line colours (in `li`, in place) and the chosen colour, as the frame file
-    shows them: a file other than EXR/HDR was written through the view transform (AgX by
-    default), so plain sRGB would draw coloured lines in another tone than Blender's own.
-    Returns the chosen colour so converted (None stays None)."""
-    if frame_path.lower().endswith((".exr", ".hdr")) or capture.output_view_is_plain_srgb(scene):
+_LINEAR_FORMATS = ("OPEN_EXR", "OPEN_EXR_MULTILAYER", "HDR")  # files that hold scene-linear values
+
+
+def _frame_line_colors(scene, li: LineImage, color):
+    """The pass's line colours (in `li`, in place) and the chosen colour, as a frame file
+    written through the view transform (AgX by default) shows them: plain sRGB would draw
+    coloured lines in another tone than Blender's own. Returns the chosen colour so converted
+    (None stays None)."""
+    if capture.output_view_is_plain_srgb(scene):
         return color
     rgb = li.pixels[..., :3]
     inked = li.pixels[..., 3] > 0.0
-    # Colours told apart to 16 bits, sRGB-encoded (finer than 8-bit files in the darks too), as
-    # one integer each: np.unique over rows took 1.2 s for a 4K pass, this 0.04 s.
-    q = np.round(linear_to_srgb(rgb[inked]) * 65535.0).astype(np.int64)
-    packed, inverse = np.unique((q[:, 0] << 32) | (q[:, 1] << 16) | q[:, 2], return_inverse=True)
-    uniq = srgb_to_linear(np.stack([packed >> 32, (packed >> 16) & 0xFFFF, packed & 0xFFFF], axis=1) / 65535.0)
+    # Colours told apart to 12 bits, sRGB-encoded (finer than 8-bit files, in the darks too;
+    # a colour ramp on every stroke gives thousands, not millions), as one integer each:
+    # np.unique over rows took 1.2 s for a 4K pass, this 0.04 s.
+    q = np.round(linear_to_srgb(rgb[inked]) * 4095.0).astype(np.int64)
+    packed, inverse = np.unique((q[:, 0] << 24) | (q[:, 1] << 12) | q[:, 2], return_inverse=True)
+    uniq = srgb_to_linear(np.stack([packed >> 24, (packed >> 12) & 0xFFF, packed & 0xFFF], axis=1) / 4095.0)
     extra = [np.asarray(li.line_color, np.float32)] + ([np.asarray(color, np.float32)] if color is not None else [])
-    if len(uniq) > capture.MAX_VIEW_COLORS:  # a colour ramp of its own on every pixel: convert per pixel
-        raise RefineError(f"The Freestyle pass of {frame_path} holds more than {capture.MAX_VIEW_COLORS} line "
-                          "colours; use the Standard view transform or fewer colour modifiers")
     shown = capture.through_view(scene, np.concatenate([uniq, np.stack(extra)]).astype(np.float32))
     rgb[inked] = shown[:len(uniq)][inverse.ravel()]
     li.line_color = shown[len(uniq)]
@@ -414,10 +417,10 @@ def baked_frames_problem(scene) -> str | None:
 
 
 def _baked_frame_lines(scene, rgb_display: np.ndarray, frame_path: str,
-                       linear: np.ndarray | None = None) -> baked.BakedLines:
+                       linear: np.ndarray | None = None, linear_file: bool = False) -> baked.BakedLines:
     """Freestyle's strokes in a written frame (see :func:`baked_frames_problem`)."""
     colors, widest = baked_line_sets(scene)
-    if not frame_path.lower().endswith((".exr", ".hdr")) and not view_is_plain_srgb(scene):
+    if not linear_file and not view_is_plain_srgb(scene):
         raise RefineError(
             f"The frame {frame_path} was saved through the view transform "
             f"'{scene.view_settings.view_transform}', so the colour of its baked lines is not known; "

@@ -71,8 +71,8 @@ def ink_tone(style_path: str | os.PathLike) -> float | None:
     return float(tone) if isinstance(tone, (int, float)) and 0.0 <= tone <= 1.0 else None
 
 
-def _scan(folder: Path, bundled: bool, broken: list[str] | None = None) -> list[StyleInfo]:
-    """The styles in a folder; why each model file that is not one was left out goes to `broken`."""
+def _scan(folder: Path, bundled: bool, broken: list[tuple[str, str]] | None = None) -> list[StyleInfo]:
+    """The styles in a folder; (name, why) of each model file left out goes to `broken`."""
     found: list[StyleInfo] = []
     if not folder.is_dir():
         return found
@@ -82,16 +82,17 @@ def _scan(folder: Path, bundled: bool, broken: list[str] | None = None) -> list[
             meta = read_meta(p)
         except StyleError as exc:
             if broken is not None:
-                broken.append(str(exc))
+                broken.append((p.stem, str(exc)))
             continue
         found.append(StyleInfo(name=p.stem, path=p, description=str(meta.get("description", "")),
                                bundled=bundled, meta=meta))
     return found
 
 
-def list_styles(extra_dirs: Sequence[str | os.PathLike] = (), broken: list[str] | None = None) -> list[StyleInfo]:
+def list_styles(extra_dirs: Sequence[str | os.PathLike] = (),
+                broken: list[tuple[str, str]] | None = None) -> list[StyleInfo]:
     """Bundled styles first, then user styles; a user style never shadows a bundled name.
-    Model files left out (no or broken metadata) are said in `broken`, one sentence each."""
+    Model files left out (no or broken metadata) go to `broken` as (name, one sentence)."""
     styles = _scan(BUNDLED_DIR, True, broken)
     seen = {s.name for s in styles}
     for d in [user_styles_dir(), *map(Path, extra_dirs)]:
@@ -114,12 +115,12 @@ def resolve_style(name_or_path: str | os.PathLike | None = None,
             raise StyleError(f"style file {p} does not exist; run `styles` to list the installed ones")
         meta = read_meta(p)
         return StyleInfo(name=p.stem, path=p, description=str(meta.get("description", "")), meta=meta)
-    broken: list[str] = []
+    broken: list[tuple[str, str]] = []
     for s in list_styles(extra_dirs, broken):
         if s.name == key:
             return s
-    for reason in broken:  # a style of that name whose metadata is missing or broken
-        if f"{os.sep}{key}.json" in reason:
+    for name, reason in broken:  # a style of that name whose metadata is missing or broken
+        if name == key:
             raise StyleError(reason)
     names = ", ".join(s.name for s in list_styles(extra_dirs)) or "none"
     raise StyleError(f"style '{key}' is not installed (installed: {names}); pass a .keras or .tflite path or train one")
