@@ -162,9 +162,17 @@ def test_exr_capture_reader(still_scene):
     still_scene.view_settings.view_transform = "AgX"
     ims.color_management = "OVERRIDE"
     ims.view_settings.view_transform, ims.view_settings.exposure = "Standard", 1.5
+    ims.view_settings.use_curve_mapping = True
+    curve = ims.view_settings.curve_mapping.curves[3]
+    curve.points.new(0.5, 0.7)
+    curve.points[0].location = (0.0, 0.3)
+    ims.view_settings.curve_mapping.update()
     capture.save_render_passes(still_scene)
     assert (ims.color_management, ims.view_settings.view_transform, ims.view_settings.exposure) == (
         "OVERRIDE", "Standard", 1.5)
+    curve = ims.view_settings.curve_mapping.curves[3]
+    assert ims.view_settings.use_curve_mapping
+    assert [tuple(round(v, 4) for v in p.location) for p in curve.points] == [(0.0, 0.3), (0.5, 0.7), (1.0, 1.0)]
     ims.color_management = "FOLLOW_SCENE"
     still_scene.view_settings.view_transform = scene_view
     # A duplicated view layer's name starts with the first one's.

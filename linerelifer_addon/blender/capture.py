@@ -58,15 +58,53 @@ _OVERRIDE_NAMES = (("display_settings", "display_device"), ("view_settings", "vi
                    ("display_settings", "emulation"), ("linear_colorspace_settings", "name"))
 
 
-def _override_settings(ims) -> list[tuple[str, str, object]]:
-    if getattr(ims, "color_management", "") != "OVERRIDE":
-        return []
-    found = []
-    for group, name in _OVERRIDE_NAMES:
-        owner = getattr(ims, group, None)
-        if owner is not None and hasattr(owner, name):
-            found.append((group, name, getattr(owner, name)))
-    return found
+_CURVE_NAMES = ("tone", "use_clip", "clip_min_x", "clip_min_y", "clip_max_x", "clip_max_y", "extend",
+                "black_level", "white_level")
+
+
+class _Override:
+    """An output's own colour management (Override), to put back after a capture."""
+
+    def __init__(self, ims) -> None:
+        self.values: list[tuple[str, str, object]] = []
+        self.curve: dict | None = None
+        if getattr(ims, "color_management", "") != "OVERRIDE":
+            return
+        for group, name in _OVERRIDE_NAMES:
+            owner = getattr(ims, group, None)
+            if owner is not None and hasattr(owner, name):
+                self.values.append((group, name, getattr(owner, name)))
+        cm = getattr(getattr(ims, "view_settings", None), "curve_mapping", None)
+        if cm is not None:
+            self.curve = {"values": {n: _copy(getattr(cm, n)) for n in _CURVE_NAMES if hasattr(cm, n)},
+                          "points": [[(tuple(p.location), p.handle_type) for p in c.points] for c in cm.curves]}
+
+    def restore(self, ims) -> None:
+        for group, name, value in self.values:
+            try:
+                setattr(getattr(ims, group), name, value)
+            except (TypeError, AttributeError, ValueError):
+                pass
+        if self.curve is None:
+            return
+        try:
+            cm = ims.view_settings.curve_mapping
+            for name, value in self.curve["values"].items():
+                setattr(cm, name, value)
+            for curve, points in zip(cm.curves, self.curve["points"]):
+                while len(curve.points) > max(len(points), 2):
+                    curve.points.remove(curve.points[len(curve.points) - 1])
+                while len(curve.points) < len(points):
+                    curve.points.new(0.0, 0.0)
+                for p, (loc, handle) in zip(curve.points, points):
+                    p.location, p.handle_type = loc, handle
+            cm.update()
+        except (TypeError, AttributeError, ValueError, RuntimeError):
+            pass
+
+
+def _copy(value):
+    return tuple(value) if hasattr(value, "__len__") and not isinstance(value, str) else value
 
 
 @contextmanager
@@ -76,7 +114,7 @@ def exr_output_settings(scene):
     restore every setting afterwards, an output's colour management override included."""
     ims = scene.render.image_settings
     saved = [(n, getattr(ims, n)) for n in _SETTING_NAMES if hasattr(ims, n)]
-    override = _override_settings(ims)
+    override = _Override(ims)
     try:
         if IS_5 and hasattr(ims, "media_type"):
             ims.media_type = "MULTI_LAYER_IMAGE"
@@ -98,11 +136,7 @@ def exr_output_settings(scene):
                 setattr(ims, name, value)
             except (TypeError, AttributeError, ValueError):
                 pass
-        for group, name, value in override:
-            try:
-                setattr(getattr(ims, group), name, value)
-            except (TypeError, AttributeError, ValueError):
-                pass
+        override.restore(ims)
 
 
 def output_view_is_plain_srgb(scene) -> bool:

@@ -10,6 +10,7 @@ library (no tiles, no multi-part, no deep data, no lossy codecs).
 
 from __future__ import annotations
 
+import mmap
 import struct
 import zlib
 from pathlib import Path
@@ -27,8 +28,10 @@ class ExrError(ValueError):
     """The file is not an EXR this reader understands."""
 
 
-def _read_cstr(buf: bytes, pos: int) -> tuple[str, int]:
-    end = buf.index(b"\0", pos)
+def _read_cstr(buf, pos: int) -> tuple[str, int]:
+    end = buf.find(b"\0", pos)
+    if end < 0:
+        raise ExrError("EXR header is cut short")
     return buf[pos:end].decode("latin-1"), end + 1
 
 
@@ -69,7 +72,20 @@ def read_exr(path: str | Path, want=None) -> dict[str, np.ndarray]:
     the image (EXR order; Blender's ``Image.pixels`` is bottom-up).  ``want``
     (a callable taking a channel name) limits which channels are kept.
     """
-    buf = Path(path).read_bytes()
+    # Mapped, not read: a 4K render with many passes is a file of a gigabyte or more, of
+    # which only the wanted channels become arrays.
+    with open(path, "rb") as fh:
+        try:
+            buf = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+        except ValueError:  # an empty file
+            raise ExrError(f"{path} is not an OpenEXR file") from None
+    try:
+        return _read_mapped(buf, path, want)
+    finally:
+        buf.close()
+
+
+def _read_mapped(buf, path, want) -> dict[str, np.ndarray]:
     if len(buf) < 8 or struct.unpack_from("<i", buf, 0)[0] != _MAGIC:
         raise ExrError(f"{path} is not an OpenEXR file")
     flags = struct.unpack_from("<I", buf, 4)[0]
