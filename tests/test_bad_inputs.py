@@ -891,11 +891,15 @@ def test_blender_bad_style(blender_run, bad_styles, case: str) -> None:
     assert not bad_styles["_marker"].exists(), "code from the style file ran"
 
 
-def test_blender_deleted_style_falls_back_to_default(blender_run) -> None:
-    """A chosen style whose files are deleted reads as unset: the default style is used
-    (props.style_path), so a long render is not lost."""
+def test_blender_deleted_style_is_named_not_replaced(blender_run) -> None:
+    """A chosen style whose files are gone (a farm node, another machine) is refused with its
+    name and where to copy it: refining with the default style instead gave the wrong look
+    without a word. (It used to fall back to the default; the frames themselves are written
+    by the render either way.)"""
     res = blender_run["result"]["frame_styles"]["deleted"]
-    assert res["ok"], res.get("traceback")
+    assert not res["ok"] and res["leaked_images"] == [], res
+    assert re.match(r"The style '\w+' is not installed here; copy its \.json and \.tflite/\.keras files into ",
+                    res["message"]), res["message"]
 
 
 @pytest.mark.parametrize("label, cause", [("missing_python", "does not exist"),

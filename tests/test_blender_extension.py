@@ -1135,7 +1135,7 @@ def test_the_panel_names_a_worker_python_that_is_not_there(still_scene):
     assert "Worker Python not found" not in _panel_labels()
 
 
-def test_lines_in_the_styles_ink_tone(still_scene):
+def test_lines_in_the_styles_ink_tone(still_scene, tmp_path, capfd):
     """'Style's Ink': a style trained on grey-marker drawings draws its lines in that grey."""
     import json
 
@@ -1168,6 +1168,17 @@ def test_lines_in_the_styles_ink_tone(still_scene):
         with pytest.raises(RuntimeError, match=r"The style 'grey' is not installed here; copy its .json"):
             bpy.ops.linerelifer.refine_lines()
         assert "Style 'grey' is not installed" in _panel_labels()
+        # An animation (a farm render) says so once, at its start; the frames are written.
+        settings.auto_refine = True
+        still_scene.render.filepath = str(tmp_path / "frames" / "frame_")
+        capfd.readouterr()
+        try:
+            assert bpy.ops.render.render(animation=True) == {"FINISHED"}
+        finally:
+            settings.auto_refine = False
+        ours = [ln for ln in capfd.readouterr().out.splitlines() if ln.startswith("LineRelifer:")]
+        assert len(ours) == 1 and "stopped for this render: The style 'grey' is not installed" in ours[0], ours
+        assert (tmp_path / "frames" / "frame_0001.png").is_file()
         settings.style = "default"
         assert settings.style_name == "default" and bpy.ops.linerelifer.refine_lines() == {"FINISHED"}
     finally:

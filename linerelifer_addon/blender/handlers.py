@@ -56,7 +56,7 @@ def on_render_init(scene, *args) -> None:
     if not scene.render.use_freestyle:
         _refuse("Freestyle is off, so there are no lines to refine; turn it on in Render Properties")
         return
-    problem = pipeline.baked_frames_problem(scene)
+    problem = pipeline.baked_frames_problem(scene) or pipeline.style_problem(scene)
     if problem:
         _refuse(problem)
         return

@@ -78,6 +78,16 @@ def _settings(scene):
     return settings
 
 
+def style_problem(scene) -> str | None:
+    """Why the scene's chosen style cannot be used (not installed here, unreadable), or None:
+    auto-refine says it once at the start of a render, not at every frame."""
+    try:
+        _style(_settings(scene))
+    except RefineError as ex:
+        return str(ex)
+    return None
+
+
 def _style(settings) -> Path:
     try:
         return style_path(settings)
