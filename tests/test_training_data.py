@@ -271,6 +271,58 @@ def test_one_pen_keeps_one_width_across_scans_of_different_sizes(tmp_path):
     assert 3.2 < np.median(widths) < 4.8, widths
 
 
+def _page(h=1200, w=1600, pen=6, ink=20):
+    """A line drawing on white paper (uint8 gray) and its true ink mask."""
+    img = np.full((h, w), 250, np.uint8)
+    cv2.circle(img, (w // 3, h // 2), h // 4, ink, pen, cv2.LINE_AA)
+    cv2.polylines(img, [np.array([[w // 10, h - h // 6], [w // 2, h // 8], [w - w // 10, h - h // 5]], np.int32)],
+                  False, ink, pen, cv2.LINE_AA)
+    cv2.line(img, (w // 8, h // 10), (w - w // 8, h // 6), ink, pen, cv2.LINE_AA)
+    return img, img < 135
+
+
+def test_uneven_light_stays_paper_and_keeps_the_ink_tone(tmp_path):
+    # A phone photo: lit 250 on one side, 150 on the other, darker still in the corners. Half
+    # the page used to become ink (a third of it at the training size), with a grey ink tone.
+    from training.prepare import even_light, ink_tone, paper_light
+
+    img, truth = _page()
+    h, w = img.shape
+    yy, xx = np.mgrid[0:h, 0:w]
+    light = np.linspace(1.0, 0.6, w)[None, :] * (1 - 0.3 * ((xx / w - 0.5) ** 2 + (yy / h - 0.5) ** 2))
+    for name, page in (("photo", np.clip(img * light, 0, 255)), ("even", img)):
+        (tmp_path / name).mkdir()
+        cv2.imwrite(str(tmp_path / name / "page.png"), page.astype(np.uint8))
+    (_, y), = prepare_folder(tmp_path / "photo", max_side=800)
+    (_, y_even), = prepare_folder(tmp_path / "even", max_side=800)
+    small_truth = cv2.resize(truth.astype(np.float32), y.shape[::-1], interpolation=cv2.INTER_AREA) > 0.5
+    paper = ~cv2.dilate(small_truth.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+    assert (y[paper] > 0.25).mean() < 0.001, (y[paper] > 0.25).mean()
+    assert abs(int((y > 0.5).sum()) - int((y_even > 0.5).sum())) < 0.03 * (y_even > 0.5).sum()
+    assert ink_tone(tmp_path / "photo") * 255 == pytest.approx(ink_tone(tmp_path / "even") * 255, abs=4)
+    assert ink_tone(tmp_path / "photo") * 255 == pytest.approx(20, abs=6)
+    flat = np.full((300, 400), 0.9, np.float32)
+    assert paper_light(flat) is None and even_light(flat) is flat  # even light: untouched
+
+
+def test_a_fine_pen_reads_black_and_pencil_grain_is_not_paper(tmp_path):
+    # A 2 px pen on a large scan has no solid core at training size: its black ink read as
+    # mid-grey. Grain inside pencil strokes thinned into little loops of centerline.
+    from training.prepare import centerline, drawing_to_target, fill_pinholes, ink_tone, trace_polylines
+
+    img, _ = _page(pen=2)
+    (tmp_path / "fine").mkdir()
+    cv2.imwrite(str(tmp_path / "fine" / "scan.png"), img)
+    assert ink_tone(tmp_path / "fine") * 255 == pytest.approx(20, abs=8)
+    rng = np.random.default_rng(3)
+    pencil, truth = _page(h=600, w=800, pen=5, ink=100)
+    pencil = np.where(truth & (rng.random(pencil.shape) < 0.04), 250, pencil).astype(np.uint8)  # paper specks in the strokes
+    target = drawing_to_target(pencil.astype(np.float32) / 255)
+    clean = len(trace_polylines(centerline(drawing_to_target(_page(h=600, w=800, pen=5, ink=100)[0].astype(np.float32) / 255))))
+    assert len(trace_polylines(centerline(target))) > clean + 10  # the loops the grain makes
+    assert len(trace_polylines(centerline(fill_pinholes(target)))) <= clean + 2
+
+
 def test_centerline_is_thin_and_on_the_stroke():
     img = np.zeros((60, 80), np.float32)
     cv2.line(img, (10, 30), (70, 30), 1.0, 7)

@@ -84,9 +84,48 @@ def scan_border(lum: np.ndarray) -> np.ndarray:
     return cv2.dilate(frame.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool) if frame.any() else frame
 
 
+UNEVEN = 0.08  # paper whose lighting varies more than this across the page is evened out
+
+
+def paper_light(lum: np.ndarray) -> np.ndarray | None:
+    """How bright the paper is lit across the page (a phone photo's gradient or vignette, a
+    shadow), as a smooth surface; None when it is even. Left in, a page lit 255 on one side
+    and 150 on the other turned half its paper into ink and set a grey ink tone.
+
+    On a 128 px copy, paper pixels (light, and as light as a 9 px closing that takes lines out) are spread by
+    a blur over a twentieth of the page that takes paper only; ink, filled blacks and a
+    scanner's frame are not paper, so they stay as drawn and the paper around fills in."""
+    lum = np.asarray(lum, np.float32)
+    h, w = lum.shape
+    scale = 128.0 / max(h, w)
+    if scale >= 1.0 or min(h, w) * scale < 8:
+        return None
+    small = cv2.resize(lum, (max(8, round(w * scale)), max(8, round(h * scale))), interpolation=cv2.INTER_AREA)
+    top = float(np.percentile(small, 95))
+    closed = cv2.morphologyEx(small, cv2.MORPH_CLOSE, np.ones((9, 9), np.uint8))  # lines gone, light kept
+    paper = ((small > 0.4 * top) & (small >= closed - 0.04)).astype(np.float32)
+    if paper.sum() < 50:
+        return None
+    weight = cv2.GaussianBlur(paper, (0, 0), 6.0)
+    light = cv2.GaussianBlur(small * paper, (0, 0), 6.0) / np.maximum(weight, 1e-3)
+    light = np.where(weight > 0.02, light, top).astype(np.float32)  # no paper near: leave as is
+    if float(np.percentile(light, 99) - np.percentile(light, 1)) <= UNEVEN:
+        return None
+    light = cv2.resize(light, (w, h), interpolation=cv2.INTER_LINEAR)
+    return np.maximum(light, 0.25 * top)
+
+
+def even_light(lum: np.ndarray) -> np.ndarray:
+    """lum as if the page were lit evenly at its brightest paper's level (unchanged if it is)."""
+    light = paper_light(lum)
+    if light is None:
+        return lum
+    return np.clip(lum * (float(np.percentile(light, 99)) / light), 0.0, 1.0).astype(np.float32)
+
+
 def drawing_to_target(lum: np.ndarray) -> np.ndarray:
-    """Coverage from a scan: scanner frame removed, level-normalised, auto-inverted,
-    soft-thresholded, de-speckled."""
+    """Coverage from a scan: scanner frame removed, lighting evened, level-normalised,
+    auto-inverted, soft-thresholded, de-speckled."""
     lum = np.asarray(lum, np.float32)
     frame = scan_border(lum)
     if frame.any():
@@ -94,6 +133,7 @@ def drawing_to_target(lum: np.ndarray) -> np.ndarray:
         lum[frame] = float(np.percentile(lum[~frame], 90)) if (~frame).any() else 1.0
     if np.median(lum) < 0.5:  # white lines on black
         lum = 1.0 - lum
+    lum = even_light(lum)
     paper = float(np.percentile(lum, 90))
     dark = lum[lum < paper - 0.15]
     if dark.size < 4:
@@ -208,6 +248,24 @@ def prune(skel: np.ndarray, max_len: int = 3) -> np.ndarray:
                 break
             path.append(cur)
     return skel
+
+
+PINHOLE = 10  # paper specks inside a stroke smaller than this (px) are grain, not paper
+
+
+def fill_pinholes(target: np.ndarray) -> np.ndarray:
+    """Coverage with paper specks inside strokes inked over: pencil grain leaves them, and
+    thinning turned each into a small loop of centerline (a grainy pencil drawing gave 121
+    pieces of line where it has 7), which the input then redrew as blobs."""
+    paper = (np.asarray(target) <= INK).astype(np.uint8)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(paper, connectivity=4)
+    small = stats[:, cv2.CC_STAT_AREA] < PINHOLE
+    small[0] = False  # label 0 is the ink
+    if not small.any():
+        return np.asarray(target)
+    out = np.array(target, np.float32, copy=True)
+    out[small[labels]] = 1.0
+    return out
 
 
 def centerline(target: np.ndarray, prune_len: int = 3) -> np.ndarray:
@@ -367,26 +425,30 @@ def _explicit_pairs(folder: Path, max_side: int) -> list[tuple[np.ndarray, np.nd
     return pairs
 
 
-def ink_tone(folder: str | Path, max_side: int = 1024) -> float | None:
+TONE_SIDE = 4096  # the ink tone is read at the scan's own resolution, up to this long side
+
+
+def ink_tone(folder: str | Path, max_side: int = TONE_SIDE) -> float | None:
     """Median grey level (0 black .. 1 white, as stored in the files) of the drawings' solid ink.
 
     The network learns coverage, not colour: a style trained on grey marker drawings would
     otherwise be drawn in the input's (usually black) colour. Solid ink is coverage > 0.9,
-    so anti-aliased edges do not lighten the median. None when there are no loose drawings
-    (line/ + norm/ pairs) or no ink.
+    so anti-aliased edges do not lighten the median. Read at the scan's own resolution (up
+    to max_side): a fine pen scaled down to training size has no solid core left, and black
+    ink read as mid-grey (0.42 for a 2 px pen on a 300 dpi page). Read as if the page were lit
+    evenly. None when there are no loose drawings (line/ + norm/ pairs) or no ink.
     """
     folder = Path(folder)
     if (folder / "line").is_dir() and (folder / "norm").is_dir():
         return None
     tones = []
-    files = _images_in(folder)
-    scale = folder_scale(files, max_side)
-    for path in files:
-        lum = _scaled(load_drawing(path), scale, max_side)  # prepare_folder warns
+    for path in _images_in(folder):
+        lum = load_drawing(path)
+        lum = _scaled(lum, min(1.0, max_side / max(lum.shape)), max_side)
         if np.median(lum) < 0.5:  # white lines on black: their ink tone is not a dark ink
             continue
         solid = drawing_to_target(lum) > 0.9
-        tones.append(lum[solid])
+        tones.append(even_light(lum)[solid])
     tones = [t for t in tones if t.size]
     return float(np.median(np.concatenate(tones))) if tones else None
 
@@ -411,7 +473,7 @@ def prepare_folder(folder: str | Path, max_side: int = 1024, width: float | None
     scale = folder_scale(files, max_side)
     for path in files:
         target = drawing_to_target(_scaled(load_drawing(path), scale, max_side, path))
-        skel = centerline(target)
+        skel = centerline(fill_pinholes(target))
         if not skel.any():  # a blank page among the scans: say so, train on the rest
             print(f"skipped {path}: no ink lines found in it", file=sys.stderr)
             continue
