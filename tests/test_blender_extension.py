@@ -541,6 +541,12 @@ def test_baked_frames_through_another_view_transform_are_refused_once(addon, tmp
     ours = [ln for ln in capfd.readouterr().out.splitlines() if ln.startswith("LineRelifer:")]
     assert len(ours) == 1 and "saved as JPEG" in ours[0] and "Freestyle pass" in ours[0], ours
     assert not (tmp_path / "jpeg" / "originals").exists()
+    pipeline = _addon_module("pipeline")
+    scene.render.image_settings.file_format = "WEBP"
+    scene.render.image_settings.quality = 90
+    assert "saved as lossy WebP" in pipeline.baked_frames_problem(scene)
+    scene.render.image_settings.quality = 100  # lossless
+    assert pipeline.baked_frames_problem(scene) is None
 
 # -- farm renders ---------------------------------------------------------------------
 

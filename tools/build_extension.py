@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Build the LineRelifer Blender extension: ``dist/linerelifer-<version>.zip``.
+"""Build the LineRelifer Blender extension: ``dist/linerelifer-<version>-<platform>.zip``, one per platform.
 
 The package code lives in ``linerelifer_addon/`` and the manifest at the top
 of the repository; Blender wants both at the root of the archive.  This
@@ -241,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out-dir", default=str(ROOT / "dist"), help="where the zip goes (default: dist/)")
     ap.add_argument("--allow-missing-style", action="store_true",
-                    help="build even when styles/default.keras is not there yet")
+                    help="build even when the bundled default style (styles/default.keras, .tflite, .json) is not there yet")
     ap.add_argument("--validate-only", metavar="ZIP", help="only validate an existing archive")
     ap.add_argument("--platform", default="all", choices=("all", *PLATFORM_TAGS),
                     help="which platform's zip to build (default: all three)")

@@ -413,12 +413,13 @@ def baked_frames_problem(scene) -> str | None:
         return None
     if _transparent_hides_lines(scene):
         return _TRANSPARENT_BAKED
-    if scene.render.image_settings.file_format in ("OPEN_EXR", "HDR"):
+    ims = scene.render.image_settings
+    if ims.file_format in ("OPEN_EXR", "HDR"):
         return None
-    if scene.render.image_settings.file_format == "JPEG":
-        return ("frames are saved as JPEG, whose compression changes "
-                "the colour of lines baked into them; turn on the Freestyle pass (LineRelifer panel) or "
-                "save PNG or TIFF frames")
+    if ims.file_format == "JPEG" or (ims.file_format == "WEBP" and ims.quality < 100):  # lossy
+        kind = "JPEG" if ims.file_format == "JPEG" else "lossy WebP"
+        return (f"frames are saved as {kind}, whose compression changes the colour of lines baked into "
+                "them; turn on the Freestyle pass (LineRelifer panel) or save PNG or TIFF frames")
     if view_is_plain_srgb(scene):
         return None
     return (f"frames are saved through the view transform '{scene.view_settings.view_transform}' "
