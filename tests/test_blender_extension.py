@@ -1174,6 +1174,11 @@ def test_lines_in_the_styles_ink_tone(still_scene, tmp_path, capfd):
         with pytest.raises(RuntimeError, match=r"The style 'grey' is not installed here; copy its .json"):
             bpy.ops.linerelifer.refine_lines()
         assert "Style 'grey' is not installed" in _panel_labels()
+        settings.style_name = ""  # a file saved before the name was kept: only the enum's number
+        assert "Style chosen in this file is not installed" in _panel_labels()
+        with pytest.raises(RuntimeError, match=r"The style chosen in this file is not installed here"):
+            bpy.ops.linerelifer.refine_lines()
+        settings.style_name = "grey"
         # An animation (a farm render) says so once, at its start; the frames are written.
         settings.auto_refine = True
         still_scene.render.filepath = str(tmp_path / "frames" / "frame_")

@@ -70,8 +70,9 @@ def draw_settings(layout, context):
     col.use_property_split = True
     col.use_property_decorate = False
     col.prop(settings, "style")
-    if not settings.style and settings.style_name:  # chosen in this file, not installed here
-        col.label(text=f"Style '{settings.style_name}' is not installed", icon="ERROR")
+    if not settings.style and (settings.style_name or settings.get("style")):  # chosen here, not installed
+        name = f"'{settings.style_name}'" if settings.style_name else "chosen in this file"
+        col.label(text=f"Style {name} is not installed", icon="ERROR")
     col.prop(settings, "strength", slider=True)
     col.prop(settings, "color_mode")
     sub = col.column()
