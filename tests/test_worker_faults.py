@@ -423,11 +423,11 @@ def test_cli_terminated_mid_refine(tmp_path) -> None:
     try:
         worker = _worker_of(proc)
         proc.send_signal(signal.SIGTERM)
-        proc.communicate(timeout=60)
+        _, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 128 + signal.SIGTERM
+    assert proc.returncode == 128 + signal.SIGTERM, err
     assert wait_gone(worker, 10), "the worker outlived the CLI"
     assert not out.exists() or list(out.iterdir()) == []
 
