@@ -193,7 +193,9 @@ def real_metrics(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
     # Free ends of the input's lines, but not where a line runs into a filled block (wider
     # there than its stroke); ends the input tapers itself count.
     ex = cross_sections(x_s, free, tangent, reach)
-    free = free[ex < 1.3 * stroke_in] if len(free) else free
+    kept = ex < 1.3 * stroke_in
+    free, ex = (free[kept], ex[kept]) if len(free) else (free, ex)
+    ey = cross_sections(y_s, free, tangent, reach)  # the output at the same points
     # Taper: the output's width at the input's free end, as the issue defines it. A line that
     # just stops short also has no width there, so two more readings, walking in from the end:
     # end_cut, how far in the output's line starts (END_START of its stroke wide), and
@@ -202,11 +204,10 @@ def real_metrics(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
     ends_in, ends_out, tips, cut = [], [], [], []
     if len(free) and np.isfinite(stroke_out) and stroke_out > 0:
         n = int(2 * w_in + 8)  # the targets taper over 2 x width + 6 px
-        for end in free:
+        for end, width_in, width_out in zip(free, ex, ey):
             path = _walk_in(skel, end, n)
             if len(path) <= END_STEP:  # a piece of centerline too short to read an end on
                 continue
-            wx = cross_sections(x_s, path, tangent, reach) / stroke_in
             wy = cross_sections(y_s, path, tangent, reach) / stroke_out
             starts = np.flatnonzero(wy >= END_START)
             if not len(starts) or starts[0] + END_STEP >= len(path):
@@ -214,8 +215,8 @@ def real_metrics(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
                 continue
             d0 = int(starts[0])
             cut.append(float(d0))
-            ends_in.append(float(wx[0]))
-            ends_out.append(float(wy[0]))
+            ends_in.append(float(width_in / stroke_in))
+            ends_out.append(float(width_out / stroke_out))
             tips.append(float(wy[d0 + END_STEP]))
     r["taper_in"] = float(np.median(ends_in)) if ends_in else nan
     r["taper"] = float(np.median(ends_out)) if ends_out else nan
