@@ -7,7 +7,6 @@ redrawn as uniform anti-aliased lines, in the same way synth.render_uniform does
 
 from __future__ import annotations
 
-import functools
 import sys
 from pathlib import Path
 
@@ -369,16 +368,9 @@ def _images_in(folder: Path) -> list[Path]:
                   if p.is_file() and p.suffix.lower() in IMAGE_EXTS and not p.name.startswith("."))
 
 
-@functools.lru_cache(maxsize=4096)
-def _side_of(path: str, mtime_ns: int, size: int) -> int:
-    return max(load_drawing(path).shape)
-
-
 def _image_side(path: Path) -> int:
-    """The long side of a drawing in pixels. OpenCV reads no header alone, so it decodes the
-    file; remembered per file, so the folder's scale costs one decode each however often asked."""
-    st = Path(path).stat()
-    return _side_of(str(path), st.st_mtime_ns, st.st_size)
+    """The long side of a drawing in pixels (OpenCV reads no header alone: it decodes the file)."""
+    return max(load_drawing(path).shape)
 
 
 def folder_scale(paths: list[Path], max_side: int) -> float:

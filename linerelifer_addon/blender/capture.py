@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import bpy
 import numpy as np
 
+from ..core.conversion import srgb_to_linear
 from . import exr, nodes
 from .common import IS_5
 
@@ -190,10 +191,7 @@ def through_view(scene, colors: np.ndarray) -> np.ndarray:
         if back is not None:
             bpy.data.images.remove(back)
         shutil.rmtree(tmp, ignore_errors=True)
-    if is_float:
-        return np.asarray(shown, np.float32)
-    from ..core.conversion import srgb_to_linear
-    return srgb_to_linear(shown)
+    return np.asarray(shown, np.float32) if is_float else srgb_to_linear(shown)
 
 
 def composited(scene) -> bool:

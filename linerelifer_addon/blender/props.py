@@ -54,19 +54,29 @@ def _remember_style(self, context) -> None:
     self.style_name = self.style
 
 
+def missing_style(settings) -> str | None:
+    """How to name the style chosen in this file when it is not installed here (another
+    machine, a farm node), else None. A stored value that matches no installed style reads
+    as '', and the enum stores a number: files saved before `style_name` existed give no name."""
+    if settings.style and settings.style != NO_STYLE:
+        return None
+    if settings.style_name:
+        return None if settings.style_name == DEFAULT_STYLE else f"'{settings.style_name}'"
+    return "chosen in this file" if settings.get("style") else None
+
+
 def style_path(settings):
     """The .keras file for the selected style (StyleError if none)."""
     name = settings.style
     if not name or name == NO_STYLE:
-        # A stored value that matches no installed style reads as ''. A style chosen in this
-        # file and missing here (another machine, a farm node) is an error: refining with the
-        # default instead would give the wrong look without a word.
-        chosen = settings.style_name or ("" if not settings.get("style") else "chosen in this file")
-        if chosen and chosen != DEFAULT_STYLE:
-            where = style_dirs()[0] if style_dirs() else user_styles_dir()
-            shown = f"'{chosen}'" if settings.style_name else "chosen in this file"
-            raise StyleError(f"The style {shown} is not installed here; copy its .json and .tflite/.keras "
-                             f"files into {where}, or choose another Style in the LineRelifer panel")
+        # A style chosen in this file and missing here is an error: refining with the default
+        # instead would give the wrong look without a word.
+        missing = missing_style(settings)
+        if missing:
+            dirs = style_dirs()
+            raise StyleError(f"The style {missing} is not installed here; copy its .json and .tflite/.keras "
+                             f"files into {dirs[0] if dirs else user_styles_dir()}, or choose another Style "
+                             "in the LineRelifer panel")
         # Nothing chosen yet: the first one offered (the default style when it is installed).
         items = style_items(settings, None)
         name = items[0][0] if items and items[0][0] != NO_STYLE else None

@@ -11,6 +11,7 @@ from . import pipeline, session
 from .state import baked_problem, busy, notice
 from .common import RESULT_IMAGE, get_prefs
 from .pipeline import freestyle_pass_enabled
+from .props import missing_style
 
 
 def draw_runtime(layout, context, prefs=None, full=False):
@@ -70,9 +71,9 @@ def draw_settings(layout, context):
     col.use_property_split = True
     col.use_property_decorate = False
     col.prop(settings, "style")
-    if not settings.style and (settings.style_name or settings.get("style")):  # chosen here, not installed
-        name = f"'{settings.style_name}'" if settings.style_name else "chosen in this file"
-        col.label(text=f"Style {name} is not installed", icon="ERROR")
+    missing = missing_style(settings)
+    if missing:
+        col.label(text=f"Style {missing} is not installed", icon="ERROR")
     col.prop(settings, "strength", slider=True)
     col.prop(settings, "color_mode")
     sub = col.column()

@@ -116,11 +116,12 @@ def resolve_style(name_or_path: str | os.PathLike | None = None,
         meta = read_meta(p)
         return StyleInfo(name=p.stem, path=p, description=str(meta.get("description", "")), meta=meta)
     broken: list[tuple[str, str]] = []
-    for s in list_styles(extra_dirs, broken):
+    installed = list_styles(extra_dirs, broken)
+    for s in installed:
         if s.name == key:
             return s
     for name, reason in broken:  # a style of that name whose metadata is missing or broken
         if name == key:
             raise StyleError(reason)
-    names = ", ".join(s.name for s in list_styles(extra_dirs)) or "none"
+    names = ", ".join(s.name for s in installed) or "none"
     raise StyleError(f"style '{key}' is not installed (installed: {names}); pass a .keras or .tflite path or train one")
