@@ -105,7 +105,36 @@ def test_train_refuses_what_would_lose_work_or_mix_runs(tmp_path) -> None:
     assert "bundled style's name" in line
     line = _train_refused(["--drawings", str(tmp_path / "nowhere"), "--name", "x", "--run-dir", str(tmp_path / "x")], env)
     assert "is not a folder" in line
+    line = _train_refused(["--drawings", str(drawings), "--name", "house", *small, "--resume", "--init-from", "default"], env)
+    assert f"{run} already holds a run" in line and "--init-from only starts new runs" in line
+    line = _train_refused(["--drawings", str(drawings), "--name", "y", "--run-dir", str(tmp_path / "y"),
+                           "--init-from", "default", "--widths", "16,32"], env)
+    assert "default.keras holds a network of another shape than --arch field --widths 16,32" in line
     assert ((run / "checkpoint.npz").read_bytes(), (styles / "house.keras").read_bytes()) == before
+
+
+def test_fine_tuning_starts_from_the_styles_weights(tmp_path) -> None:
+    """`--init-from default` starts from the bundled style's network (its shape taken from its
+    metadata) instead of random weights, and the new style records what it started from."""
+    keras = pytest.importorskip("keras")
+    drawings = tmp_path / "drawings"
+    marker_drawings(drawings)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    r = subprocess.run([sys.executable, "-m", "training", "train", "--drawings", str(drawings), "--name", "tuned",
+                        "--init-from", "default", "--steps", "1", "--batch", "2", "--crop", "64", "--lr", "1e-9",
+                        "--out", str(tmp_path), "--run-dir", str(tmp_path / "run"), "--quiet"],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    meta = json.loads((tmp_path / "tuned.json").read_text())
+    started = meta["training"]["initialised_from"]
+    assert started["style"] == "default" and started["training"]["steps"] == 8000
+    x = np.zeros((1, 96, 96, 1), np.float32)
+    x[0, 40:43, 8:88] = 1.0
+    x[0, 8:88, 20:22] = 1.0
+    ours, theirs = (keras.saving.load_model(p, compile=False, safe_mode=True).predict(x, verbose=0)
+                    for p in (tmp_path / "tuned.keras", ROOT / "linerelifer_addon" / "styles" / "default.keras"))
+    assert np.abs(ours - theirs).max() < 1e-3  # one step at a learning rate of 1e-9 moves nothing
+    assert np.abs(theirs - x).max() > 0.1  # and the default does restyle these lines
 
 
 def test_evaluate_prints_table_and_json(tmp_path, random_style) -> None:

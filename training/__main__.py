@@ -16,6 +16,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .export import command_line, export_style
     from .train import TrainConfig, Trainer
 
+    start = _init_style(args) if args.init_from else None
+    if args.arch is None:
+        args.arch = "field"
     base = TrainConfig.seed_baseline if args.arch == "seed" else TrainConfig
     overrides = {k: v for k, v in (("steps", args.steps), ("batch", args.batch), ("crop", args.crop),
                                    ("seed", args.seed), ("threads", args.threads), ("lr", args.lr),
@@ -55,6 +58,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     trainer.command = command_line()
     trainer.data = (f"drawings in {Path(args.drawings).resolve()}" if args.drawings
                     else f"synthetic drawings, {cfg.target} targets")
+    if start is not None:
+        trainer.start_from_style(*start)
     if args.resume:
         done = trainer.restore()
         print(f"resuming {run_dir} at step {done}" if done else
@@ -66,6 +71,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                 "final_losses": {k: round(v, 5) for k, v in logs.items()}}
     if trainer.resumed_from:  # the steps before this command ran under the checkpoint's own settings
         training["resumed_from"] = trainer.resumed_from
+    if trainer.initialised_from:
+        training["initialised_from"] = trainer.initialised_from
     import numpy as np
 
     from linerelifer_addon.core.linewidth import line_width
@@ -78,6 +85,30 @@ def cmd_train(args: argparse.Namespace) -> int:
                         native_width=native, ink_tone=tone)
     print(f"style written: {path} ({cfg.steps} steps, {trainer.wall:.0f} s of training)")
     return 0
+
+
+def _init_style(args: argparse.Namespace) -> tuple[Path, dict]:
+    """The style `--init-from` names: its .keras file and what to record of it. Its network's
+    shape (architecture, widths, stem, basis) becomes this run's unless given on the command line."""
+    from linerelifer_addon.core.styles import resolve_style
+
+    from .prepare import InputError
+
+    info = resolve_style(args.init_from)
+    keras_file = info.path.with_suffix(".keras")
+    if not keras_file.is_file():
+        raise InputError(f"--init-from {args.init_from}: {keras_file} is missing (a LiteRT file alone cannot be "
+                         "trained on); copy the style's .keras file beside it.")
+    shape = info.meta.get("training", {}).get("config", {})
+    if args.arch is None:
+        args.arch = info.meta.get("arch") or shape.get("arch") or "field"
+    if args.widths is None and shape.get("widths"):
+        args.widths = ",".join(str(w) for w in shape["widths"])
+    for key in ("stem", "basis"):
+        if getattr(args, key) is None and shape.get(key) is not None:
+            setattr(args, key, int(shape[key]))
+    record = {"style": info.name, "file": str(keras_file.resolve()), "training": info.meta.get("training")}
+    return keras_file, record
 
 
 def _check_train_paths(args: argparse.Namespace, out_dir: Path, run_dir: Path) -> None:
@@ -101,6 +132,9 @@ def _check_train_paths(args: argparse.Namespace, out_dir: Path, run_dir: Path) -
         raise InputError(f"--out {out_dir} is not writable; choose a folder you can write to.")
     has_run = (run_dir / "checkpoint.npz").is_file()
     resuming = args.resume and has_run
+    if resuming and args.init_from:
+        raise InputError(f"{run_dir} already holds a run, which --resume continues; --init-from only starts new "
+                         "runs, so drop one of them.")
     if has_run and not args.resume:
         state = run_dir / "state.json"
         step = json.loads(state.read_text()).get("step", "?") if state.is_file() else "?"
@@ -201,8 +235,11 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--name", required=True, help="style name (file NAME.keras)")
     t.add_argument("--out", help="folder for the style (default: the user styles folder)")
     t.add_argument("--description")
-    t.add_argument("--arch", default="field", choices=("field", "lite", "seed"),
+    t.add_argument("--arch", choices=("field", "lite", "seed"),
                    help="field (default: shift-stable), lite (the first default style's) or seed (the seed project's)")
+    t.add_argument("--init-from", metavar="STYLE",
+                   help="start from this style's weights (name or .keras path) instead of random ones: "
+                        "fine-tune it, e.g. the default style towards a studio's drawings")
     t.add_argument("--steps", type=int)
     t.add_argument("--batch", type=int)
     t.add_argument("--crop", type=int)

@@ -255,6 +255,7 @@ class Trainer:
         self.command = ""  # the command line that runs this trainer, kept in state.json
         self.data = ""  # what it trains on (drawings folder or synthetic), kept in state.json
         self.resumed_from: dict[str, Any] | None = None  # the checkpoint's own state.json, when resumed
+        self.initialised_from: dict[str, Any] | None = None  # the style whose weights step 0 started from
         self._groups = [self.gen.variables, self.disc.variables, self.g_opt.variables, self.d_opt.variables]
         if self.backend == "tensorflow":
             import tensorflow as tf
@@ -376,6 +377,27 @@ class Trainer:
             self._state = None if self.backend == "jax" else getattr(self, "_state", None)
         return self.step
 
+    def start_from_style(self, path: str | os.PathLike, record: dict[str, Any]) -> None:
+        """Start step 0 from a style's weights instead of random ones (fine-tuning).
+
+        The style is loaded in safe mode; its network must have this run's shape. The optimizer's
+        moving average takes the weights at the first step, so the export starts from them too.
+        """
+        from keras import ops
+
+        from linerelifer_addon.worker.engine import load_style_model
+
+        model = load_style_model(path)
+        theirs = [tuple(v.shape) for v in model.weights]
+        ours = [tuple(v.shape) for v in self.gen.weights]
+        if theirs != ours:
+            raise InputError(f"{path} holds a network of another shape than --arch {self.cfg.arch} "
+                             f"--widths {','.join(map(str, self.cfg.widths or ()))} --stem {self.cfg.stem} "
+                             f"--basis {self.cfg.basis}; give the shape it was trained with, or another --init-from.")
+        for v, w in zip(self.gen.weights, model.weights):
+            v.assign(ops.convert_to_tensor(ops.convert_to_numpy(w.value)))
+        self.initialised_from = record
+
     _SHAPE = (("arch", "--arch"), ("widths", "--widths"), ("stem", "--stem"), ("basis", "--basis"))
 
     def _check_resumable(self, previous: dict[str, Any]) -> None:
@@ -405,7 +427,7 @@ class Trainer:
         (self.run_dir / "state.json").write_text(json.dumps(
             {"step": self.step, "wall_seconds": round(self.wall, 1), "backend": self.backend,
              "config": asdict(self.cfg), "command": self.command, "data": self.data,
-             "resumed_from": self.resumed_from}, indent=1))
+             "resumed_from": self.resumed_from, "initialised_from": self.initialised_from}, indent=1))
 
     def _log(self, step: int, logs: dict[str, float]) -> None:
         csv = self.run_dir / "metrics.csv"
