@@ -547,6 +547,19 @@ def test_baked_frames_through_another_view_transform_are_refused_once(addon, tmp
     assert "saved as lossy WebP" in pipeline.baked_frames_problem(scene)
     scene.render.image_settings.quality = 100  # lossless
     assert pipeline.baked_frames_problem(scene) is None
+    # The frames' own colour management decides, not the scene's: an output override to AgX
+    # hides the line colour (it was accepted, and the frames' lines then went unfound), an
+    # override to Standard on an AgX scene shows it (it was refused).
+    ims = scene.render.image_settings
+    ims.file_format = "PNG"
+    ims.color_management = "OVERRIDE"
+    ims.view_settings.view_transform = "AgX"
+    assert "view transform 'AgX'" in pipeline.baked_frames_problem(scene)
+    scene.view_settings.view_transform = "AgX"
+    ims.view_settings.view_transform = "Standard"
+    assert pipeline.baked_frames_problem(scene) is None
+    ims.color_management = "FOLLOW_SCENE"
+    assert "view transform 'AgX'" in pipeline.baked_frames_problem(scene)
 
 # -- farm renders ---------------------------------------------------------------------
 

@@ -140,13 +140,23 @@ def exr_output_settings(scene):
         override.restore(ims)
 
 
-def output_view_is_plain_srgb(scene) -> bool:
-    """Whether the scene's image files are written through plain sRGB (Standard, no look,
-    exposure, gamma or curves), with the output's own override if it has one."""
+def _output_view(scene):
+    """The view and display settings the scene's image files are written with: the output's
+    own override if it has one, else the scene's."""
     ims = scene.render.image_settings
     own = getattr(ims, "color_management", "") == "OVERRIDE"
-    vs = ims.view_settings if own else scene.view_settings
-    ds = ims.display_settings if own else scene.display_settings
+    return (ims.view_settings, ims.display_settings) if own else (scene.view_settings, scene.display_settings)
+
+
+def output_view_transform(scene) -> str:
+    """The name of the view transform the scene's image files are written through."""
+    return _output_view(scene)[0].view_transform
+
+
+def output_view_is_plain_srgb(scene) -> bool:
+    """Whether the scene's image files are written through plain sRGB (Standard, no look,
+    exposure, gamma, curves or white balance), with the output's own override if it has one."""
+    vs, ds = _output_view(scene)
     return (vs.view_transform == "Standard" and vs.look in ("None", "") and vs.exposure == 0.0
             and vs.gamma == 1.0 and not vs.use_curve_mapping and not getattr(vs, "use_white_balance", False)
             and ds.display_device == "sRGB")

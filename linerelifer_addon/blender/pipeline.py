@@ -144,13 +144,6 @@ def _find_baked(scene, rgb_display: np.ndarray, line_colors_display: np.ndarray,
     return lines
 
 
-def view_is_plain_srgb(scene) -> bool:
-    """Whether files saved through the scene's view settings hold sRGB(linear) as it is."""
-    vs, ds = scene.view_settings, scene.display_settings
-    return (vs.view_transform == "Standard" and vs.look in ("None", "") and vs.exposure == 0.0
-            and vs.gamma == 1.0 and not vs.use_curve_mapping and ds.display_device == "sRGB")
-
-
 # -- still renders --------------------------------------------------------------------
 
 def prepare_still(scene) -> Job:
@@ -420,9 +413,9 @@ def baked_frames_problem(scene) -> str | None:
         kind = "JPEG" if ims.file_format == "JPEG" else "lossy WebP"
         return (f"frames are saved as {kind}, whose compression changes the colour of lines baked into "
                 "them; turn on the Freestyle pass (LineRelifer panel) or save PNG or TIFF frames")
-    if view_is_plain_srgb(scene):
+    if capture.output_view_is_plain_srgb(scene):
         return None
-    return (f"frames are saved through the view transform '{scene.view_settings.view_transform}' "
+    return (f"frames are saved through the view transform '{capture.output_view_transform(scene)}' "
             "(Color Management), which hides the colour of lines baked into them; turn on the Freestyle "
             "pass (LineRelifer panel) or use Standard")
 
@@ -431,10 +424,10 @@ def _baked_frame_lines(scene, rgb_display: np.ndarray, frame_path: str,
                        linear: np.ndarray | None = None, linear_file: bool = False) -> baked.BakedLines:
     """Freestyle's strokes in a written frame (see :func:`baked_frames_problem`)."""
     colors, widest = baked_line_sets(scene)
-    if not linear_file and not view_is_plain_srgb(scene):
+    if not linear_file and not capture.output_view_is_plain_srgb(scene):
         raise RefineError(
             f"The frame {frame_path} was saved through the view transform "
-            f"'{scene.view_settings.view_transform}', so the colour of its baked lines is not known; "
+            f"'{capture.output_view_transform(scene)}', so the colour of its baked lines is not known; "
             "turn on the Freestyle pass (LineRelifer panel) or use Standard")
     return _find_baked(scene, rgb_display, linear_to_srgb(colors), widest, f" in the frame {frame_path}",
                        allow_empty=True, linear=linear)

@@ -7,7 +7,7 @@ import textwrap
 
 import bpy
 
-from . import pipeline, session
+from . import capture, session
 from .state import baked_problem, busy, notice
 from .common import RESULT_IMAGE, get_prefs
 from .pipeline import freestyle_pass_enabled
@@ -60,8 +60,8 @@ def draw_settings(layout, context):
             col.label(text="areas of that colour stay as rendered. The pass is exact.")
             if baked_problem.get("text"):
                 col.label(text=baked_problem["text"][:110], icon="ERROR")
-            if settings.auto_refine and not pipeline.view_is_plain_srgb(scene):
-                col.label(text=f"Frames saved through '{scene.view_settings.view_transform}' hide the "
+            if settings.auto_refine and not capture.output_view_is_plain_srgb(scene):
+                col.label(text=f"Frames saved through '{capture.output_view_transform(scene)}' hide the "
                                "line colour: use the pass", icon="ERROR")
         box.operator("linerelifer.enable_freestyle_pass", icon="RENDERLAYERS")
     elif not view_layer.freestyle_settings.as_render_pass:
