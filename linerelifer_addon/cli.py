@@ -17,8 +17,10 @@ import traceback
 from pathlib import Path
 from typing import Callable, Sequence
 
+import numpy as np
+
 from .core.client import Cancelled, RequestError, WorkerClient, WorkerError, WorkerStartError
-from .core.conversion import MAX_STRENGTH, from_coverage, to_coverage
+from .core.conversion import MAX_STRENGTH, from_coverage, srgb_to_linear, to_coverage
 from .core.styles import StyleError, ink_tone, list_styles, resolve_style, user_styles_dir
 
 
@@ -31,6 +33,12 @@ def _image_files(folder: Path) -> list[Path]:
 
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in EXTENSIONS
                   and not p.name.startswith("."))
+
+
+def _output_extensions() -> tuple[str, ...]:
+    from .imagefiles import EXTENSIONS
+
+    return EXTENSIONS
 
 
 def plan_outputs(inputs: Sequence[str], output: str) -> tuple[list[tuple[Path, Path]], bool]:
@@ -54,6 +62,9 @@ def plan_outputs(inputs: Sequence[str], output: str) -> tuple[list[tuple[Path, P
     if to_folder:
         if out.exists() and not out.is_dir():
             raise UsageError(f"{out}: is a file, but several inputs need an output folder")
+        if not out.exists() and out.suffix.lower() in _output_extensions():
+            raise UsageError(f"{out}: names an image file, but several inputs need an output folder; "
+                             "give a folder name")
         pairs = [(f, out / f.name) for f in files]
         names = [o.name for _, o in pairs]
         if len(set(names)) != len(names):
@@ -140,26 +151,32 @@ def refine_file(client: WorkerClient, src: Path, dst: Path, style: Path, strengt
     """One file in, one file out; returns the seconds each step took (for the benchmark).
 
     Strength 0 writes the input's lines exactly, without the worker."""
-    from .imagefiles import read_image, write_image
+    from .imagefiles import is_premultiplied, read_image, write_image
 
     t0 = time.perf_counter()
     pixels = read_image(src)
     t1 = time.perf_counter()
-    line = to_coverage(pixels)
-    t2 = time.perf_counter()
-    refined = line.coverage if strength == 0 else client.refine(line.coverage, style, tile=tile, progress=progress)
-    t3 = time.perf_counter()
-    out = from_coverage(line, refined, strength=strength, color=color)
-    t4 = time.perf_counter()
-    write_image(dst, out)
+    if strength == 0:  # the input as it is: no conversion can round or clip it
+        t2 = t3 = t4 = time.perf_counter()
+        out = pixels
+    else:
+        line = to_coverage(pixels, premultiplied=is_premultiplied(src))
+        t2 = time.perf_counter()
+        refined = client.refine(line.coverage, style, tile=tile, progress=progress)
+        t3 = time.perf_counter()
+        if color is not None and pixels.dtype.kind == "f":  # float files hold linear values
+            color = tuple(float(v) for v in srgb_to_linear(np.asarray(color, np.float32)))
+        out = from_coverage(line, refined, strength=strength, color=color)
+        t4 = time.perf_counter()
+    write_image(dst, out, premultiplied=is_premultiplied(src))
     t5 = time.perf_counter()
     return {"read": t1 - t0, "to_coverage": t2 - t1, "refine": t3 - t2, "from_coverage": t4 - t3,
             "write": t5 - t4, "total": t5 - t0}
 
 
 def style_ink_color(style_path: Path) -> tuple[float, float, float] | None:
-    """The grey the style's drawings were inked in, else None: a style trained on grey
-    markers draws grey lines, not the input's black."""
+    """The grey the style's drawings were inked in (as displayed: sRGB-encoded), else None: a
+    style trained on grey markers draws grey lines, not the input's black."""
     tone = ink_tone(style_path)
     return None if tone is None else (tone,) * 3
 

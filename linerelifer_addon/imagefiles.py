@@ -20,7 +20,7 @@ os.environ.setdefault("OPENCV_IO_ENABLE_OPENEXR", "1")
 # limit is 2^30 pixels), and keep OpenCV's warnings about broken files off the console:
 # the CLI reports them in one line.
 os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_PIXELS))
-os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+os.environ.setdefault("OPENCV_LOG_LEVEL", "OFF")
 import cv2  # noqa: E402
 
 from .core.conversion import linear_to_srgb, srgb_to_linear  # noqa: E402
@@ -42,14 +42,24 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         data = np.fromfile(str(path), dtype=np.uint8)  # also works for non-ASCII paths
     except OSError as exc:
         raise ImageFileError(f"{path}: cannot be read ({exc.strerror or exc}); check its permissions") from None
+    # A JPEG is read upright as its EXIF orientation says (a phone photo's usually does), and
+    # written upright: IMREAD_UNCHANGED would ignore the tag. JPEG has no alpha to lose.
+    flags = cv2.IMREAD_ANYCOLOR if data[:3].tobytes() == b"\xff\xd8\xff" else cv2.IMREAD_UNCHANGED
     try:
-        img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+        img = cv2.imdecode(data, flags)
     except cv2.error as exc:
         if "MAX_IMAGE_PIXELS" in str(exc):
             raise ImageFileError(f"{path}: image is larger than 16384×16384 pixels") from None
         raise ImageFileError(f"{path}: not a readable image ({str(exc).strip().splitlines()[-1]})") from None
     if img is None:
+        if data[:4].tobytes() == b"\x76\x2f\x31\x01":  # OpenEXR's magic number
+            raise ImageFileError(f"{path}: an EXR that cannot be read (a Blender MultiLayer file, whose "
+                                 "channels are not plain R, G, B, A, or a damaged one); save the pass or render "
+                                 "as a single-layer EXR or PNG")
         raise ImageFileError(f"{path}: not a readable image (unknown format or truncated file)")
+    if img.dtype.kind == "i" or img.dtype.itemsize > 2 and img.dtype.kind != "f":
+        raise ImageFileError(f"{path}: {img.dtype} pixels are not supported; save it with 8 or 16-bit "
+                             "unsigned or float pixels")
     if img.shape[0] * img.shape[1] > MAX_PIXELS:
         raise ImageFileError(f"{path}: {img.shape[1]}×{img.shape[0]} is larger than 16384×16384 pixels")
     if img.ndim == 3 and img.shape[2] == 3:
@@ -68,13 +78,25 @@ def _recode(img: np.ndarray, transfer) -> np.ndarray:
     return out
 
 
-def write_image(path: str | os.PathLike, pixels: np.ndarray) -> None:
-    """Write atomically in the format the extension names."""
+def is_premultiplied(path: str | os.PathLike) -> bool:
+    """Whether a file's colours are stored multiplied by its alpha: EXR's convention (Blender
+    writes its passes so); PNG, TIFF and WebP hold straight alpha."""
+    return Path(path).suffix.lower() == ".exr"
+
+
+def write_image(path: str | os.PathLike, pixels: np.ndarray, premultiplied: bool = False) -> None:
+    """Write atomically in the format the extension names. `premultiplied`: the pixels' colours
+    are multiplied by their alpha; they are converted when the output's convention differs."""
     path = Path(path)
     ext = path.suffix.lower()
     if ext not in EXTENSIONS:
         raise ImageFileError(f"{path}: unsupported output format; use one of {', '.join(EXTENSIONS)}")
     img = pixels
+    rgba = img.ndim == 3 and img.shape[2] == 4
+    if rgba and premultiplied and ext != ".exr":  # straight alpha for PNG, TIFF, WebP, JPEG
+        img = np.array(img, np.float32)
+        a = img[:, :, 3:]
+        img[:, :, :3] = np.where(a > 0, img[:, :, :3] / np.maximum(a, 1e-6), 0.0)
     if img.ndim == 3 and img.shape[2] == 3:
         img = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
     elif img.ndim == 3 and img.shape[2] == 4:
@@ -87,6 +109,9 @@ def write_image(path: str | os.PathLike, pixels: np.ndarray) -> None:
         if img.dtype.kind in "ui":  # sRGB-encoded integers to linear floats in 0..1
             img = _recode(img.astype(np.float32) / np.iinfo(img.dtype).max, srgb_to_linear)
         img = img.astype(np.float32, copy=False)
+        if rgba and not premultiplied:  # EXR holds colours multiplied by alpha (linear values)
+            img = img.copy()
+            img[:, :, :3] *= img[:, :, 3:]
     elif ext in (".tif", ".tiff") and img.dtype.kind == "f":
         # Float stays float; LZW, because OpenCV's default for float RGB is lossy (SGILOG).
         img = img.astype(np.float32, copy=False)

@@ -192,7 +192,9 @@ def _chk_pass(inp: np.ndarray, out: np.ndarray) -> None:
 def _chk_exr(inp: np.ndarray, out: np.ndarray) -> None:
     assert out.dtype == np.float32 and out.shape == inp.shape
     assert np.isfinite(out).all(), "NaN or inf in the output"
-    assert out.min() >= 0.0 and out.max() <= 1.0
+    assert out.min() >= 0.0 and out.max() <= 4.0
+    # HDR paper stays as it was, not clipped to 1 (an EXR render loses no highlights)
+    assert (out[H - 2, :20] == 4.0).all(), "HDR values were clipped"
     ink = COV > 0.9
     assert out[ink].mean() < 0.4, "the lines disappeared"
     far = FAR.copy()
@@ -499,8 +501,13 @@ def test_values_are_recoded_between_integer_and_float_files(tmp_path) -> None:
     write_image(tmp_path / "a.exr", rgba)
     back = read_image(tmp_path / "a.exr")
     assert back.dtype == np.float32
-    np.testing.assert_allclose(back[..., :3], 0.2158605, atol=1e-4)  # sRGB 128/255, linear
-    np.testing.assert_allclose(back[0, :, 3], [0, 64 / 255, 128 / 255, 1], atol=1e-6)  # alpha as is
+    alpha = np.array([0, 64 / 255, 128 / 255, 1], np.float32)
+    np.testing.assert_allclose(back[0, :, 3], alpha, atol=1e-6)  # alpha as is
+    # sRGB 128/255 made linear, and multiplied by alpha as EXR stores it (Blender reads it so)
+    np.testing.assert_allclose(back[0, :, :3], 0.2158605 * alpha[:, None].repeat(3, 1), atol=1e-4)
+    write_image(tmp_path / "d.png", back, premultiplied=True)  # and back to straight sRGB
+    again = read_image(tmp_path / "d.png")
+    assert np.all(np.abs(again[0, 1:, :3].astype(np.int64) - round(128 / 255 * 65535)) <= 300), again[0]
     linear = np.full((4, 4, 3), 0.2, np.float32)
     write_image(tmp_path / "b.png", linear)
     assert np.all(np.abs(read_image(tmp_path / "b.png").astype(np.int64) - round(0.4845292 * 65535)) <= 1)

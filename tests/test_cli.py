@@ -1,5 +1,6 @@
 """The command line: real files, a real worker, exit codes and one-line messages."""
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -9,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+os.environ.setdefault("OPENCV_IO_ENABLE_OPENEXR", "1")  # before cv2 is first imported
 cv2 = pytest.importorskip("cv2")
 
 from conftest import ROOT, line_image  # noqa: E402
@@ -142,3 +144,84 @@ def test_a_style_without_metadata_is_named_in_a_relative_styles_folder(tmp_path,
     monkeypatch.setenv("LINERELIFER_STYLES_DIR", ".")
     with pytest.raises(StyleError, match=r"house\.json is missing"):
         resolve_style("house")
+
+
+def _exif_rotated_jpeg(path: Path, img: np.ndarray) -> None:
+    """A JPEG whose EXIF orientation (6: turn 90° clockwise to show it) says it is portrait,
+    as a phone held upright writes it."""
+    import struct
+
+    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 98])
+    tiff = b"II*\x00" + struct.pack("<IH", 8, 1) + struct.pack("<HHIHH", 0x0112, 3, 1, 6, 0) + struct.pack("<I", 0)
+    app1 = b"Exif\x00\x00" + tiff
+    data = buf.tobytes()
+    path.write_bytes(data[:2] + b"\xff\xe1" + struct.pack(">H", len(app1) + 2) + app1 + data[2:])
+
+
+def test_files_from_cameras_and_compositors_keep_what_they_hold(tmp_path) -> None:
+    """EXR passes are premultiplied (Blender writes and reads them so), EXR values above 1
+    stay, a phone photo comes back the way it is shown, a style's ink tone is a displayed grey
+    in linear files too; files that cannot be refined are named in one line."""
+    from linerelifer_addon.core.conversion import srgb_to_linear
+
+    cov = line_image(96, 128, seed=5)
+    color = np.array([0.8, 0.2, 0.1], np.float32)
+    premult = np.dstack([cov[..., None] * color, cov]).astype(np.float32)
+    cv2.imwrite(str(tmp_path / "pass.exr"), cv2.cvtColor(premult, cv2.COLOR_RGBA2BGRA))
+    r = run_cli("refine", str(tmp_path / "pass.exr"), "-o", str(tmp_path / "out.exr"), "--quiet")
+    assert r.returncode == 0, r.stderr
+    out = cv2.cvtColor(cv2.imread(str(tmp_path / "out.exr"), cv2.IMREAD_UNCHANGED), cv2.COLOR_BGRA2RGBA)
+    a = out[..., 3]
+    seen = a > 0.05
+    straight = out[..., :3][seen] / a[seen][:, None]
+    # Every pixel with some ink unpremultiplies to the lines' colour (straight alpha written
+    # into an EXR came back up to 39 times too bright there).
+    assert np.abs(straight - color).max() < 0.03, np.abs(straight - color).max()
+    assert np.abs(a - cov).max() > 0.1  # and the style did change the lines
+
+    # A tone-keeping style in a linear file: its grey as displayed, not as a linear value.
+    styles = tmp_path / "styles"
+    styles.mkdir()
+    for ext in ("keras", "tflite"):
+        shutil.copy(ROOT / "linerelifer_addon" / "styles" / f"default.{ext}", styles / f"grey.{ext}")
+    meta = json.loads((ROOT / "linerelifer_addon" / "styles" / "default.json").read_text())
+    (styles / "grey.json").write_text(json.dumps({**meta, "name": "grey", "ink_tone": 0.4}))
+    r = run_cli("refine", str(tmp_path / "pass.exr"), "-o", str(tmp_path / "grey.exr"), "--style",
+                str(styles / "grey.keras"), "--quiet")
+    assert r.returncode == 0, r.stderr
+    out = cv2.imread(str(tmp_path / "grey.exr"), cv2.IMREAD_UNCHANGED)
+    inked = out[..., 3] > 0.9
+    assert np.abs(out[..., :3][inked] / out[..., 3][inked][:, None] - srgb_to_linear(np.float32(0.4))).max() < 0.01
+
+    # HDR: a drawing on paper at 4.0 keeps it, at strength 0 every value.
+    hdr = np.repeat((4.0 - 3.9 * line_image(96, 128, seed=6))[..., None], 3, axis=2).astype(np.float32)
+    cv2.imwrite(str(tmp_path / "hdr.exr"), hdr)
+    for strength in ("0", "1"):
+        r = run_cli("refine", str(tmp_path / "hdr.exr"), "-o", str(tmp_path / f"hdr{strength}.exr"),
+                    "--strength", strength, "--quiet")
+        assert r.returncode == 0, r.stderr
+        back = cv2.imread(str(tmp_path / f"hdr{strength}.exr"), cv2.IMREAD_UNCHANGED)
+        if strength == "0":
+            np.testing.assert_array_equal(back, hdr)
+        else:
+            assert np.mean(back == 4.0) > 0.5, "paper above 1 was clipped"
+
+    # A phone photo stored landscape with an EXIF turn comes back upright, as it was shown.
+    photo = np.full((80, 140), 255, np.uint8)
+    cv2.line(photo, (10, 40), (130, 40), 0, 3)
+    _exif_rotated_jpeg(tmp_path / "phone.jpg", photo)
+    r = run_cli("refine", str(tmp_path / "phone.jpg"), "-o", str(tmp_path / "phone.png"), "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert cv2.imread(str(tmp_path / "phone.png"), cv2.IMREAD_UNCHANGED).shape[:2] == (140, 80)
+
+    # One line each: a damaged EXR, signed 16-bit pixels, a file name given for several outputs.
+    (tmp_path / "cut.exr").write_bytes((tmp_path / "pass.exr").read_bytes()[:300])
+    cv2.imwrite(str(tmp_path / "signed.tif"), (photo.astype(np.int16) - 128))
+    for args, expect in (([str(tmp_path / "cut.exr"), "-o", str(tmp_path / "x.png")], "an EXR that cannot be read"),
+                         ([str(tmp_path / "signed.tif"), "-o", str(tmp_path / "x.png")], "int16 pixels are not supported"),
+                         ([str(tmp_path / "hdr.exr"), str(tmp_path / "pass.exr"), "-o", str(tmp_path / "both.exr")],
+                          "names an image file, but several inputs need an output folder")):
+        r = run_cli("refine", *args, "--quiet")
+        lines = r.stderr.strip().splitlines()
+        assert r.returncode == 2 and len(lines) == 1 and expect in lines[0], r.stderr
+    assert not (tmp_path / "both.exr").exists()

@@ -8,7 +8,9 @@ result is written in the convention it came in:
 * a line drawing: lines on a plain background (dark on light or light on dark), gray,
   gray+alpha, RGB or opaque RGBA, 8/16-bit or float.
 
-Alpha is straight (not premultiplied) throughout. Only numpy: this runs inside Blender.
+Alpha is straight (not premultiplied) unless a pass says it is premultiplied (EXR files are, by
+the format's convention). Float pixels keep their own values, above 1 too, wherever the
+refinement left them unchanged. Only numpy: this runs inside Blender.
 """
 from __future__ import annotations
 
@@ -39,6 +41,7 @@ class LineImage:
     pixels: np.ndarray | None = None  # the input as given (not copied): its colours and alpha
     line_color: np.ndarray | None = None  # float32 (3,): typical ink colour
     paper_color: np.ndarray | None = None  # drawing mode: background colour
+    premultiplied: bool = False  # pass mode: colours are stored multiplied by alpha
 
 
 # Conversions run over blocks of about this many pixels, so a 16k×16k frame needs its
@@ -137,8 +140,15 @@ def _mean_color(total: np.ndarray, count: int, fallback: np.ndarray) -> np.ndarr
     return (total / count).astype(np.float32) if count else np.asarray(fallback, np.float32)
 
 
-def to_coverage(pixels: np.ndarray) -> LineImage:
-    """Detect the convention of `pixels` and reduce it to line coverage."""
+def _raw(pixels: np.ndarray) -> np.ndarray:
+    """Float pixels as float32 without clipping (NaN and inf as to_float gives them)."""
+    f = np.nan_to_num(np.asarray(pixels, np.float32), nan=0.0, posinf=1.0, neginf=0.0)
+    return f if f.ndim == 3 else f[:, :, None]
+
+
+def to_coverage(pixels: np.ndarray, premultiplied: bool = False) -> LineImage:
+    """Detect the convention of `pixels` and reduce it to line coverage. `premultiplied`: a
+    pass's colours are stored multiplied by its alpha (EXR files)."""
     pixels = np.asarray(pixels)
     channels = _check_shape(pixels)
     h, w = pixels.shape[:2]
@@ -152,10 +162,13 @@ def to_coverage(pixels: np.ndarray) -> LineImage:
                 rgb, alpha, _ = _split(pixels[y0:y1])
                 coverage[y0:y1] = alpha
                 inked = alpha > 0.5
+                if premultiplied and channels == 4:
+                    rgb = np.clip(_raw(pixels[y0:y1])[:, :, :3] / np.maximum(alpha, 1e-6)[:, :, None], 0.0, 1.0)
                 total += rgb[inked].sum(axis=0, dtype=np.float64)
                 count += int(np.count_nonzero(inked))
             return LineImage(coverage=coverage, mode=PASS, dtype=pixels.dtype, channels=channels,
-                             pixels=pixels, line_color=_mean_color(total, count, np.zeros(3)))
+                             pixels=pixels, line_color=_mean_color(total, count, np.zeros(3)),
+                             premultiplied=premultiplied and channels == 4)
     gray = _gray_levels(pixels)
     if gray is not None:
         return _gray_drawing(pixels, *gray, blocks)
@@ -305,35 +318,58 @@ def from_coverage(
                                      float(ink @ _LUMA), keep_ink=color is None).reshape(out[y0:y1].shape)
             continue
         rgb_in, alpha_in, _ = _split(src.pixels[y0:y1])
+        floats = np.dtype(src.dtype).kind == "f"
         if src.mode == PASS:
             if color is not None:
                 rgb = np.broadcast_to(np.asarray(color, np.float32), cov.shape + (3,))
+                exact = (np.abs(cov - orig) < 1e-6) & (orig < 1e-6)
             else:
                 # Keep the input's own colour where it had lines; new ink takes the typical colour.
-                rgb = np.where((orig > 0.01)[:, :, None], rgb_in, src.line_color)
+                own = _raw(src.pixels[y0:y1])[:, :, :3] if floats and src.channels == 4 else rgb_in
+                if src.premultiplied:
+                    own = own / np.maximum(orig, 1e-6)[:, :, None]
+                rgb = np.where((orig > 0.01)[:, :, None], own, src.line_color)
+                exact = np.abs(cov - orig) < 1e-6
+            if src.premultiplied:
+                rgb = rgb * cov[:, :, None]
             block = np.concatenate([rgb, cov[:, :, None]], axis=2)
-        else:
-            ink = np.asarray(color, np.float32) if color is not None else src.line_color
-            if color is None and src.channels in (0, 1, 2):
-                ink = np.full(3, float(ink @ _LUMA), np.float32)
-            # Untouched pixels keep their exact values (with a colour given, only untouched
-            # paper: ink takes the colour); elsewhere mix paper and ink colours.
-            mixed = src.paper_color * (1.0 - cov[:, :, None]) + ink * cov[:, :, None]
-            exact = np.abs(cov - orig) < 1e-6
-            if color is not None:
-                exact &= orig < 1e-6
-            exact = exact[:, :, None]
-            block = np.where(exact, rgb_in, mixed)
-            if alpha_in is not None:
-                block = np.concatenate([block, alpha_in[:, :, None]], axis=2)
-        out[y0:y1] = from_float(_shape_like(block, src.channels), src.dtype)
+            _put(out[y0:y1], src, block, exact, y0, y1)
+            continue
+        ink = np.asarray(color, np.float32) if color is not None else src.line_color
+        if color is None and src.channels in (0, 1, 2):
+            ink = np.full(3, float(ink @ _LUMA), np.float32)
+        # Untouched pixels keep their exact values (with a colour given, only untouched
+        # paper: ink takes the colour); elsewhere mix paper and ink colours.
+        mixed = src.paper_color * (1.0 - cov[:, :, None]) + ink * cov[:, :, None]
+        exact = np.abs(cov - orig) < 1e-6
+        if color is not None:
+            exact &= orig < 1e-6
+        exact = exact[:, :, None]
+        block = np.where(exact, rgb_in, mixed)
+        if alpha_in is not None:
+            block = np.concatenate([block, alpha_in[:, :, None]], axis=2)
+        _put(out[y0:y1], src, block, exact[:, :, 0], y0, y1)
     return out
+
+
+def _put(out: np.ndarray, src: LineImage, block: np.ndarray, exact: np.ndarray, y0: int, y1: int) -> None:
+    """A block of float RGBA written in the input's channels and dtype; float inputs keep
+    their own values (HDR ones too) where `exact`, since from_float clips to 0..1."""
+    out[...] = from_float(_shape_like(block, src.channels), src.dtype)
+    if np.dtype(src.dtype).kind == "f" and exact.any():
+        out[exact] = _kept(src.pixels[y0:y1][exact])
+
+
+def _kept(values: np.ndarray) -> np.ndarray:
+    """Float values kept as they are, above 1 too; NaN, inf and negatives as to_float gives them."""
+    return np.maximum(np.nan_to_num(np.asarray(values, np.float32), nan=0.0, posinf=1.0, neginf=0.0), 0.0)
 
 
 def _int_pass_block(src: LineImage, pixels: np.ndarray, orig: np.ndarray, cov: np.ndarray,
                     color: tuple[float, float, float] | None, out: np.ndarray) -> None:
     """from_coverage's pass rule for rows of an 8/16-bit pass, written into `out`: the input's
-    own colour where it had lines, the typical (or given) colour elsewhere, alpha = coverage.
+    own colour where it had lines or nothing changed, the typical (or given) colour elsewhere,
+    alpha = coverage.
     The same values the float path gives (a colour copied through floats rounds back to
     itself), without float copies of every channel."""
     rgb = np.asarray(color if color is not None else src.line_color, np.float32)
@@ -342,17 +378,18 @@ def _int_pass_block(src: LineImage, pixels: np.ndarray, orig: np.ndarray, cov: n
     fill = from_float(rgb, src.dtype)
     n = out.shape[2] - 1
     if color is None:
+        own = (orig > 0.01) | (np.abs(cov - orig) < 1e-6)  # the input's lines, and what did not change
         src_px, out_px = _whole_pixels(pixels), _whole_pixels(out)
         if src_px is not None and out_px is not None:
             # One select per pixel on a wide-integer view: a per-channel select on strided
             # views cost a 1080p pass 60 ms, about an eighth of its whole refinement.
             filled = np.zeros(out.shape[2], out.dtype)
             filled[:n] = fill
-            np.copyto(out_px, np.where(orig > 0.01, src_px, filled.view(out_px.dtype)[0]))
+            np.copyto(out_px, np.where(own, src_px, filled.view(out_px.dtype)[0]))
         else:
-            out[:, :, :n] = np.where((orig > 0.01)[:, :, None], pixels[:, :, :n], fill)
-    else:
-        out[:, :, :n] = fill
+            out[:, :, :n] = np.where(own[:, :, None], pixels[:, :, :n], fill)
+    else:  # the given colour, except on paper that stayed paper
+        out[:, :, :n] = np.where(((np.abs(cov - orig) < 1e-6) & (orig < 1e-6))[:, :, None], pixels[:, :, :n], fill)
     out[:, :, n] = from_float(cov, src.dtype)
 
 
@@ -376,9 +413,10 @@ def _gray_block(pixels: np.ndarray, orig: np.ndarray, cov: np.ndarray, paper: fl
     if not keep_ink:
         exact &= orig < 1e-6
     kept = pixels.reshape(cov.shape)
-    if pixels.dtype.kind in "ui":  # integers round-trip through floats to themselves: copy them
-        return np.where(exact, kept, from_float(mixed, pixels.dtype))
-    return from_float(np.where(exact, to_float(kept), mixed), pixels.dtype)
+    if pixels.dtype.kind == "f":  # floats stay as they are, HDR ones too
+        kept = _kept(kept).astype(pixels.dtype)
+    # Integers round-trip through floats to themselves.
+    return np.where(exact, kept, from_float(mixed, pixels.dtype))
 
 
 def _shape_like(rgb_or_rgba: np.ndarray, channels: int) -> np.ndarray:
