@@ -225,3 +225,34 @@ def test_files_from_cameras_and_compositors_keep_what_they_hold(tmp_path) -> Non
         lines = r.stderr.strip().splitlines()
         assert r.returncode == 2 and len(lines) == 1 and expect in lines[0], r.stderr
     assert not (tmp_path / "both.exr").exists()
+
+
+def test_drawings_in_several_inks_and_on_a_transparent_card_are_refined_as_drawn(tmp_path) -> None:
+    """A red and a blue line keep their colours (one typical ink colour painted the red line
+    blue); a drawing on an opaque card with a transparent margin (a rotated scan) is refined
+    as a drawing, its transparency untouched (it was taken for a pass: lines left as they
+    were, the card's edge refined)."""
+    img = np.full((160, 240, 3), 255, np.uint8)
+    cv2.line(img, (10, 30), (230, 40), (255, 0, 0), 2, cv2.LINE_AA)  # BGR: blue
+    cv2.line(img, (10, 120), (230, 130), (0, 0, 255), 2, cv2.LINE_AA)  # red
+    cv2.imwrite(str(tmp_path / "inks.png"), img)
+    r = run_cli("refine", str(tmp_path / "inks.png"), "-o", str(tmp_path / "inks_out.png"), "--quiet")
+    assert r.returncode == 0, r.stderr
+    out = cv2.imread(str(tmp_path / "inks_out.png"))
+    assert np.abs(out.astype(int) - img).max() > 60  # the style changed the lines
+    for band, channel in ((slice(15, 55), 0), (slice(105, 145), 2)):  # BGR index of the line's colour
+        inked = out[band][out[band].min(axis=2) < 128]
+        assert len(inked) > 200
+        others = [c for c in range(3) if c != channel]
+        assert inked[:, channel].min() > 200 and inked[:, others].mean() < 40, inked.mean(axis=0)
+
+    card = np.zeros((160, 200, 4), np.uint8)
+    card[20:140, 20:180] = 255
+    cv2.line(card, (30, 30), (170, 125), (0, 0, 0, 255), 2, cv2.LINE_AA)
+    cv2.circle(card, (100, 80), 40, (0, 0, 0, 255), 2, cv2.LINE_AA)
+    cv2.imwrite(str(tmp_path / "card.png"), card)
+    r = run_cli("refine", str(tmp_path / "card.png"), "-o", str(tmp_path / "card_out.png"), "--quiet")
+    assert r.returncode == 0, r.stderr
+    out = cv2.imread(str(tmp_path / "card_out.png"), cv2.IMREAD_UNCHANGED)
+    assert np.array_equal(out[..., 3], card[..., 3]), "the card's transparency changed"
+    assert np.count_nonzero((out[..., :3] != card[..., :3]).any(axis=2)) > 300, "the lines were not refined"

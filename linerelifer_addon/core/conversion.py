@@ -42,6 +42,7 @@ class LineImage:
     line_color: np.ndarray | None = None  # float32 (3,): typical ink colour
     paper_color: np.ndarray | None = None  # drawing mode: background colour
     premultiplied: bool = False  # pass mode: colours are stored multiplied by alpha
+    ink_colors: np.ndarray | None = None  # drawing mode, lines of several colours: H×W×3 ink colour
 
 
 # Conversions run over blocks of about this many pixels, so a 16k×16k frame needs its
@@ -153,9 +154,12 @@ def to_coverage(pixels: np.ndarray, premultiplied: bool = False) -> LineImage:
     channels = _check_shape(pixels)
     h, w = pixels.shape[:2]
     blocks = list(_row_blocks(h, w))
+    hidden = None  # a drawing's transparent surround, which is neither paper nor ink
     if channels in (2, 4):
         see_through = sum(int(np.count_nonzero(_alpha_block(pixels[y0:y1]) < 0.99)) for y0, y1 in blocks)
-        if see_through / float(h * w) >= _TRANSPARENT_FRACTION:
+        if see_through / float(h * w) >= _TRANSPARENT_FRACTION and _is_card(pixels, blocks, see_through):
+            hidden = np.concatenate([_alpha_block(pixels[y0:y1]) < 0.5 for y0, y1 in blocks])
+        elif see_through / float(h * w) >= _TRANSPARENT_FRACTION:
             coverage = np.empty((h, w), np.float32)
             total, count = np.zeros(3, np.float64), 0
             for y0, y1 in blocks:
@@ -175,7 +179,9 @@ def to_coverage(pixels: np.ndarray, premultiplied: bool = False) -> LineImage:
     lum = np.empty((h, w), np.float32)
     for y0, y1 in blocks:
         lum[y0:y1] = _split(pixels[y0:y1])[0] @ _LUMA
-    paper = float(np.median(lum))
+    paper = float(np.median(lum if hidden is None else lum[~hidden]))
+    if hidden is not None:
+        lum[hidden] = paper
     # Ink lies on the far side of the paper: the darkest pixels on light paper, else the lightest.
     light_paper = paper >= 0.5
     # Ink: the extreme of the pixels that clearly differ from the paper (robust to JPEG noise).
@@ -198,6 +204,8 @@ def to_coverage(pixels: np.ndarray, premultiplied: bool = False) -> LineImage:
         ink_total += rgb[strong].sum(axis=0, dtype=np.float64)
         ink_count += int(np.count_nonzero(strong))
         on_paper = cov < 0.02
+        if hidden is not None:
+            on_paper &= ~hidden[y0:y1]
         paper_total += rgb[on_paper].sum(axis=0, dtype=np.float64)
         paper_count += int(np.count_nonzero(on_paper))
     if contrast < _MIN_CONTRAST:
@@ -205,10 +213,88 @@ def to_coverage(pixels: np.ndarray, premultiplied: bool = False) -> LineImage:
     else:
         ink_color = _mean_color(ink_total, ink_count, np.full(3, ink))
     paper_color = _mean_color(paper_total, paper_count, np.full(3, paper))
-    return LineImage(
-        coverage=coverage, mode=DRAWING, dtype=pixels.dtype, channels=channels, pixels=pixels,
-        line_color=ink_color, paper_color=paper_color,
-    )
+    line = LineImage(coverage=coverage, mode=DRAWING, dtype=pixels.dtype, channels=channels, pixels=pixels,
+                     line_color=ink_color, paper_color=paper_color)
+    if contrast >= _MIN_CONTRAST and channels in (3, 4) and _ink_spread(line, blocks) > _INK_SPREAD:
+        _several_inks(line, light_paper)
+    return line
+
+
+def _is_card(pixels: np.ndarray, blocks: list[tuple[int, int]], see_through: int) -> bool:
+    """Whether an image with transparent pixels is a drawing on an opaque card (a rotated or
+    cropped scan) rather than a pass: mostly opaque, and its opaque part holds both paper and
+    ink. A pass's opaque pixels are line cores, of the lines' colour, and a minority."""
+    h, w = pixels.shape[:2]
+    if see_through > 0.5 * h * w:
+        return False
+    lum = np.concatenate([(_split(pixels[y0:y1])[0] @ _LUMA)[_alpha_block(pixels[y0:y1]) >= 0.99]
+                          for y0, y1 in blocks])
+    lo, hi = np.percentile(lum, [2, 98]) if lum.size else (0.0, 0.0)
+    return float(hi - lo) >= 0.3
+
+
+def _ink_spread(line: LineImage, blocks: list[tuple[int, int]]) -> float:
+    """The largest standard deviation, over the colour channels, of the inked pixels' own ink
+    colours (each unmixed from the paper by its coverage, so a black line's soft edges do not
+    count as a second ink)."""
+    total, squares, n = np.zeros(3, np.float64), np.zeros(3, np.float64), 0
+    for y0, y1 in blocks:
+        cov = line.coverage[y0:y1]
+        sel = cov > 0.5
+        if not sel.any():
+            continue
+        rgb = _split(line.pixels[y0:y1])[0][sel]
+        own = line.paper_color + (rgb - line.paper_color) / cov[sel][:, None]
+        total += own.sum(axis=0, dtype=np.float64)
+        squares += np.square(own, dtype=np.float64).sum(axis=0)
+        n += int(np.count_nonzero(sel))
+    if not n:
+        return 0.0
+    return float(np.sqrt(np.maximum(squares / n - (total / n) ** 2, 0.0)).max())
+
+
+# Inked pixels whose colours differ by more than this (standard deviation in a channel) are
+# lines in several colours: each keeps its own (one typical colour turned red lines blue).
+_INK_SPREAD = 0.12
+_INK_REACH = 6  # px: how far an ink's colour reaches to pixels the style inks anew
+
+
+def _several_inks(line: LineImage, light_paper: bool) -> None:
+    """Coverage and a per-pixel ink colour for a drawing in several inks (in place).
+
+    Coverage is the pixel's distance from the paper in its most changed channel, over the
+    inks' (luminance alone reads a red line as 0.85 ink, a yellow one as almost paper); each
+    inked pixel's ink colour is its own, unmixed from the paper, and pixels around lines take
+    the mean of the inks within a few pixels, so a line the style widens or joins keeps its
+    colour. Whole-frame arrays: only such drawings pay for them."""
+    rgb = _split(line.pixels)[0]
+    paper = line.paper_color.astype(np.float32)
+    d = (paper - rgb if light_paper else rgb - paper).max(axis=2)
+    far = d[d > 2 * _MIN_CONTRAST]
+    if not far.size:
+        return
+    reach = float(np.percentile(far, 98))
+    cov = np.clip(d / max(reach, _MIN_CONTRAST), 0.0, 1.0).astype(np.float32)
+    inked = cov >= 0.5
+    own = np.clip(paper + (rgb - paper) / np.maximum(cov, 0.5)[:, :, None], 0.0, 1.0)
+    weight = inked.astype(np.float32)
+    num = _box_sum(own * weight[:, :, None], _INK_REACH)
+    den = _box_sum(weight[:, :, None], _INK_REACH)
+    near = np.where(den > 0.5, num / np.maximum(den, 1e-6), line.line_color)
+    line.coverage[...] = cov
+    line.ink_colors = np.where(inked[:, :, None], own, near).astype(np.float32)
+
+
+def _box_sum(a: np.ndarray, r: int) -> np.ndarray:
+    """Sum over the (2r+1)² window around each pixel (clipped at the borders), by cumulative sums."""
+    out = a.astype(np.float64)
+    for axis in (0, 1):
+        n = out.shape[axis]
+        c = np.cumsum(out, axis=axis)
+        c = np.concatenate([np.zeros_like(np.take(c, [0], axis=axis)), c], axis=axis)
+        i = np.arange(n)
+        out = np.take(c, np.minimum(i + r + 1, n), axis=axis) - np.take(c, np.maximum(i - r, 0), axis=axis)
+    return out.astype(np.float32)
 
 
 def _gray_levels(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
@@ -336,6 +422,8 @@ def from_coverage(
             _put(out[y0:y1], src, block, exact, y0, y1)
             continue
         ink = np.asarray(color, np.float32) if color is not None else src.line_color
+        if color is None and src.ink_colors is not None:
+            ink = src.ink_colors[y0:y1]
         if color is None and src.channels in (0, 1, 2):
             ink = np.full(3, float(ink @ _LUMA), np.float32)
         # Untouched pixels keep their exact values (with a colour given, only untouched
