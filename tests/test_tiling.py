@@ -233,3 +233,16 @@ def test_lean_tiles_are_taken_when_large_ones_save_little() -> None:
     assert tiling.tile_cost(780, 2060, lean, m) <= 1.05 * tiling.tile_cost(780, 2060, big, m)
     # 1080p: the lean bound's best (four tiles) computes 10 % more, so the larger tiles stay.
     assert tiling.auto_tile(1080, 1920, m, a, hi=1280, lo_memory=896) == (1184, 1056)
+
+
+def test_a_requested_tile_never_exceeds_the_frame_and_its_margins(default_style) -> None:
+    """`--tile 20000` on a small frame runs one tile the frame's size (plus margins), not a
+    20000² one of padding that could exhaust the worker's memory; same result."""
+    from linerelifer_addon.worker.litert import LiteRTEngine
+
+    engine = LiteRTEngine(default_style)
+    m, a = engine.margin, engine.align
+    assert engine.tile_for(100, 120, 20000) == (tiling.round_up(100 + 2 * m, a), tiling.round_up(120 + 2 * m, a))
+    assert engine.tile_for(1000, 1200, 256) == (256, 256)  # smaller requests stand
+    img = line_image(100, 120, seed=2)
+    np.testing.assert_allclose(engine.refine(img, tile=20000), engine.refine(img), atol=1e-5)

@@ -73,8 +73,10 @@ class TiledEngine:
         best tile shape for the frame (0/None)."""
         if not tile:
             return tiling.auto_tile(h, w, self.margin, self.align, hi=self.max_tile, lo_memory=self.lean_tile)
-        th, tw = (tiling.round_up(max(side, 2 * self.margin + self.align), self.align)
-                  for side in tiling.tile_shape(tile))
+        # Never larger than the frame and its margins: a requested 20000 px tile on a small
+        # frame would only compute padding, and could exhaust the worker's memory doing so.
+        th, tw = (tiling.round_up(min(max(side, 2 * self.margin + self.align), n + 2 * self.margin), self.align)
+                  for side, n in zip(tiling.tile_shape(tile), (h, w)))
         return th, tw
 
     def refine(
