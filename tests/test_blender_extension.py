@@ -410,6 +410,75 @@ def test_still_uses_the_compositor_output(addon):
     np.testing.assert_allclose(result[off_lines], composite[off_lines], atol=2e-3)
 
 
+def test_a_compositor_that_draws_the_pass_is_not_drawn_under_the_refined_lines(addon, capfd):
+    """Alpha Over of the Freestyle pass onto the image (the usual reason for the pass): the
+    composite already holds the unrefined lines, which stayed under the refined ones, so
+    thinned ends and removed specks never showed. The refined lines now go over the render's
+    Combined pass, and the report says so."""
+    scene = build_scene(width=W, height=H, samples=1, line_thickness=2.0)
+    if bpy.app.version >= (5, 0, 0):
+        tree = bpy.data.node_groups.new("Lines over", "CompositorNodeTree")
+        rl = tree.nodes.new("CompositorNodeRLayers")
+        rl.scene = scene
+        out = tree.nodes.new("NodeGroupOutput")
+        tree.interface.new_socket("Image", in_out="OUTPUT", socket_type="NodeSocketColor")
+        scene.compositing_node_group = tree
+        target = out.inputs[0]
+    else:
+        scene.use_nodes = True
+        tree = scene.node_tree
+        rl = next(n for n in tree.nodes if n.bl_idname == "CompositorNodeRLayers")
+        target = next(n for n in tree.nodes if n.bl_idname == "CompositorNodeComposite").inputs["Image"]
+    over = tree.nodes.new("CompositorNodeAlphaOver")
+    under_in, over_in = [i for i in over.inputs if i.type == "RGBA"][:2]
+    tree.links.new(rl.outputs["Image"], under_in)
+    tree.links.new(rl.outputs["Freestyle"], over_in)
+    tree.links.new(over.outputs[0], target)
+    assert bpy.ops.render.render() == {"FINISHED"}
+    fs = _addon_module("capture").save_render_passes(scene).freestyle[..., 3]
+    capfd.readouterr()
+    assert bpy.ops.linerelifer.refine_lines() == {"FINISHED"}
+    report = capfd.readouterr().out
+    assert "the compositor draws the Freestyle pass into its result" in report, report
+    result, lines = _image_rgba("LineRelifer Result"), _image_rgba("LineRelifer Lines")
+    gone = (fs > 0.9) & (lines[..., 3] < 0.1)  # solid input line pixels the style took away
+    assert gone.sum() > 20
+    assert result[gone][:, :3].mean() > 0.3  # the render shows there, not the old black line (0.02)
+
+
+def test_several_view_layers_refine_the_active_one_and_say_so(addon, capfd):
+    """Suzanne on one view layer, the torus on another, each with its Freestyle pass: the
+    chosen layer's lines are refined (it was always the first), and the report names it."""
+    scene = build_scene(width=W, height=H, samples=1)
+    for name in ("Suzanne", "Torus"):
+        col = bpy.data.collections.new(name + "Col")
+        scene.collection.children.link(col)
+        ob = bpy.data.objects[name]
+        scene.collection.objects.unlink(ob)
+        col.objects.link(ob)
+    first = scene.view_layers[0]
+    first.name = "SuzanneLayer"
+    second = scene.view_layers.new("TorusLayer")
+    second.use_freestyle = True
+    second.freestyle_settings.as_render_pass = True
+    lineset = second.freestyle_settings.linesets[0] if len(second.freestyle_settings.linesets) else \
+        second.freestyle_settings.linesets.new("LineSet")
+    lineset.linestyle = first.freestyle_settings.linesets[0].linestyle
+    first.layer_collection.children["TorusCol"].exclude = True
+    second.layer_collection.children["SuzanneCol"].exclude = True
+    assert bpy.ops.render.render() == {"FINISHED"}
+    capture = _addon_module("capture")
+    suzanne = capture.save_render_passes(scene, view_layer_name="SuzanneLayer")
+    torus = capture.save_render_passes(scene, view_layer_name="TorusLayer")
+    xs = [np.nonzero(cap.freestyle[..., 3] > 0.25)[1] for cap in (suzanne, torus)]
+    assert min(map(len, xs)) > 100 and xs[1].mean() - xs[0].mean() > W / 5  # Suzanne left, the torus right
+    assert "refined view layer 'TorusLayer' only (1 more draw a Freestyle pass" in torus.note
+    capfd.readouterr()
+    assert bpy.ops.linerelifer.refine_lines() == {"FINISHED"}
+    active = bpy.context.view_layer.name
+    assert f"refined view layer '{active}' only" in capfd.readouterr().out
+
+
 # -- lines baked into the render -------------------------------------------------------
 
 def _set_world(scene, value: float) -> None:
@@ -1211,6 +1280,48 @@ def test_lines_in_the_styles_ink_tone(still_scene, tmp_path, capfd):
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def test_the_result_belongs_to_its_scene_and_survives_no_reopen_or_undo(still_scene, tmp_path):
+    """Refine Lines is one undo step (Ctrl+Z reverted the edit before it too); a result whose
+    pixels Blender dropped (a reopened file, a redo) is removed instead of offered, black, to
+    Save; another scene's result is not offered as this scene's; a long panel message is
+    shown whole and a reopened file forgets the last one."""
+    pipeline = _addon_module("pipeline")
+    settings = still_scene.linerelifer
+    settings.strength = 1.0
+    bpy.ops.ed.undo_push(message="before")
+    settings.strength = 1.5
+    bpy.ops.ed.undo_push(message="strength")
+    assert bpy.ops.linerelifer.refine_lines("EXEC_DEFAULT", True) == {"FINISHED"}  # as the UI calls it
+    assert pipeline.result_problem(bpy.context.scene) is None
+    assert any(label.startswith("Result: image") for label in _panel_labels())
+    bpy.ops.ed.undo()
+    assert bpy.context.scene.linerelifer.strength == 1.5  # only the refinement was undone
+    assert bpy.data.images.get("LineRelifer Result") is None
+    bpy.ops.ed.redo()
+    assert bpy.data.images.get("LineRelifer Result") is None  # it came back black: removed
+    assert "Refine the lines of a render first" in pipeline.result_problem(bpy.context.scene)
+
+    scene = bpy.context.scene
+    assert bpy.ops.render.render() == {"FINISHED"}
+    assert bpy.ops.linerelifer.refine_lines() == {"FINISHED"}
+    other = bpy.data.scenes.new("Other")
+    assert "belongs to scene" in (pipeline.result_problem(other) or "")
+    assert pipeline.result_problem(scene) is None
+
+    state = _addon_module("state")
+    long_text = ("No Freestyle lines of the line sets' colours were found in the render; turn on the "
+                 "Freestyle pass (LineRelifer panel) and render again")
+    state.baked_problem["text"] = long_text
+    scene.view_layers[0].freestyle_settings.as_render_pass = False
+    shown = " ".join(_panel_labels())
+    assert "(LineRelifer panel) and render again" in shown, shown
+    path = str(tmp_path / "refined.blend")
+    bpy.ops.wm.save_as_mainfile(filepath=path)
+    bpy.ops.wm.open_mainfile(filepath=path)
+    assert bpy.data.images.get("LineRelifer Result") is None
+    assert state.baked_problem["text"] == ""
+
+
 def test_enable_freestyle_pass_and_disable_cleans_up(addon):
     scene = build_scene(width=W, height=H, as_render_pass=False)
     scene.render.use_freestyle = False
@@ -1233,4 +1344,3 @@ def _op_registered() -> bool:
         return True
     except KeyError:
         return False
-

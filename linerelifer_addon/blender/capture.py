@@ -42,6 +42,7 @@ class RenderCapture:
     freestyle: np.ndarray | None  # (H, W, 4) premultiplied, None without the pass
     width: int
     height: int
+    note: str = ""  # what the user should know about what was refined (view layer, compositor)
 
 
 # -- settings override ---------------------------------------------------------------
@@ -214,8 +215,20 @@ def has_render_result() -> bool:
     return img is not None and img.type == "RENDER_RESULT"
 
 
-def save_render_passes(scene, want_combined: bool = True) -> RenderCapture:
-    """Capture the latest render of ``scene`` (Combined and Freestyle passes)."""
+def _draws_the_pass(scene) -> bool:
+    """Whether the scene's compositor uses a Render Layers node's Freestyle output: its
+    result then already holds the unrefined lines."""
+    tree = nodes.compositor_tree(scene)
+    if tree is None or not scene.render.use_compositing:
+        return False
+    return any(link.from_node.bl_idname == "CompositorNodeRLayers" and link.from_socket.name == "Freestyle"
+               for link in tree.links)
+
+
+def save_render_passes(scene, want_combined: bool = True, view_layer_name: str | None = None) -> RenderCapture:
+    """Capture the latest render of ``scene`` (Combined and Freestyle passes): the Freestyle
+    pass of `view_layer_name` (the window's layer) when it draws one, else of the first layer
+    that does."""
     img = bpy.data.images.get(RENDER_RESULT)
     if img is None or img.type != "RENDER_RESULT":
         raise CaptureError("There is no render to refine; render the scene first (F12)")
@@ -233,20 +246,25 @@ def save_render_passes(scene, want_combined: bool = True) -> RenderCapture:
             raise CaptureError("The render could not be read (Blender wrote no file)")
 
         view_layer = scene.view_layers[0].name if len(scene.view_layers) else None
-        fs_settings = None
-        for vl in scene.view_layers:
-            if vl.use and vl.use_freestyle and vl.freestyle_settings.as_render_pass:
-                fs_settings = vl
-                break
-        if fs_settings is not None:
-            view_layer = fs_settings.name
+        drawing = [vl.name for vl in scene.view_layers
+                   if vl.use and vl.use_freestyle and vl.freestyle_settings.as_render_pass]
+        if drawing:
+            view_layer = view_layer_name if view_layer_name in drawing else drawing[0]
+        notes = []
+        if len(drawing) > 1:
+            notes.append(f"refined view layer '{view_layer}' only ({len(drawing) - 1} more draw a Freestyle "
+                         "pass; make one the active view layer to refine it)")
 
         names = exr.channel_names(path)
         fake = dict.fromkeys(names)
         fs_prefix = exr.find_layer(fake, "Freestyle", view_layer)
         cb_prefix = exr.find_layer(fake, "Combined", view_layer) if want_combined else None
         if want_combined and composited(scene) and "Composite.Combined.R" in fake:
-            cb_prefix = "Composite.Combined"  # what the compositor made of the render
+            if fs_prefix and _draws_the_pass(scene):  # its lines would stay under the refined ones
+                notes.append("the compositor draws the Freestyle pass into its result, so the refined lines "
+                             "are drawn over the render's Combined pass, without the compositor")
+            else:
+                cb_prefix = "Composite.Combined"  # what the compositor made of the render
         keep = tuple(p + "." for p in (fs_prefix, cb_prefix) if p)
         if not keep:
             channels = {}
@@ -261,7 +279,8 @@ def save_render_passes(scene, want_combined: bool = True) -> RenderCapture:
         if ref is None:
             raise CaptureError("The render holds no image to refine")
         h, w = ref.shape[:2]
-        return RenderCapture(combined=combined, freestyle=freestyle, width=w, height=h)
+        return RenderCapture(combined=combined, freestyle=freestyle, width=w, height=h,
+                             note="; ".join(notes) if fs_prefix else "")
     except exr.ExrError as ex:
         raise CaptureError(f"The render could not be read ({ex})") from None
     finally:
@@ -309,7 +328,10 @@ def array_to_image(name: str, rgba: np.ndarray, float_buffer: bool = True):
     h, w = rgba.shape[:2]
     img = bpy.data.images.get(name)
     if img is not None and img.source != "GENERATED":
-        img.name = name + ".old"  # a user's file image of that name stays as it was
+        # A user's file image of that name (Image > Save As turns the result into one) stays
+        # as it was, named after its file as Blender names the images it loads (NAME.old
+        # copies piled up, one a Save As).
+        img.name = os.path.basename(bpy.path.abspath(img.filepath)) if img.filepath else name + ".old"
         img = None
     if img is None:
         img = bpy.data.images.new(name, width=w, height=h, alpha=True, float_buffer=float_buffer)

@@ -26,7 +26,7 @@ from bpy.app.handlers import persistent
 from ..core.client import WorkerStartError
 from . import framequeue, passnode, pipeline, session
 from .common import first_sentence, get_prefs, log, tell
-from .state import notice
+from .state import baked_problem, notice
 from .state import render as job
 
 
@@ -148,6 +148,16 @@ def on_load_pre(*args) -> None:
     framequeue.clear("a file is being loaded")
     passnode.remove()
     notice.set("")  # the panel's notice was about the old file's renders
+    baked_problem["text"] = ""  # and so was a baked render's problem
+
+
+@persistent
+def on_emptied(*args) -> None:
+    """After a file loads, an undo or a redo: result images left without pixels go."""
+    try:
+        pipeline.drop_emptied_results()
+    except Exception as ex:  # never break loading or undo
+        log(f"could not drop an emptied result image ({ex})")
 
 
 @persistent
@@ -163,6 +173,9 @@ _HANDLERS = (
     ("render_complete", on_render_complete),
     ("render_cancel", on_render_cancel),
     ("load_pre", on_load_pre),
+    ("load_post", on_emptied),
+    ("undo_post", on_emptied),
+    ("redo_post", on_emptied),
     ("save_pre", on_save_pre),
 )
 

@@ -9,7 +9,7 @@ import bpy
 
 from ..core.client import Cancelled, WorkerError
 from . import pipeline, session
-from .common import RESULT_IMAGE, first_sentence, get_prefs, log
+from .common import first_sentence, get_prefs, log
 from .state import busy as _busy, render as _render_job
 
 
@@ -52,7 +52,7 @@ class LINERELIFER_OT_refine_lines(bpy.types.Operator):
 
     bl_idname = "linerelifer.refine_lines"
     bl_label = "Refine Lines"
-    bl_options = {"REGISTER"}
+    bl_options = {"REGISTER", "UNDO"}  # an undo step of its own: Ctrl+Z must not undo the edit before
 
     # Plain Python state of the modal run (the worker thread only touches
     # ``_shared``, a dict, never the operator itself).
@@ -92,7 +92,8 @@ class LINERELIFER_OT_refine_lines(bpy.types.Operator):
             return {"CANCELLED"}
         secs = time.monotonic() - t0
         log(f"refined {result.shape[1]}x{result.shape[0]} render in {secs:.2f} s")
-        self.report({"INFO"}, f"Lines refined in {secs:.1f} s")
+        self.report({"WARNING"} if job.note else {"INFO"},
+                    f"Lines refined in {secs:.1f} s" + (f"; {job.note}" if job.note else ""))
         return {"FINISHED"}
 
     # The UI: the worker call runs on a thread, the UI stays responsive.
@@ -169,7 +170,8 @@ class LINERELIFER_OT_refine_lines(bpy.types.Operator):
         except Exception as ex:
             self.report({"ERROR"}, _error_text(ex))
             return {"CANCELLED"}
-        self.report({"INFO"}, f"Lines refined in {time.monotonic() - self._started:.1f} s")
+        note = f"; {self._job.note}" if self._job.note else ""
+        self.report({"WARNING"} if note else {"INFO"}, f"Lines refined in {time.monotonic() - self._started:.1f} s{note}")
         return {"FINISHED"}
 
     def cancel(self, context):  # Blender closes the window / file
@@ -191,10 +193,11 @@ class LINERELIFER_OT_save_result(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        if bpy.data.images.get(RESULT_IMAGE) is None:
-            cls.poll_message_set("Refine the lines of a render first")
+        problem = pipeline.result_problem(context.scene) if context.scene is not None else "No scene"
+        if problem:
+            cls.poll_message_set(problem)
             return False
-        return context.scene is not None
+        return True
 
     def invoke(self, context, event):
         if not self.filepath:

@@ -58,6 +58,7 @@ class Job:
     # lines baked into the render: where they are, and the render in the space they were found
     baked: baked.BakedLines | None = None
     baked_rgb: np.ndarray | None = None
+    note: str = ""  # still jobs: what was refined, when the user should know (capture.RenderCapture.note)
 
     @property
     def coverage(self) -> np.ndarray:
@@ -154,7 +155,9 @@ def prepare_still(scene) -> Job:
     if not uses_pass and not scene.render.use_freestyle:
         raise RefineError("Freestyle is off; enable it in Render Properties and render again")
     try:
-        cap = capture.save_render_passes(scene, want_combined=True)
+        layer = getattr(bpy.context, "view_layer", None)
+        cap = capture.save_render_passes(scene, want_combined=True,
+                                         view_layer_name=layer.name if layer is not None else None)
     except CaptureError as ex:
         raise RefineError(str(ex)) from None
     if uses_pass and cap.freestyle is None:
@@ -179,7 +182,7 @@ def prepare_still(scene) -> Job:
                             linear=linear)
     return Job(line_image=li, style=style, tile=int(settings.tile_size),
                strength=float(settings.strength), color=settings.line_color(),
-               uses_pass=uses_pass, combined=cap.combined, baked=lines, baked_rgb=rgb)
+               uses_pass=uses_pass, combined=cap.combined, baked=lines, baked_rgb=rgb, note=cap.note)
 
 
 def run(job: Job, client, progress=None, cancel=None) -> np.ndarray:
@@ -212,6 +215,8 @@ def apply_still(context, scene, result: np.ndarray, lines: np.ndarray, show: boo
     """Store the results as images, feed the compositor node, show the result."""
     res_img = capture.array_to_image(RESULT_IMAGE, result, float_buffer=True)
     lines_img = capture.array_to_image(LINES_IMAGE, lines, float_buffer=True)
+    for img in (res_img, lines_img):
+        img["linerelifer_scene"] = scene.name  # whose result it is (see result_problem)
     # Shown and saved as the render is: through the scene's view transform.
     res_img.use_view_as_render = True
     try:
@@ -223,13 +228,37 @@ def apply_still(context, scene, result: np.ndarray, lines: np.ndarray, show: boo
     return res_img, lines_img
 
 
+def result_problem(scene) -> str | None:
+    """Why ``scene`` has no refined render to show or save (one sentence), or None."""
+    img = bpy.data.images.get(RESULT_IMAGE)
+    if img is None:
+        return "Refine the lines of a render first"
+    if not img.has_data:
+        return ("The refined render's pixels are gone (Blender keeps none for a generated image when a file "
+                "is reopened or an undo passes it); refine the lines again")
+    if img.get("linerelifer_scene") != scene.name:
+        return (f"The refined render belongs to scene '{img.get('linerelifer_scene')}'; refine the lines of this "
+                "scene's render, or switch back to that scene to save it")
+    return None
+
+
+def drop_emptied_results() -> None:
+    """Remove result images whose pixels Blender dropped (a reopened file, undo or redo brings
+    generated images back blank): the Image Editor would show them black."""
+    for name in (RESULT_IMAGE, LINES_IMAGE):
+        img = bpy.data.images.get(name)
+        if img is not None and "linerelifer_scene" in img and img.source == "GENERATED" and not img.has_data:
+            bpy.data.images.remove(img)
+
+
 def save_result(scene, filepath: str) -> str:
     """Write ``LineRelifer Result`` as the Image Editor shows it (view as render): through the
     scene's view transform, look, exposure and gamma, in the scene's output format -- what
     Blender's own "Save as Render" does.  Returns the path written."""
-    img = bpy.data.images.get(RESULT_IMAGE)
-    if img is None:
-        raise RefineError(f"There is no image '{RESULT_IMAGE}' to save; refine the lines of a render first")
+    problem = result_problem(scene)
+    if problem:
+        raise RefineError(problem)
+    img = bpy.data.images[RESULT_IMAGE]
     if not filepath:
         raise RefineError("No file path was given for the refined render")
     path = bpy.path.abspath(filepath)

@@ -7,7 +7,7 @@ import textwrap
 
 import bpy
 
-from . import capture, session
+from . import capture, pipeline, session
 from .state import baked_problem, busy, notice
 from .common import RESULT_IMAGE, get_prefs
 from .pipeline import freestyle_pass_enabled
@@ -58,8 +58,8 @@ def draw_settings(layout, context):
             col = box.column(align=True)
             col.label(text="Only pixels of the line sets' colours change; lines over")
             col.label(text="areas of that colour stay as rendered. The pass is exact.")
-            if baked_problem.get("text"):
-                col.label(text=baked_problem["text"][:110], icon="ERROR")
+            for i, line in enumerate(textwrap.wrap(baked_problem.get("text", ""), 60)):
+                col.label(text=line, icon="ERROR" if i == 0 else "BLANK1")
             if settings.auto_refine and not capture.output_view_is_plain_srgb(scene):
                 col.label(text=f"Frames saved through '{capture.output_view_transform(scene)}' hide the "
                                "line colour: use the pass", icon="ERROR")
@@ -84,14 +84,14 @@ def draw_settings(layout, context):
     col.prop(settings, "auto_refine")
     if settings.auto_refine and notice.text:
         box = col.box().column(align=True)
-        for i, line in enumerate(textwrap.wrap(notice.text, 60)[:4]):
+        for i, line in enumerate(textwrap.wrap(notice.text, 60)):
             box.label(text=line, icon="ERROR" if i == 0 else "BLANK1")
     col.prop(settings, "output_mode")
 
     row = layout.row()
     row.scale_y = 1.4
     row.operator("linerelifer.refine_lines", icon="GREASEPENCIL")
-    if bpy.data.images.get(RESULT_IMAGE) is not None:
+    if pipeline.result_problem(scene) is None:
         row = layout.row()
         row.label(text=f"Result: image '{RESULT_IMAGE}'", icon="IMAGE_DATA")
         row.operator("linerelifer.save_result", text="Save", icon="FILE_TICK")
