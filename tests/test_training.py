@@ -393,3 +393,27 @@ def test_trim_from_prices_thick_lines_surplus_and_leaves_thin_lines_alone() -> N
     assert cost(untapered, trim_weight=10.0, trim_from=5) > 5 * cost(untapered)
     assert cost(thin_dark, trim_weight=10.0, trim_from=5) == pytest.approx(cost(thin_dark), rel=1e-4)
     assert cost(thin_dark, trim_weight=10.0) > 2 * cost(thin_dark)  # on every line, it is priced
+
+
+def test_ink_until_prices_thin_lines_missing_ink_and_leaves_thick_lines_alone() -> None:
+    """--ink-until 3: a 1 px line drawn too light costs the ink weight; a 12 px line drawn
+    a little thin at its edge does not (ink weight on thick lines inked over the slits
+    between close ones, fine-tunes ftC-ftF in training/README.md)."""
+    from training.train import TrainConfig, losses
+
+    x = np.zeros((1, 48, 96, 1), np.float32)
+    x[0, 6:18, 4:90, 0] = 1.0  # a 12 px line ...
+    x[0, 34:35, 4:90, 0] = 1.0  # ... and a 1 px line
+    y = x.copy()
+    thin_light, thick_thin = y.copy(), y.copy()
+    thin_light[0, 34:35, 4:90, 0] = 0.4
+    thick_thin[0, 6:7, 4:90, 0] = 0.4
+    d = np.zeros((1, 6, 12, 1), np.float32)
+
+    def cost(fake, **kw):
+        cfg = TrainConfig(**{"mark_weight": 0.0, "speck_weight": 0.0, "cut_weight": 0.0, **kw})
+        return float(losses(cfg, x, y, fake, d, d, 0.0)["loss"])
+
+    assert cost(thin_light, ink_weight=2.0, ink_until=3) > 2 * cost(thin_light)
+    assert cost(thick_thin, ink_weight=2.0, ink_until=3) == pytest.approx(cost(thick_thin), rel=1e-4)
+    assert cost(thick_thin, ink_weight=2.0) > 2 * cost(thick_thin)  # on every line, it is priced

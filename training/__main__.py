@@ -26,7 +26,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                                    ("gap_weight", args.gap_weight), ("trim_weight", args.trim_weight), ("trim_from", args.trim_from),
                                    ("valley_weight", args.valley_weight), ("slit_weight", args.slit_weight),
                                    ("cut_weight", args.cut_weight),
-                                   ("ink_weight", args.ink_weight), ("mark_weight", args.mark_weight),
+                                   ("ink_weight", args.ink_weight), ("ink_until", args.ink_until),
+                                   ("mark_weight", args.mark_weight),
                                    ("speck_weight", args.speck_weight), ("ema", args.ema), ("stem", args.stem), ("basis", args.basis), ("lr_schedule", args.lr_schedule), ("target", args.target),
                                    ("widths", tuple(int(w) for w in args.widths.split(",")) if args.widths else None))
                  if v is not None}
@@ -257,6 +258,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="loss weight on light valleys the target lacks (ghost edges beside a thinned line; default 0)")
     t.add_argument("--cut-weight", type=float, help="extra loss weight on the ink the training gaps cut out")
     t.add_argument("--ink-weight", type=float, help="extra loss weight on target ink")
+    t.add_argument("--ink-until", type=int,
+                   help="px: put the ink weight only on lines thinner than this (default 0: on every line)")
     t.add_argument("--mark-weight", type=float, help="extra loss weight on small isolated target marks (dots) and stroke ends")
     t.add_argument("--speck-weight", type=float, help="extra loss weight on small isolated input ink the target lacks (specks)")
     t.add_argument("--ema", type=float, help="export the moving average of the generator's weights with this momentum, e.g. 0.999 (0 = last step)")

@@ -47,6 +47,7 @@ class TrainConfig:
     slit_weight: float = 0.0  # extra weight on the paper between two close target lines (dense detail kept open)
     cut_weight: float = 80.0  # extra weight on the ink the training gaps cut out (what gap filling must restore)
     ink_weight: float = 0.0  # extra weight on target ink: bolder lines (> 0 widens every line, 2 and 9 tried)
+    ink_until: int = 0  # px: ink weight only away from input lines this wide or wider (0 = everywhere)
     mark_weight: float = 20.0  # extra weight on small isolated target marks (dots) and stroke tips
     speck_weight: float = 20.0  # extra weight on small isolated input ink the target lacks (specks)
     gan_weight: float = 0.0  # adversarial loss (the seed's recipe; 0.05 for the first default style)
@@ -162,8 +163,10 @@ def losses(cfg: TrainConfig, x: Any, y: Any, fake: Any, d_real: Any, d_fake: Any
     # both default to 0, and like the terms below they cost nothing then.
     if cfg.gap_weight:
         weight = weight + cfg.gap_weight * ops.relu(y - x)
-    if cfg.ink_weight:
-        weight = weight + cfg.ink_weight * y
+    if cfg.ink_weight:  # on thin lines only, with ink_until: thick ones inked over the slits between them
+        ink = y * (1.0 - ops.max_pool(thick_ink(x, cfg.ink_until), 5, strides=1, padding="same")) \
+            if cfg.ink_until > 1 else y
+        weight = weight + cfg.ink_weight * ink
     # Surplus ink weighs as much as missing ink, or thick-thin and tapers only ever widen lines.
     if cfg.trim_weight:
         surplus = ops.relu(x - y)
