@@ -367,6 +367,11 @@ def test_saved_result_is_what_the_image_editor_shows(still_scene, tmp_path):
     bpy.data.images.remove(saved_img)
     assert saved.shape == result.shape
     np.testing.assert_allclose(saved[..., :3], shown, atol=1.5 / 65535)
+    # The panel's default path is relative to the .blend, which a new file does not have yet.
+    assert not bpy.data.filepath
+    pipeline = _addon_module("pipeline")
+    with pytest.raises(pipeline.RefineError, match=r"this \.blend is not saved yet; save it first or choose a full path"):
+        pipeline.save_result(still_scene, "//refined.png")
 
 
 def _invert_in_compositor(scene) -> None:

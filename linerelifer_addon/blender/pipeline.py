@@ -261,6 +261,9 @@ def save_result(scene, filepath: str) -> str:
     img = bpy.data.images[RESULT_IMAGE]
     if not filepath:
         raise RefineError("No file path was given for the refined render")
+    if filepath.startswith("//") and not bpy.data.filepath:
+        raise RefineError(f"The path {filepath} is relative to the .blend's folder, and this .blend is not saved "
+                          "yet; save it first or choose a full path")
     path = bpy.path.abspath(filepath)
     if scene.render.use_file_extension:
         path = bpy.path.ensure_ext(path, scene.render.file_extension)
@@ -268,7 +271,7 @@ def save_result(scene, filepath: str) -> str:
     try:
         img.save_render(path, scene=scene)
     except RuntimeError as ex:
-        raise RefineError(f"The refined render could not be saved to {path} ({first_sentence(ex)})") from None
+        raise RefineError(f"The refined render could not be saved to {path} ({first_sentence(ex).rstrip('.')})") from None
     return path
 
 
