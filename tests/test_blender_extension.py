@@ -374,20 +374,24 @@ def test_saved_result_is_what_the_image_editor_shows(still_scene, tmp_path):
         pipeline.save_result(still_scene, "//refined.png")
 
 
-def _invert_in_compositor(scene) -> None:
+def _compositor(scene):
+    """(tree, Render Layers node, the socket the compositor's result comes from), on 5.0 and 4.x."""
     if bpy.app.version >= (5, 0, 0):
-        tree = bpy.data.node_groups.new("Invert", "CompositorNodeTree")
+        tree = bpy.data.node_groups.new("Compositor", "CompositorNodeTree")
         rl = tree.nodes.new("CompositorNodeRLayers")
         rl.scene = scene
         out = tree.nodes.new("NodeGroupOutput")
         tree.interface.new_socket("Image", in_out="OUTPUT", socket_type="NodeSocketColor")
         scene.compositing_node_group = tree
-        target = out.inputs[0]
-    else:
-        scene.use_nodes = True
-        tree = scene.node_tree
-        rl = next(n for n in tree.nodes if n.bl_idname == "CompositorNodeRLayers")
-        target = next(n for n in tree.nodes if n.bl_idname == "CompositorNodeComposite").inputs["Image"]
+        return tree, rl, out.inputs[0]
+    scene.use_nodes = True
+    tree = scene.node_tree
+    rl = next(n for n in tree.nodes if n.bl_idname == "CompositorNodeRLayers")
+    return tree, rl, next(n for n in tree.nodes if n.bl_idname == "CompositorNodeComposite").inputs["Image"]
+
+
+def _invert_in_compositor(scene) -> None:
+    tree, rl, target = _compositor(scene)
     inv = tree.nodes.new("CompositorNodeInvert")
     tree.links.new(rl.outputs["Image"], inv.inputs["Color"])
     tree.links.new(inv.outputs[0], target)
@@ -421,19 +425,7 @@ def test_a_compositor_that_draws_the_pass_is_not_drawn_under_the_refined_lines(a
     thinned ends and removed specks never showed. The refined lines now go over the render's
     Combined pass, and the report says so."""
     scene = build_scene(width=W, height=H, samples=1, line_thickness=2.0)
-    if bpy.app.version >= (5, 0, 0):
-        tree = bpy.data.node_groups.new("Lines over", "CompositorNodeTree")
-        rl = tree.nodes.new("CompositorNodeRLayers")
-        rl.scene = scene
-        out = tree.nodes.new("NodeGroupOutput")
-        tree.interface.new_socket("Image", in_out="OUTPUT", socket_type="NodeSocketColor")
-        scene.compositing_node_group = tree
-        target = out.inputs[0]
-    else:
-        scene.use_nodes = True
-        tree = scene.node_tree
-        rl = next(n for n in tree.nodes if n.bl_idname == "CompositorNodeRLayers")
-        target = next(n for n in tree.nodes if n.bl_idname == "CompositorNodeComposite").inputs["Image"]
+    tree, rl, target = _compositor(scene)
     over = tree.nodes.new("CompositorNodeAlphaOver")
     under_in, over_in = [i for i in over.inputs if i.type == "RGBA"][:2]
     tree.links.new(rl.outputs["Image"], under_in)

@@ -1,5 +1,6 @@
 """Training end to end: studio drawings in, a loadable, listed, usable style out."""
 import dataclasses
+import functools
 import json
 import os
 import subprocess
@@ -367,14 +368,30 @@ def test_receptive_radius_survives_a_saturated_output() -> None:
     assert models.receptive_radius(gen) == 48
 
 
+def _thick_and_thin_lines() -> np.ndarray:
+    """An input batch of one: a 12 px line above a 1 px line."""
+    x = np.zeros((1, 48, 96, 1), np.float32)
+    x[0, 6:18, 4:90, 0] = 1.0
+    x[0, 34:35, 4:90, 0] = 1.0
+    return x
+
+
+def _bare_loss(x: np.ndarray, y: np.ndarray, fake: np.ndarray, **kw) -> float:
+    """The training loss of `fake` against `y` for input `x`, with the mark, speck and cut
+    terms off unless given."""
+    from training.train import TrainConfig, losses
+
+    cfg = TrainConfig(**{"mark_weight": 0.0, "speck_weight": 0.0, "cut_weight": 0.0, **kw})
+    d = np.zeros((1, 6, 12, 1), np.float32)
+    return float(losses(cfg, x, y, fake, d, d, 0.0)["loss"])
+
+
 def test_trim_from_prices_thick_lines_surplus_and_leaves_thin_lines_alone() -> None:
     """--trim-from 5: a thick line drawn untapered costs the trim weight, a thin line drawn a
     little too dark does not (its darkness is what a trim weight on every line cost)."""
-    from training.train import TrainConfig, losses, thick_ink
+    from training.train import thick_ink
 
-    x = np.zeros((1, 48, 96, 1), np.float32)
-    x[0, 6:18, 4:90, 0] = 1.0  # a 12 px line ...
-    x[0, 34:35, 4:90, 0] = 1.0  # ... and a 1 px line
+    x = _thick_and_thin_lines()
     y = x.copy()
     y[0, 6:18, 70:90, 0] = 0.0  # the target tapers the thick line's end (crudely: a thinner end)
     y[0, 10:14, 70:90, 0] = 1.0
@@ -384,12 +401,7 @@ def test_trim_from_prices_thick_lines_surplus_and_leaves_thin_lines_alone() -> N
     untapered, thin_dark = y.copy(), y.copy()
     untapered[0, 6:18, 70:90, 0] = 1.0
     thin_dark[0, 34:35, 4:90, 0] = 1.0
-    d = np.zeros((1, 6, 12, 1), np.float32)
-
-    def cost(fake, **kw):
-        cfg = TrainConfig(**{"mark_weight": 0.0, "speck_weight": 0.0, "cut_weight": 0.0, **kw})
-        return float(losses(cfg, x, y, fake, d, d, 0.0)["loss"])
-
+    cost = functools.partial(_bare_loss, x, y)
     assert cost(untapered, trim_weight=10.0, trim_from=5) > 5 * cost(untapered)
     assert cost(thin_dark, trim_weight=10.0, trim_from=5) == pytest.approx(cost(thin_dark), rel=1e-4)
     assert cost(thin_dark, trim_weight=10.0) > 2 * cost(thin_dark)  # on every line, it is priced
@@ -399,21 +411,12 @@ def test_ink_until_prices_thin_lines_missing_ink_and_leaves_thick_lines_alone() 
     """--ink-until 3: a 1 px line drawn too light costs the ink weight; a 12 px line drawn
     a little thin at its edge does not (ink weight on thick lines inked over the slits
     between close ones, fine-tunes ftC-ftF in training/README.md)."""
-    from training.train import TrainConfig, losses
-
-    x = np.zeros((1, 48, 96, 1), np.float32)
-    x[0, 6:18, 4:90, 0] = 1.0  # a 12 px line ...
-    x[0, 34:35, 4:90, 0] = 1.0  # ... and a 1 px line
+    x = _thick_and_thin_lines()
     y = x.copy()
     thin_light, thick_thin = y.copy(), y.copy()
     thin_light[0, 34:35, 4:90, 0] = 0.4
     thick_thin[0, 6:7, 4:90, 0] = 0.4
-    d = np.zeros((1, 6, 12, 1), np.float32)
-
-    def cost(fake, **kw):
-        cfg = TrainConfig(**{"mark_weight": 0.0, "speck_weight": 0.0, "cut_weight": 0.0, **kw})
-        return float(losses(cfg, x, y, fake, d, d, 0.0)["loss"])
-
+    cost = functools.partial(_bare_loss, x, y)
     assert cost(thin_light, ink_weight=2.0, ink_until=3) > 2 * cost(thin_light)
     assert cost(thick_thin, ink_weight=2.0, ink_until=3) == pytest.approx(cost(thick_thin), rel=1e-4)
     assert cost(thick_thin, ink_weight=2.0) > 2 * cost(thick_thin)  # on every line, it is priced
