@@ -35,12 +35,6 @@ def _image_files(folder: Path) -> list[Path]:
                   and not p.name.startswith("."))
 
 
-def _output_extensions() -> tuple[str, ...]:
-    from .imagefiles import EXTENSIONS
-
-    return EXTENSIONS
-
-
 def plan_outputs(inputs: Sequence[str], output: str) -> tuple[list[tuple[Path, Path]], bool]:
     """(input, output) pairs, and whether the output is a folder (it keeps each input's name)."""
     files: list[Path] = []
@@ -62,7 +56,9 @@ def plan_outputs(inputs: Sequence[str], output: str) -> tuple[list[tuple[Path, P
     if to_folder:
         if out.exists() and not out.is_dir():
             raise UsageError(f"{out}: is a file, but several inputs need an output folder")
-        if not out.exists() and out.suffix.lower() in _output_extensions():
+        from .imagefiles import EXTENSIONS
+
+        if not out.exists() and out.suffix.lower() in EXTENSIONS:
             raise UsageError(f"{out}: names an image file, but several inputs need an output folder; "
                              "give a folder name")
         pairs = [(f, out / f.name) for f in files]

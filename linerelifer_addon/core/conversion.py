@@ -141,12 +141,6 @@ def _mean_color(total: np.ndarray, count: int, fallback: np.ndarray) -> np.ndarr
     return (total / count).astype(np.float32) if count else np.asarray(fallback, np.float32)
 
 
-def _raw(pixels: np.ndarray) -> np.ndarray:
-    """Float pixels as float32 without clipping (NaN and inf as to_float gives them)."""
-    f = np.nan_to_num(np.asarray(pixels, np.float32), nan=0.0, posinf=1.0, neginf=0.0)
-    return f if f.ndim == 3 else f[:, :, None]
-
-
 def to_coverage(pixels: np.ndarray, premultiplied: bool = False) -> LineImage:
     """Detect the convention of `pixels` and reduce it to line coverage. `premultiplied`: a
     pass's colours are stored multiplied by its alpha (EXR files)."""
@@ -167,7 +161,7 @@ def to_coverage(pixels: np.ndarray, premultiplied: bool = False) -> LineImage:
                 coverage[y0:y1] = alpha
                 inked = alpha > 0.5
                 if premultiplied and channels == 4:
-                    rgb = np.clip(_raw(pixels[y0:y1])[:, :, :3] / np.maximum(alpha, 1e-6)[:, :, None], 0.0, 1.0)
+                    rgb = np.clip(_kept(pixels[y0:y1, :, :3]) / np.maximum(alpha, 1e-6)[:, :, None], 0.0, 1.0)
                 total += rgb[inked].sum(axis=0, dtype=np.float64)
                 count += int(np.count_nonzero(inked))
             return LineImage(coverage=coverage, mode=PASS, dtype=pixels.dtype, channels=channels,
@@ -411,7 +405,7 @@ def from_coverage(
                 exact = (np.abs(cov - orig) < 1e-6) & (orig < 1e-6)
             else:
                 # Keep the input's own colour where it had lines; new ink takes the typical colour.
-                own = _raw(src.pixels[y0:y1])[:, :, :3] if floats and src.channels == 4 else rgb_in
+                own = _kept(src.pixels[y0:y1, :, :3]) if floats and src.channels == 4 else rgb_in
                 if src.premultiplied:
                     own = own / np.maximum(orig, 1e-6)[:, :, None]
                 rgb = np.where((orig > 0.01)[:, :, None], own, src.line_color)
