@@ -128,7 +128,8 @@ def test_fine_tuning_starts_from_the_styles_weights(tmp_path) -> None:
     assert r.returncode == 0, r.stderr[-2000:]
     meta = json.loads((tmp_path / "tuned.json").read_text())
     started = meta["training"]["initialised_from"]
-    assert started["style"] == "default" and started["training"]["steps"] == 8000
+    shipped = json.loads((ROOT / "linerelifer_addon" / "styles" / "default.json").read_text())["training"]
+    assert started["style"] == "default" and started["training"] == shipped
     x = np.zeros((1, 96, 96, 1), np.float32)
     x[0, 40:43, 8:88] = 1.0
     x[0, 8:88, 20:22] = 1.0
@@ -159,19 +160,23 @@ def test_training_defaults_build_the_shipped_architecture() -> None:
 
     The bundled style then went on from that checkpoint with `--slit-weight 40`, then with
     `--trim-weight 10 --trim-from 5`, then with a quarter of its inputs aliased (`--aliased
-    0.25`; each stage's state under `resumed_from`); the defaults leave those off, as they are
-    untried on drawings."""
+    0.25`; each stage's state under `resumed_from`), and was last fine-tuned from that style
+    (`--init-from`, under `initialised_from`) for 1000 steps at a tenth of the learning rate with
+    ink weight on thin lines, a third of the inputs aliased and more shift weight. The defaults
+    leave those off, as they are untried on drawings."""
     from linerelifer_addon.worker import model as models
     from training.train import TrainConfig
 
     shipped = json.loads((ROOT / "linerelifer_addon" / "styles" / "default.json").read_text())
-    stages = [shipped["training"]]
+    tuned = shipped["training"]
+    stages = [tuned["initialised_from"]["training"]]
     while stages[-1].get("resumed_from"):
         stages.append(stages[-1]["resumed_from"])
-    first, last = stages[-1]["config"], stages[0]["config"]
+    first, last, fine = stages[-1]["config"], stages[0]["config"], tuned["config"]
     cfg = TrainConfig()
-    assert len(stages) == 4 and cfg.arch == shipped["arch"] == first["arch"] == last["arch"]
-    assert tuple(cfg.widths) == tuple(first["widths"]) == tuple(last["widths"]) and cfg.stem == first["stem"]
+    assert len(stages) == 4 and cfg.arch == shipped["arch"] == first["arch"] == last["arch"] == fine["arch"]
+    assert tuple(cfg.widths) == tuple(first["widths"]) == tuple(last["widths"]) == tuple(fine["widths"])
+    assert cfg.stem == first["stem"] == fine["stem"]
     keys = ("basis", "ink_weight", "mark_weight", "speck_weight", "gap_weight", "trim_weight", "cut_weight",
             "gan_weight", "shift_weight", "ema", "lr_schedule", "target", "batch", "crop", "lr", "seed")
     for key in keys:
@@ -180,6 +185,10 @@ def test_training_defaults_build_the_shipped_architecture() -> None:
     assert changed == {"trim_weight"} and last["slit_weight"] == 40 and last["trim_from"] == 5, changed
     assert (cfg.slit_weight, cfg.trim_weight, cfg.trim_from) == (0.0, 0.0, 0)
     assert last["degrade"].get("aliased") == 0.25 and "aliased" not in first["degrade"] and "aliased" not in cfg.degrade
+    tuned_keys = {k for k in keys if fine[k] != last[k]}
+    assert tuned_keys == {"ink_weight", "shift_weight", "lr"}, tuned_keys
+    assert (fine["ink_weight"], fine["ink_until"], fine["shift_weight"], fine["lr"]) == (4.0, 3, 250.0, 1e-4)
+    assert fine["degrade"]["aliased"] == 0.35 and tuned["steps"] == 1000
     assert shipped["parameters"] == models.build_generator(cfg.arch, tuple(cfg.widths), cfg.stem, cfg.basis).count_params()
 
 
