@@ -122,6 +122,27 @@ def test_tied_nib_and_tapers():
     assert dot.max() > 0.95
 
 
+def test_a_broader_nib_widens_the_thick_thin_and_reaches_the_training_pool():
+    """`train --nib 0.4,2.0` draws the tied targets with that nib: thinnest and thickest
+    directions further apart than the default nib's, and the sampler's pool is drawn with it."""
+    from linerelifer_addon.core.linewidth import line_width
+    from training.dataset import PairSampler
+
+    def stroke(angle_deg):
+        t = np.linspace(-60.0, 60.0, 80)
+        a = np.radians(angle_deg)
+        return Stroke(np.stack([80 + t * np.cos(a), 80 + t * np.sin(a)], axis=1), np.full(80, 0.7))
+
+    def spread(nib):
+        w = [line_width(render_tied([stroke(a)], 160, 160, 4.0, nib)) for a in (30, 120)]
+        return max(w) / min(w)
+
+    assert spread((0.4, 2.0)) > 1.5 * spread((0.65, 1.55)) > 1.5, (spread((0.4, 2.0)), spread((0.65, 1.55)))
+    plain, broad = (PairSampler(pool_size=2, seed=3, tied=True, nib=nib).pairs for nib in (None, (0.4, 2.0)))
+    assert all(np.array_equal(a[0], b[0]) for a, b in zip(plain, broad))  # the same inputs
+    assert any(not np.array_equal(a[1], b[1]) for a, b in zip(plain, broad))  # other targets
+
+
 # ---------------------------------------------------------------- degrade
 
 

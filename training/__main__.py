@@ -29,7 +29,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                                    ("ink_weight", args.ink_weight), ("ink_until", args.ink_until),
                                    ("mark_weight", args.mark_weight),
                                    ("speck_weight", args.speck_weight), ("ema", args.ema), ("stem", args.stem), ("basis", args.basis), ("lr_schedule", args.lr_schedule), ("target", args.target),
-                                   ("widths", tuple(int(w) for w in args.widths.split(",")) if args.widths else None))
+                                   ("widths", tuple(int(w) for w in args.widths.split(",")) if args.widths else None),
+                                   ("nib", args.nib))
                  if v is not None}
     cfg = base(**overrides) if args.arch == "seed" else base(arch=args.arch, **overrides)
     out_dir = Path(args.out) if args.out else user_styles_dir()
@@ -54,7 +55,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.aliased:
         cfg.degrade = {**cfg.degrade, "aliased": args.aliased}
     sampler = PairSampler(pairs, crop=cfg.crop, seed=cfg.seed, degrade_kwargs=cfg.degrade,
-                          **({"pool_size": cfg.pool, "tied": cfg.target == "tied"} if pairs is None else {}))
+                          **({"pool_size": cfg.pool, "tied": cfg.target == "tied", "nib": cfg.nib} if pairs is None else {}))
     trainer = Trainer(cfg, run_dir, sampler)
     trainer.command = command_line()
     trainer.data = (f"drawings in {Path(args.drawings).resolve()}" if args.drawings
@@ -110,6 +111,17 @@ def _init_style(args: argparse.Namespace) -> tuple[Path, dict]:
             setattr(args, key, int(shape[key]))
     record = {"style": info.name, "file": str(keras_file.resolve()), "training": info.meta.get("training")}
     return keras_file, record
+
+
+def _nib(text: str) -> tuple[float, float]:
+    """--nib "0.5,1.8": the tied targets' thinnest and thickest width factor."""
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not two numbers: give the thinnest and thickest factor, e.g. 0.5,1.8")
+    if not 0.0 < lo <= hi:
+        raise argparse.ArgumentTypeError(f"{text!r}: give 0 < thinnest <= thickest, e.g. 0.5,1.8")
+    return lo, hi
 
 
 def _check_train_paths(args: argparse.Namespace, out_dir: Path, run_dir: Path) -> None:
@@ -266,6 +278,8 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--lr-schedule", choices=("cosine", "constant"))
     t.add_argument("--target", choices=("tied", "free"),
                    help="synthetic targets: tied to the input's lines (default) or width drawn apart from it (free)")
+    t.add_argument("--nib", type=_nib,
+                   help="tied targets' width factors, thinnest,thickest across stroke directions (default 0.65,1.55)")
     t.add_argument("--aliased", type=float,
                    help="share of inputs point-sampled like a 1-sample render (hard, stepped edges; default 0)")
     t.add_argument("--widths", help="channel widths at 1/4 and 1/8 resolution, e.g. 32,64 (default: the arch's own)")

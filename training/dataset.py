@@ -26,7 +26,8 @@ class PairSampler:
 
     def __init__(self, pairs: list[tuple[np.ndarray, np.ndarray]] | None = None, crop: int = 128,
                  seed: int = 0, pool_size: int = 200, synth_size: int = 256, min_ink: float = 0.01,
-                 tries: int = 4, degrade_kwargs: dict | None = None, tied: bool = False) -> None:
+                 tries: int = 4, degrade_kwargs: dict | None = None, tied: bool = False,
+                 nib: tuple[float, float] | None = None) -> None:
         self.crop = int(crop)
         self.rng = np.random.default_rng(seed)
         self.min_ink = min_ink
@@ -34,7 +35,8 @@ class PairSampler:
         self.degrade_kwargs = dict(degrade_kwargs or {})
         if pairs is None:
             seeds = self.rng.choice(TRAIN_SEED_LIMIT, size=pool_size, replace=False)
-            pairs = [synth_pair(int(s), synth_size, tied=tied) for s in seeds]
+            extra = {"nib": tuple(nib)} if nib else {}
+            pairs = [synth_pair(int(s), synth_size, tied=tied, **extra) for s in seeds]
         if not pairs:
             raise ValueError("PairSampler got an empty list of pairs; pass at least one (input, target) pair or None.")
         need = int(np.ceil(self.crop * SCALE_RANGE[1])) + 1

@@ -361,8 +361,9 @@ NIB_RANGE = (0.65, 1.55)  # width factor across the stroke's direction, thinnest
 TIED_WIDTHS = (1.0, 12.0)  # input line widths of tied samples, log-uniform: what Freestyle renders hold
 
 
-def nib_factor(points: np.ndarray) -> np.ndarray:
-    """Width factor of a broad nib along a polyline: thickest where it runs at NIB_ANGLE + 90°.
+def nib_factor(points: np.ndarray, nib: tuple[float, float] = NIB_RANGE) -> np.ndarray:
+    """Width factor of a broad nib along a polyline (`nib`: thinnest, thickest): thickest where
+    it runs at NIB_ANGLE + 90°.
 
     A function of the stroke's direction only, so the network can read it off the input's
     line wherever the line is; position along the stroke it could not see.
@@ -371,7 +372,7 @@ def nib_factor(points: np.ndarray) -> np.ndarray:
         return np.full(len(points), 1.0)
     d = np.gradient(points, axis=0)
     across = 0.5 - 0.5 * np.cos(2.0 * (np.arctan2(d[:, 1], d[:, 0]) - NIB_ANGLE))
-    return NIB_RANGE[0] + (NIB_RANGE[1] - NIB_RANGE[0]) * across
+    return nib[0] + (nib[1] - nib[0]) * across
 
 
 def taper_length(width: float) -> float:
@@ -379,7 +380,8 @@ def taper_length(width: float) -> float:
     return 2.0 * width + 6.0
 
 
-def render_tied(strokes: list[Stroke], h: int, w: int, width: float) -> np.ndarray:
+def render_tied(strokes: list[Stroke], h: int, w: int, width: float,
+                nib: tuple[float, float] = NIB_RANGE) -> np.ndarray:
     """Inked target tied to the uniform input of `width` px: the same centerlines, width ×
     nib factor (never thinner than 1 px, so 1 px lines keep their darkness), free ends tapered
     over taper_length, solid ink. Everything here follows from what the input shows, so each
@@ -388,7 +390,7 @@ def render_tied(strokes: list[Stroke], h: int, w: int, width: float) -> np.ndarr
     ramp_len = taper_length(width)
     for st in strokes:
         pts, _ = _dense(st, 0.35)
-        wid = np.maximum(width * nib_factor(pts), 1.0)
+        wid = np.maximum(width * nib_factor(pts, nib), 1.0)
         total = _arclength(pts)
         length = total[-1]
         if not st.closed and length > 3.0 * width:  # dots and ticks keep their round ends
@@ -399,12 +401,13 @@ def render_tied(strokes: list[Stroke], h: int, w: int, width: float) -> np.ndarr
     return _downsample(canvas, h, w)
 
 
-def synth_sample(seed: int, size: int = 256, density: float = 1.0, tied: bool = False) -> SynthSample:
+def synth_sample(seed: int, size: int = 256, density: float = 1.0, tied: bool = False,
+                 nib: tuple[float, float] = NIB_RANGE) -> SynthSample:
     """Deterministic drawing for `seed`, rendered both uniform (input) and inked (target).
 
     tied: the target is tied to the input (render_tied) and input lines are 1-12 px wide, the
     drawing's geometry scaled with them; otherwise (free) lines are 1-3 px and the inked width is
-    drawn apart from the input's.
+    drawn apart from the input's. nib: the tied targets' width factors (thinnest, thickest).
     """
     rng = np.random.default_rng(seed)
     if not tied:
@@ -417,12 +420,12 @@ def synth_sample(seed: int, size: int = 256, density: float = 1.0, tied: bool = 
     small = max(16, int(round(size / zoom)))
     strokes = [Stroke(st.points * (size / small), st.pressure, st.closed)
                for st in random_strokes(rng, small, small, density)]
-    return SynthSample(strokes, render_uniform(strokes, size, size, width), render_tied(strokes, size, size, width),
+    return SynthSample(strokes, render_uniform(strokes, size, size, width), render_tied(strokes, size, size, width, nib),
                        width)
 
 
-def synth_pair(seed: int, size: int = 256, density: float = 1.0,
-               tied: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def synth_pair(seed: int, size: int = 256, density: float = 1.0, tied: bool = False,
+               nib: tuple[float, float] = NIB_RANGE) -> tuple[np.ndarray, np.ndarray]:
     """(input, target) coverage images, float32 size x size, deterministic from seed."""
-    s = synth_sample(seed, size, density, tied)
+    s = synth_sample(seed, size, density, tied, nib)
     return s.input, s.target

@@ -61,6 +61,7 @@ class TrainConfig:
     pool: int = 240
     target: str = "tied"  # synthetic targets: "tied" to the input's lines, or "free" width (synth.synth_sample)
     degrade: dict[str, Any] = field(default_factory=lambda: {"gaps": (1, 8)})
+    nib: tuple[float, float] | None = None  # tied targets' width factors across directions (None: synth.NIB_RANGE)
 
     def __post_init__(self) -> None:
         from linerelifer_addon.worker import model as models
