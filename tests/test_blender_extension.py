@@ -706,6 +706,29 @@ def test_farm_render_with_the_pass_and_no_render_result(addon, tmp_path, capfd, 
     assert set(Path(tempfile.gettempdir()).glob("linerelifer-pass-*")) <= pass_folders_before
 
 
+def test_a_render_blender_gives_up_leaves_nothing_behind(addon, tmp_path):
+    """Blender can refuse a render after render_init (here "Image too small") and then sends
+    neither render_complete nor render_cancel: the pass node must not stay in the scene and be
+    saved into the .blend, and Refine Lines must not wait for a render that is not running."""
+    ops, passnode = _addon_module("ops"), _addon_module("passnode")
+    scene = build_scene(width=64, height=48, samples=1, frames=(1, 2))
+    scene.linerelifer.auto_refine = True
+    scene.render.filepath = str(tmp_path / "frames" / "frame_")
+    compositor_before = _compositor_state(scene)
+    scene.render.resolution_percentage = 1  # 64x48 at 1 %: under a pixel, refused after render_init
+    with pytest.raises(RuntimeError, match="too small"):
+        bpy.ops.render.render(animation=True)
+    assert not ops.render_running()
+    bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "after.blend"))
+    assert _compositor_state(scene) == compositor_before
+    assert not passnode._added
+    scene.render.resolution_percentage = 100  # and the next render runs as usual
+    assert bpy.ops.render.render(animation=True) == {"FINISHED"}
+    assert sorted(p.name for p in (tmp_path / "frames" / "originals").glob("*.png")) == ["frame_0001.png",
+                                                                                     "frame_0002.png"]
+    assert _compositor_state(scene) == compositor_before
+
+
 @pytest.mark.parametrize("file_format, depth", [("PNG", "8"), ("PNG", "16"), ("JPEG", "8")])
 def test_coloured_lines_in_frames_take_the_view_transforms_tone(addon, tmp_path, farm_condition,
                                                                  file_format, depth):

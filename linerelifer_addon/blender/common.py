@@ -9,6 +9,18 @@ from pathlib import Path
 import bpy
 
 from .state import notice
+from .state import render as _render_job
+
+
+def blender_rendering() -> bool:
+    """Blender runs a render job now (UI; a background render runs inside its caller)."""
+    is_job_running = getattr(bpy.app, "is_job_running", None)
+    return bool(is_job_running and is_job_running("RENDER"))
+
+
+def render_given_up() -> bool:
+    """The render job the handlers saw start was given up by Blender (`RenderJob.given_up`)."""
+    return _render_job.given_up(bool(bpy.app.background), blender_rendering())
 
 # The add-on's root package: "bl_ext.user_default.linerelifer" when installed
 # as an extension, "linerelifer_addon" when the package is registered directly.

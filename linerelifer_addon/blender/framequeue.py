@@ -26,7 +26,7 @@ import bpy
 
 from ..core.client import WorkerStartError
 from . import passnode, pipeline, session
-from .common import first_sentence, get_prefs, log, tell
+from .common import blender_rendering, first_sentence, get_prefs, log, render_given_up, tell
 from .state import notice
 from .state import render as render_job
 
@@ -144,8 +144,9 @@ def pump() -> float:
 def _pump() -> float:
     if notice.unshown():
         _redraw_panels()
-    is_job_running = getattr(bpy.app, "is_job_running", None)
-    if not render_job.running and not (is_job_running and is_job_running("RENDER")):
+    if render_given_up():
+        forget_given_up_render()
+    if not render_job.running and not blender_rendering():
         problems = {name: first_sentence(text) for name, text in passnode.sync_all().items()}
         for name, text in problems.items():
             if _node_problems.get(name) != text:  # the timer retries; the log says it once
@@ -171,6 +172,13 @@ def _pump() -> float:
     else:
         _start(record)
     return BUSY_INTERVAL
+
+
+def forget_given_up_render() -> None:
+    """Blender gave a render up after render_init: what render_init set up goes, and Refine
+    Lines no longer waits for it."""
+    render_job.reset()
+    passnode.remove()
 
 
 def _setup_failed(problem: str) -> str:

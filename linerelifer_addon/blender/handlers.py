@@ -13,7 +13,10 @@ Order: render_init -> (render_pre -> render_post -> render_write) per frame
   (:mod:`.framequeue`; the pass is spilled to a temporary file) and write no Blender data;
   the queue's main-thread timer, registered at register(), does the rest.
 
-Failures are logged as one line and never stop the render.
+Failures are logged as one line and never stop the render.  A render Blender gives up after
+render_init (an image too small, no camera) gets neither render_complete nor render_cancel:
+the next save, UI timer tick or Refine Lines sees it (`state.RenderJob.given_up`) and undoes
+what render_init set up.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from bpy.app.handlers import persistent
 
 from ..core.client import WorkerStartError
 from . import framequeue, passnode, pipeline, session
-from .common import first_sentence, get_prefs, log, tell
+from .common import first_sentence, get_prefs, log, render_given_up, tell
 from .state import baked_problem, notice
 from .state import render as job
 
@@ -73,6 +76,11 @@ def on_render_init(scene, *args) -> None:
             passnode.add(scene)
         except Exception as ex:
             _refuse(first_sentence(ex))
+
+
+@persistent
+def on_render_pre(scene, *args) -> None:
+    job.started = True  # render thread in the UI: a plain flag, no bpy writes
 
 
 @persistent
@@ -163,12 +171,15 @@ def on_emptied(*args) -> None:
 @persistent
 def on_save_pre(*args) -> None:
     """The pass node is the extension's, never the file's (the UI timer puts it back)."""
+    if render_given_up():
+        framequeue.forget_given_up_render()
     if not job.running:
         passnode.remove()
 
 
 _HANDLERS = (
     ("render_init", on_render_init),
+    ("render_pre", on_render_pre),
     ("render_write", on_render_write),
     ("render_complete", on_render_complete),
     ("render_cancel", on_render_cancel),

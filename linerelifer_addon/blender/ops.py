@@ -9,7 +9,7 @@ import bpy
 
 from ..core.client import Cancelled, WorkerError
 from . import pipeline, session
-from .common import first_sentence, get_prefs, log
+from .common import blender_rendering, first_sentence, get_prefs, log, render_given_up
 from .state import busy as _busy, render as _render_job
 
 
@@ -41,10 +41,9 @@ def _error_text(ex: BaseException) -> str:
 def render_running() -> bool:
     """A render job is running (its handlers may be writing frames): Refine Lines, which
     saves the render through the output settings, must wait for it."""
-    if _render_job.running:
+    if _render_job.running and not render_given_up():
         return True
-    is_job_running = getattr(bpy.app, "is_job_running", None)
-    return bool(is_job_running and is_job_running("RENDER"))
+    return blender_rendering()
 
 
 class LINERELIFER_OT_refine_lines(bpy.types.Operator):

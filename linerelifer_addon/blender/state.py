@@ -24,7 +24,18 @@ class RenderJob:
         self.auto = auto  # auto-refine is on for it
         self.since = since  # wall-clock start, to tell the frames it wrote
         self.frames = 0  # frames written so far
+        self.started = False  # a frame began rendering (render_pre)
         self.refused: str | None = None  # why auto-refine gave up on this job (logged once)
+
+    def given_up(self, background: bool, blender_rendering: bool) -> bool:
+        """render_init came but Blender gave the render up before it ran (image too small, no
+        camera) and sends neither render_complete nor render_cancel: the job is not running.
+
+        In the UI a render is Blender's RENDER job; in the background the render runs inside the
+        caller, so a job that never began a frame and is asked about is one that ended."""
+        if not self.running:
+            return False
+        return not self.started if background else not blender_rendering
 
 
 render = RenderJob()
