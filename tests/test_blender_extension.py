@@ -729,6 +729,29 @@ def test_a_render_blender_gives_up_leaves_nothing_behind(addon, tmp_path):
     assert _compositor_state(scene) == compositor_before
 
 
+def test_frames_without_file_extensions_and_a_written_still_are_refined(addon, tmp_path, capfd):
+    """The pass node names its files as the scene names its frames: with File Extensions off
+    they have no ".exr", and Blender 5.0 gives a still's file no frame number. Both were
+    reported "not written" and left unrefined."""
+    scene = build_scene(width=64, height=48, samples=1, frames=(1, 2))
+    scene.linerelifer.auto_refine = True
+    scene.render.use_file_extension = False
+    scene.render.filepath = str(tmp_path / "frames" / "frame_")
+    capfd.readouterr()
+    assert bpy.ops.render.render(animation=True) == {"FINISHED"}
+    log = capfd.readouterr().out
+    assert re.findall(r"^LineRelifer: frame (\d+): \S+ -> \S+", log, re.M) == ["1", "2"], log
+    assert sorted(p.name for p in (tmp_path / "frames" / "originals").iterdir()) == ["frame_0001", "frame_0002"]
+
+    scene.render.use_file_extension = True
+    scene.render.filepath = str(tmp_path / "still" / "shot")
+    scene.frame_set(7)
+    assert bpy.ops.render.render(write_still=True) == {"FINISHED"}
+    log = capfd.readouterr().out
+    assert re.findall(r"^LineRelifer: frame (\d+): \S+ -> \S+", log, re.M) == ["7"], log
+    assert (tmp_path / "still" / "originals" / "shot.png").is_file()
+
+
 @pytest.mark.parametrize("file_format, depth", [("PNG", "8"), ("PNG", "16"), ("JPEG", "8")])
 def test_coloured_lines_in_frames_take_the_view_transforms_tone(addon, tmp_path, farm_condition,
                                                                  file_format, depth):

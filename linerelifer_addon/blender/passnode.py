@@ -203,10 +203,21 @@ def frame_pass_file(scene_name: str, frame: int) -> str:
     if not folder:
         raise PassNodeError("the Freestyle pass node was not set up for this render")
     digits = f"{frame:04d}" if frame >= 0 else f"-{-frame:03d}"
-    found = sorted(glob.glob(os.path.join(glob.escape(folder), f"{_FILE_STEM}*{digits}.exr")))
+    # The node follows the scene's File Extensions setting, and Blender 5.0 names a still's
+    # file without a frame number; the folder holds only this render's passes.
+    files = sorted(glob.glob(os.path.join(glob.escape(folder), f"{_FILE_STEM}*")))
+    names = {p: _without_exr(os.path.basename(p)) for p in files}
+    found = [p for p in files if names[p].endswith(digits)]
+    if not found:
+        unnumbered = [p for p in files if not names[p][-1:].isdigit()]
+        found = unnumbered if len(unnumbered) == 1 else []
     if not found:
         raise PassNodeError(f"the Freestyle pass of frame {frame} was not written")
     return found[-1]
+
+
+def _without_exr(name: str) -> str:
+    return name[:-4] if name.lower().endswith(".exr") else name
 
 
 def discard_frame(scene_name: str, frame: int) -> None:
