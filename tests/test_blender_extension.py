@@ -443,6 +443,26 @@ def test_a_compositor_that_draws_the_pass_is_not_drawn_under_the_refined_lines(a
     assert result[gone][:, :3].mean() > 0.3  # the render shows there, not the old black line (0.02)
 
 
+def test_frames_from_a_compositor_that_draws_the_pass_say_what_will_not_show(addon, tmp_path, capfd):
+    """Auto-refined frames have only the written frame and the pass: where the compositor drew
+    the pass into the frame, Freestyle's own lines stay under the refined ones. The render says
+    so once, instead of silently showing hardly any style."""
+    scene = build_scene(width=64, height=48, samples=1, frames=(1, 2))
+    scene.linerelifer.auto_refine = True
+    scene.render.filepath = str(tmp_path / "frames" / "frame_")
+    tree, rl, target = _compositor(scene)
+    over = tree.nodes.new("CompositorNodeAlphaOver")
+    under_in, over_in = [i for i in over.inputs if i.type == "RGBA"][:2]
+    tree.links.new(rl.outputs["Image"], under_in)
+    tree.links.new(rl.outputs["Freestyle"], over_in)
+    tree.links.new(over.outputs[0], target)
+    capfd.readouterr()
+    assert bpy.ops.render.render(animation=True) == {"FINISHED"}
+    log = capfd.readouterr().out
+    assert log.count("the compositor draws the Freestyle pass into the frames") == 1, log
+    assert re.findall(r"^LineRelifer: frame (\d+): \S+ -> \S+", log, re.M) == ["1", "2"], log
+
+
 def test_several_view_layers_refine_the_active_one_and_say_so(addon, capfd):
     """Suzanne on one view layer, the torus on another, each with its Freestyle pass: the
     chosen layer's lines are refined (it was always the first), and the report names it."""

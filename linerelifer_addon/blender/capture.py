@@ -28,6 +28,7 @@ import numpy as np
 from ..core.conversion import srgb_to_linear
 from . import exr, nodes
 from .common import IS_5
+from .passnode import NODE_NAME as PASS_NODE_NAME
 
 RENDER_RESULT = "Render Result"
 
@@ -215,13 +216,14 @@ def has_render_result() -> bool:
     return img is not None and img.type == "RENDER_RESULT"
 
 
-def _draws_the_pass(scene) -> bool:
+def draws_the_pass(scene) -> bool:
     """Whether the scene's compositor uses a Render Layers node's Freestyle output: its
     result then already holds the unrefined lines."""
     tree = nodes.compositor_tree(scene)
     if tree is None or not scene.render.use_compositing:
         return False
     return any(link.from_node.bl_idname == "CompositorNodeRLayers" and link.from_socket.name == "Freestyle"
+               and not link.to_node.name.startswith(PASS_NODE_NAME)  # the extension's own pass output
                for link in tree.links)
 
 
@@ -260,7 +262,7 @@ def save_render_passes(scene, want_combined: bool = True, view_layer_name: str |
         fs_prefix = exr.find_layer(fake, "Freestyle", view_layer)
         cb_prefix = exr.find_layer(fake, "Combined", view_layer) if want_combined else None
         if want_combined and composited(scene) and "Composite.Combined.R" in fake:
-            if fs_prefix and _draws_the_pass(scene):  # its lines would stay under the refined ones
+            if fs_prefix and draws_the_pass(scene):  # its lines would stay under the refined ones
                 notes.append("the compositor draws the Freestyle pass into its result, so the refined lines "
                              "are drawn over the render's Combined pass, without the compositor")
             else:

@@ -27,7 +27,7 @@ import bpy
 from bpy.app.handlers import persistent
 
 from ..core.client import WorkerStartError
-from . import framequeue, passnode, pipeline, session
+from . import capture, framequeue, passnode, pipeline, session
 from .common import first_sentence, get_prefs, log, render_given_up, tell
 from .state import baked_problem, notice
 from .state import render as job
@@ -93,7 +93,13 @@ def on_render_write(scene, *args) -> None:
     try:
         if problem:
             _refuse(problem)
-        elif background_mode():
+            return
+        if job.frames == 1 and pipeline.freestyle_pass_enabled(scene) and capture.draws_the_pass(scene):
+            # A written frame holds what the compositor made; a still Refine Lines captures does not.
+            tell("the compositor draws the Freestyle pass into the frames, so Freestyle's own lines stay "
+                 "under the refined ones (thinned ends and removed specks will not show); to see the "
+                 "style, take the pass out of the compositor")
+        if background_mode():
             _refine_written_frame(scene, frame)
         else:
             framequeue.record_frame(scene, frame, job.since)
