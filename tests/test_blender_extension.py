@@ -419,6 +419,26 @@ def test_still_uses_the_compositor_output(addon):
     np.testing.assert_allclose(result[off_lines], composite[off_lines], atol=2e-3)
 
 
+def test_the_extensions_own_pass_output_is_not_the_compositor_drawing_the_pass(addon):
+    """Auto-refine's pass output sits in the user's compositor (UI: whenever auto-refine is on),
+    linked from the Freestyle socket; Refine Lines took that for the compositor drawing the
+    pass and dropped the user's compositing (here an Invert) for the plain render."""
+    capture, passnode = _addon_module("capture"), _addon_module("passnode")
+    scene = build_scene(width=W, height=H, samples=1, line_thickness=2.0)
+    scene.linerelifer.auto_refine = True
+    _invert_in_compositor(scene)
+    passnode.add(scene)
+    try:
+        assert any(link.from_socket.name == "Freestyle" for link in _compositor_links(scene))
+        assert not capture.draws_the_pass(scene)
+    finally:
+        passnode.remove()
+
+
+def _compositor_links(scene):
+    return _addon_module("nodes").compositor_tree(scene).links
+
+
 def test_a_compositor_that_draws_the_pass_is_not_drawn_under_the_refined_lines(addon, capfd):
     """Alpha Over of the Freestyle pass onto the image (the usual reason for the pass): the
     composite already holds the unrefined lines, which stayed under the refined ones, so
