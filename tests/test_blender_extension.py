@@ -1006,7 +1006,8 @@ def test_ui_render_handlers_only_record(ui_render, tmp_path, capfd):
     records = framequeue.pending()
     assert [r.frame for r in records] == [1, 2, 3]
     for r in records:  # paths, never pixels: the pass waits on disk
-        assert all(isinstance(v, (str, int, float)) for v in vars(r).values())
+        assert all(isinstance(v, (str, int, float)) or isinstance(v, tuple) and all(isinstance(i, int) for i in v)
+                   for v in vars(r).values())
         assert os.path.isfile(r.frame_path) and os.path.isfile(r.pass_path)
     assert framequeue.arrays_held() == 0
     assert not list((tmp_path / "frames" / "originals").glob("*")), "refined on the render thread"
@@ -1020,6 +1021,41 @@ def test_ui_render_handlers_only_record(ui_render, tmp_path, capfd):
     for n in names:
         assert np.abs(_frame_pixels(out / n) - _frame_pixels(tmp_path / "frames" / "originals" / n)).mean() > 1e-3
     assert not any(os.path.exists(r.pass_path) for r in records), "pass files were left behind"
+
+
+def test_a_second_ui_render_before_the_queue_drains_refines_each_frame_once(ui_render, tmp_path, capfd):
+    """Render, change the lines, render again while the first render's frames still wait: the
+    first render's records found the second render's files at their paths and refined them,
+    then the second's refined them again, and originals/ kept a refined frame."""
+    framequeue = _addon_module("framequeue")
+    scene = build_scene(width=64, height=48, samples=1, frames=(1, 2), line_thickness=1.0)
+    scene.linerelifer.auto_refine = True
+    out = tmp_path / "frames"
+    scene.render.filepath = str(out / "frame_")
+    written = tmp_path / "written"
+
+    @bpy.app.handlers.persistent
+    def keep(scene, *args):  # before the extension's handler: the frame as Blender wrote it
+        written.mkdir(exist_ok=True)
+        src = Path(scene.render.frame_path(frame=scene.frame_current))
+        shutil.copy(src, written / src.name)
+
+    bpy.app.handlers.render_write.insert(0, keep)
+    try:
+        framequeue.pump()  # the timer, between renders: puts the pass node in place
+        assert bpy.ops.render.render(animation=True) == {"FINISHED"}
+        scene.view_layers[0].freestyle_settings.linesets[0].linestyle.thickness = 5.0
+        assert bpy.ops.render.render(animation=True) == {"FINISHED"}
+    finally:
+        bpy.app.handlers.render_write.remove(keep)
+    assert [r.frame for r in framequeue.pending()] == [1, 2, 1, 2]
+    capfd.readouterr()
+    _pump_until_idle(framequeue)
+    log = capfd.readouterr().out
+    assert re.findall(r"^LineRelifer: frame (\d+): /", log, re.M) == ["1", "2"], log
+    assert log.lower().count("not refined: a later render wrote the file again") == 2, log
+    for name in ("frame_0001.png", "frame_0002.png"):  # the second render's frames, kept as written
+        np.testing.assert_array_equal(_frame_pixels(out / "originals" / name), _frame_pixels(written / name))
 
 
 def _pump_until_idle(framequeue) -> list[int]:

@@ -44,6 +44,7 @@ class Record:
     pass_path: str = ""  # empty: the lines are baked into the frame
     queued: float = 0.0
     render: float = 0.0  # the render job it belongs to (its start time)
+    stamp: tuple[int, int] | None = None  # the frame file's (mtime ns, size) as Blender wrote it
 
 
 _lock = threading.Lock()
@@ -66,7 +67,25 @@ def record_frame(scene, frame: int, since: float) -> None:
         raise pipeline.RefineError("the Freestyle pass was not written; turn on Compositing in "
                                    "Output Properties > Post Processing")
     with _lock:
-        _pending.append(Record(scene.name, frame, path, pass_path, time.monotonic(), since))
+        _pending.append(Record(scene.name, frame, path, pass_path, time.monotonic(), since, _stamp(path)))
+
+
+def _stamp(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size
+
+
+def _rewritten(record: Record) -> bool:
+    """The frame file is no longer what Blender wrote for this record: a later render wrote
+    the same file again (its own record refines it), and refining or replacing it here would
+    refine that render's frame twice."""
+    return record.stamp is not None and _stamp(record.frame_path) != record.stamp
+
+
+_REWRITTEN = "a later render wrote the file again, and that render's frame is refined instead"
 
 
 def _claim(path: str) -> str:
@@ -217,6 +236,8 @@ def _start(record: Record) -> None:
     try:
         if scene is None:
             raise pipeline.RefineError(f"the scene {record.scene_name} is gone")
+        if _rewritten(record):
+            raise pipeline.RefineError(_REWRITTEN)
         freestyle = passnode.read_pass_file(record.pass_path) if record.pass_path else None
         job = pipeline.prepare_frame(scene, record.frame_path, freestyle, record.frame)
     except Exception as ex:
@@ -266,6 +287,8 @@ def _finish_current() -> None:
         scene = bpy.data.scenes.get(record.scene_name)
         if scene is None:
             raise pipeline.RefineError(f"the scene {record.scene_name} is gone")
+        if _rewritten(record):
+            raise pipeline.RefineError(_REWRITTEN)
         out = pipeline.finish_frame(job)
         dst = pipeline.write_frame(job, out, scene.linerelifer.output_mode)
         log(f"frame {record.frame}: {record.frame_path} -> {dst} ({time.monotonic() - record.queued:.2f} s)")
