@@ -769,6 +769,32 @@ def test_a_render_blender_gives_up_leaves_nothing_behind(addon, tmp_path):
     assert _compositor_state(scene) == compositor_before
 
 
+def test_frames_on_a_file_server_whose_clock_lags_are_refined(addon, tmp_path, capfd):
+    """A frame counted as written only when its file was modified after the render began by
+    this computer's clock; on a file server ten minutes behind, every frame was "not found".
+    The file changing during the frame's render counts too (the frame here is set back by
+    hand to what such a server stamps; the second render rewrites files that exist)."""
+    scene = build_scene(width=64, height=48, samples=1, frames=(1, 2))
+    scene.linerelifer.auto_refine = True
+    scene.render.filepath = str(tmp_path / "frames" / "frame_")
+
+    @bpy.app.handlers.persistent
+    def lagging_server(scene, *args):  # before the extension's handler
+        path = scene.render.frame_path(frame=scene.frame_current)
+        lag = time.time() - 600 - scene.frame_current
+        os.utime(path, (lag, lag))
+
+    bpy.app.handlers.render_write.insert(0, lagging_server)
+    try:
+        for _ in range(2):
+            capfd.readouterr()
+            assert bpy.ops.render.render(animation=True) == {"FINISHED"}
+            log = capfd.readouterr().out
+            assert re.findall(r"^LineRelifer: frame (\d+): /", log, re.M) == ["1", "2"], log
+    finally:
+        bpy.app.handlers.render_write.remove(lagging_server)
+
+
 def test_frames_without_file_extensions_and_a_written_still_are_refined(addon, tmp_path, capfd):
     """The pass node names its files as the scene names its frames: with File Extensions off
     they have no ".exr", and Blender 5.0 gives a still's file no frame number. Both were

@@ -55,9 +55,9 @@ _node_problems: dict[str, str] = {}  # per scene name: why the pass node is not 
 _spill: dict = {}  # folder: the queue's own folder for the pass files it holds; n: files moved in
 
 
-def record_frame(scene, frame: int, since: float) -> None:
+def record_frame(scene, frame: int, since: float, before: dict | None = None) -> None:
     """Render thread: note the frame Blender just wrote (reads only; no Blender writes)."""
-    path = pipeline.written_frame_path(scene, since)
+    path = pipeline.written_frame_path(scene, since, before)
     if path is None:
         raise pipeline.RefineError("the written frame file was not found")
     pass_path = ""
@@ -67,22 +67,15 @@ def record_frame(scene, frame: int, since: float) -> None:
         raise pipeline.RefineError("the Freestyle pass was not written; turn on Compositing in "
                                    "Output Properties > Post Processing")
     with _lock:
-        _pending.append(Record(scene.name, frame, path, pass_path, time.monotonic(), since, _stamp(path)))
-
-
-def _stamp(path: str) -> tuple[int, int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_mtime_ns, st.st_size
+        _pending.append(Record(scene.name, frame, path, pass_path, time.monotonic(), since,
+                               pipeline.file_stamp(path)))
 
 
 def _rewritten(record: Record) -> bool:
     """The frame file is no longer what Blender wrote for this record: a later render wrote
     the same file again (its own record refines it), and refining or replacing it here would
     refine that render's frame twice."""
-    return record.stamp is not None and _stamp(record.frame_path) != record.stamp
+    return record.stamp is not None and pipeline.file_stamp(record.frame_path) != record.stamp
 
 
 _REWRITTEN = "a later render wrote the file again, and that render's frame is refined instead"

@@ -80,7 +80,13 @@ def on_render_init(scene, *args) -> None:
 
 @persistent
 def on_render_pre(scene, *args) -> None:
-    job.started = True  # render thread in the UI: a plain flag, no bpy writes
+    job.started = True  # render thread in the UI: plain Python and reads, no bpy writes
+    if job.auto and not job.refused:
+        try:
+            job.before = {p: pipeline.file_stamp(p) for p in pipeline.frame_file_candidates(scene)}
+        except Exception as ex:  # never break the render
+            log(f"frame {scene.frame_current}: could not look at its file before the render ({ex})")
+            job.before = {}
 
 
 @persistent
@@ -102,7 +108,7 @@ def on_render_write(scene, *args) -> None:
         if background_mode():
             _refine_written_frame(scene, frame)
         else:
-            framequeue.record_frame(scene, frame, job.since)
+            framequeue.record_frame(scene, frame, job.since, job.before)
     except Exception as ex:  # never break the render
         tell(f"frame {frame}: not refined: {first_sentence(ex)}")
     finally:
@@ -110,7 +116,7 @@ def on_render_write(scene, *args) -> None:
 
 
 def _refine_written_frame(scene, frame: int) -> None:
-    path = pipeline.written_frame_path(scene, job.since)
+    path = pipeline.written_frame_path(scene, job.since, job.before)
     if path is None:
         raise pipeline.RefineError("the written frame file was not found")
     freestyle = None

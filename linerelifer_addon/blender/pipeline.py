@@ -324,24 +324,38 @@ def frame_output_problem(scene) -> str | None:
     return None
 
 
-def written_frame_path(scene, since: float) -> str | None:
-    """The file Blender has just written for the current frame."""
+def frame_file_candidates(scene) -> list[str]:
+    """Where Blender writes the current frame: its numbered path, or the plain one for a still."""
     r = scene.render
     frame_path = r.frame_path(frame=scene.frame_current)
-    candidates = [frame_path]
-    # Still renders (write_still) are written without a frame number.
     ext = os.path.splitext(frame_path)[1]
     still = bpy.path.abspath(r.filepath)
     if r.use_file_extension and ext and not still.lower().endswith(ext.lower()):
         still += ext
-    candidates.append(still)
+    return [frame_path, still]
+
+
+def file_stamp(path: str) -> tuple[int, int] | None:
+    """(mtime ns, size) of a file, None when there is none: tells a rewritten file."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size
+
+
+def written_frame_path(scene, since: float, before: dict[str, tuple[int, int] | None] | None = None) -> str | None:
+    """The file Blender has just written for the current frame: modified since the render
+    began (`since`, this computer's clock) or, with `before` (the candidates' stamps taken at
+    render_pre), changed since then, which also holds on a file server whose clock lags."""
     found = []
-    for p in candidates:
+    for p in frame_file_candidates(scene):
         try:
             m = os.path.getmtime(p)
         except OSError:
             continue
-        if os.path.isfile(p) and m >= since - 2.0:
+        changed = before is not None and p in before and file_stamp(p) != before[p]
+        if os.path.isfile(p) and (m >= since - 2.0 or changed):
             found.append((m, p))
     if not found:
         return None

@@ -25,6 +25,7 @@ class RenderJob:
         self.since = since  # wall-clock start, to tell the frames it wrote
         self.frames = 0  # frames written so far
         self.started = False  # a frame began rendering (render_pre)
+        self.before: dict = {}  # the current frame's possible files' stamps at render_pre
         self.refused: str | None = None  # why auto-refine gave up on this job (logged once)
 
     def given_up(self, background: bool, blender_rendering: bool) -> bool:
