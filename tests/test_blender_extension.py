@@ -439,18 +439,31 @@ def _compositor_links(scene):
     return _addon_module("nodes").compositor_tree(scene).links
 
 
-def test_a_compositor_that_draws_the_pass_is_not_drawn_under_the_refined_lines(addon, capfd):
-    """Alpha Over of the Freestyle pass onto the image (the usual reason for the pass): the
-    composite already holds the unrefined lines, which stayed under the refined ones, so
-    thinned ends and removed specks never showed. The refined lines now go over the render's
-    Combined pass, and the report says so."""
-    scene = build_scene(width=W, height=H, samples=1, line_thickness=2.0)
+def _small_auto_render(tmp_path: Path):
+    """A two-frame 64x48 animation with auto-refine on, written to tmp_path/frames."""
+    scene = build_scene(width=64, height=48, samples=1, frames=(1, 2))
+    scene.linerelifer.auto_refine = True
+    scene.render.filepath = str(tmp_path / "frames" / "frame_")
+    return scene
+
+
+def _draw_the_pass_in_compositor(scene) -> None:
+    """Alpha Over of the Freestyle pass onto the image: the usual reason to have the pass."""
     tree, rl, target = _compositor(scene)
     over = tree.nodes.new("CompositorNodeAlphaOver")
     under_in, over_in = [i for i in over.inputs if i.type == "RGBA"][:2]
     tree.links.new(rl.outputs["Image"], under_in)
     tree.links.new(rl.outputs["Freestyle"], over_in)
     tree.links.new(over.outputs[0], target)
+
+
+def test_a_compositor_that_draws_the_pass_is_not_drawn_under_the_refined_lines(addon, capfd):
+    """Alpha Over of the Freestyle pass onto the image (the usual reason for the pass): the
+    composite already holds the unrefined lines, which stayed under the refined ones, so
+    thinned ends and removed specks never showed. The refined lines now go over the render's
+    Combined pass, and the report says so."""
+    scene = build_scene(width=W, height=H, samples=1, line_thickness=2.0)
+    _draw_the_pass_in_compositor(scene)
     assert bpy.ops.render.render() == {"FINISHED"}
     fs = _addon_module("capture").save_render_passes(scene).freestyle[..., 3]
     capfd.readouterr()
@@ -467,15 +480,8 @@ def test_frames_from_a_compositor_that_draws_the_pass_say_what_will_not_show(add
     """Auto-refined frames have only the written frame and the pass: where the compositor drew
     the pass into the frame, Freestyle's own lines stay under the refined ones. The render says
     so once, instead of silently showing hardly any style."""
-    scene = build_scene(width=64, height=48, samples=1, frames=(1, 2))
-    scene.linerelifer.auto_refine = True
-    scene.render.filepath = str(tmp_path / "frames" / "frame_")
-    tree, rl, target = _compositor(scene)
-    over = tree.nodes.new("CompositorNodeAlphaOver")
-    under_in, over_in = [i for i in over.inputs if i.type == "RGBA"][:2]
-    tree.links.new(rl.outputs["Image"], under_in)
-    tree.links.new(rl.outputs["Freestyle"], over_in)
-    tree.links.new(over.outputs[0], target)
+    scene = _small_auto_render(tmp_path)
+    _draw_the_pass_in_compositor(scene)
     capfd.readouterr()
     assert bpy.ops.render.render(animation=True) == {"FINISHED"}
     log = capfd.readouterr().out
@@ -751,9 +757,7 @@ def test_a_render_blender_gives_up_leaves_nothing_behind(addon, tmp_path):
     neither render_complete nor render_cancel: the pass node must not stay in the scene and be
     saved into the .blend, and Refine Lines must not wait for a render that is not running."""
     ops, passnode = _addon_module("ops"), _addon_module("passnode")
-    scene = build_scene(width=64, height=48, samples=1, frames=(1, 2))
-    scene.linerelifer.auto_refine = True
-    scene.render.filepath = str(tmp_path / "frames" / "frame_")
+    scene = _small_auto_render(tmp_path)
     compositor_before = _compositor_state(scene)
     scene.render.resolution_percentage = 1  # 64x48 at 1 %: under a pixel, refused after render_init
     with pytest.raises(RuntimeError, match="too small"):
@@ -774,9 +778,7 @@ def test_frames_on_a_file_server_whose_clock_lags_are_refined(addon, tmp_path, c
     this computer's clock; on a file server ten minutes behind, every frame was "not found".
     The file changing during the frame's render counts too (the frame here is set back by
     hand to what such a server stamps; the second render rewrites files that exist)."""
-    scene = build_scene(width=64, height=48, samples=1, frames=(1, 2))
-    scene.linerelifer.auto_refine = True
-    scene.render.filepath = str(tmp_path / "frames" / "frame_")
+    scene = _small_auto_render(tmp_path)
 
     @bpy.app.handlers.persistent
     def lagging_server(scene, *args):  # before the extension's handler
@@ -799,10 +801,8 @@ def test_frames_without_file_extensions_and_a_written_still_are_refined(addon, t
     """The pass node names its files as the scene names its frames: with File Extensions off
     they have no ".exr", and Blender 5.0 gives a still's file no frame number. Both were
     reported "not written" and left unrefined."""
-    scene = build_scene(width=64, height=48, samples=1, frames=(1, 2))
-    scene.linerelifer.auto_refine = True
+    scene = _small_auto_render(tmp_path)
     scene.render.use_file_extension = False
-    scene.render.filepath = str(tmp_path / "frames" / "frame_")
     capfd.readouterr()
     assert bpy.ops.render.render(animation=True) == {"FINISHED"}
     log = capfd.readouterr().out
