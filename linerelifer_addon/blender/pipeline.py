@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -351,12 +352,12 @@ def written_frame_path(scene, since: float, before: dict[str, tuple[int, int] | 
     found = []
     for p in frame_file_candidates(scene):
         try:
-            m = os.path.getmtime(p)
+            st = os.stat(p)  # one look at the file: its kind, time and size
         except OSError:
             continue
-        changed = before is not None and p in before and file_stamp(p) != before[p]
-        if os.path.isfile(p) and (m >= since - 2.0 or changed):
-            found.append((m, p))
+        changed = before is not None and p in before and (st.st_mtime_ns, st.st_size) != before[p]
+        if stat.S_ISREG(st.st_mode) and (st.st_mtime >= since - 2.0 or changed):
+            found.append((st.st_mtime, p))
     if not found:
         return None
     return max(found)[1]
