@@ -416,6 +416,23 @@ def test_trim_from_prices_thick_lines_surplus_and_leaves_thin_lines_alone() -> N
     assert cost(thin_dark, trim_weight=10.0) > 2 * cost(thin_dark)  # on every line, it is priced
 
 
+def test_gap_from_prices_thick_lines_missing_width_and_leaves_thin_lines_alone() -> None:
+    """--gap-from 5, the trim weight's mirror: a thick line whose target is wider (the thick
+    side of a nib) drawn at the input's width costs the gap weight; a thin line left as thin
+    as its input does not, nor does ink far from any thick line."""
+    x = _thick_and_thin_lines()
+    y = x.copy()
+    y[0, 2:22, 4:90, 0] = 1.0  # the target draws the 12 px line 4 px wider on each side
+    y[0, 33:36, 4:90, 0] = 1.0  # and the 1 px line 3 px wide
+    thick_narrow, thin_narrow = y.copy(), y.copy()
+    thick_narrow[0, 2:22, 4:90, 0] = x[0, 2:22, 4:90, 0]
+    thin_narrow[0, 33:36, 4:90, 0] = x[0, 33:36, 4:90, 0]
+    cost = functools.partial(_bare_loss, x, y)
+    assert cost(thick_narrow, gap_weight=10.0, gap_from=5) > 5 * cost(thick_narrow)
+    assert cost(thin_narrow, gap_weight=10.0, gap_from=5) == pytest.approx(cost(thin_narrow), rel=1e-4)
+    assert cost(thin_narrow, gap_weight=10.0) > 5 * cost(thin_narrow)  # everywhere, it is priced
+
+
 def test_ink_until_prices_thin_lines_missing_ink_and_leaves_thick_lines_alone() -> None:
     """--ink-until 3: a 1 px line drawn too light costs the ink weight; a 12 px line drawn
     a little thin at its edge does not (ink weight on thick lines inked over the slits

@@ -23,7 +23,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in (("steps", args.steps), ("batch", args.batch), ("crop", args.crop),
                                    ("seed", args.seed), ("threads", args.threads), ("lr", args.lr),
                                    ("sample_every", args.sample_every), ("gan_weight", args.gan_weight), ("shift_weight", args.shift_weight),
-                                   ("gap_weight", args.gap_weight), ("trim_weight", args.trim_weight), ("trim_from", args.trim_from),
+                                   ("gap_weight", args.gap_weight), ("gap_from", args.gap_from), ("trim_weight", args.trim_weight), ("trim_from", args.trim_from),
                                    ("valley_weight", args.valley_weight), ("slit_weight", args.slit_weight),
                                    ("cut_weight", args.cut_weight),
                                    ("ink_weight", args.ink_weight), ("ink_until", args.ink_until),
@@ -261,6 +261,8 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--gan-weight", type=float, help="weight of the adversarial loss")
     t.add_argument("--shift-weight", type=float, help="weight of the shift-consistency loss (0 = off)")
     t.add_argument("--gap-weight", type=float, help="extra loss weight on missing ink: wider strokes, gaps (default 0)")
+    t.add_argument("--gap-from", type=int,
+                   help="px: put the gap weight only beside input lines at least this wide (default 0: everywhere)")
     t.add_argument("--trim-weight", type=float, help="extra loss weight on surplus ink (thinner strokes, tapers)")
     t.add_argument("--trim-from", type=int,
                    help="px: put the trim weight only on input lines at least this wide (default 0: on every line)")

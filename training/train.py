@@ -41,6 +41,7 @@ class TrainConfig:
     l1_weight: float = 0.0
     bce_weight: float = 1.0  # cross-entropy keeps gradients alive where the sigmoid saturates
     gap_weight: float = 0.0  # extra weight where the target has ink the input lacks (wider strokes); 8 kept lines 1.1-1.3x too wide and untapered
+    gap_from: int = 0  # px: gap weight only beside input lines at least this wide (0 = all): the trim weight's mirror
     trim_weight: float = 0.0  # extra weight where the input has ink the target lacks (thinner strokes, tapers)
     trim_from: int = 0  # px: trim weight only on input lines at least this wide (0 = all; thick tapers, not thin lines)
     valley_weight: float = 0.0  # light valleys the output has and the target lacks (ghost edges beside a thinned core)
@@ -139,6 +140,9 @@ def isolation(y: Any, window: int = 9, full: float = 12.0, none: float = 4.0) ->
     return ops.clip((full - around) / (full - none), 0.0, 1.0)
 
 
+GAP_REACH = 6  # px beyond a thick line's edge that gap_from covers: a 12 px line drawn twice as wide
+
+
 def shift_of_step(step: int) -> np.ndarray:
     """The (dy, dx) of the shift-consistency term at `step`: 1-3 px each, every pair in turn."""
     return np.array([1 + step % 3, 1 + (step // 3) % 3], np.int32)
@@ -163,7 +167,12 @@ def losses(cfg: TrainConfig, x: Any, y: Any, fake: Any, d_real: Any, d_fake: Any
     # Missing ink (strokes to widen, gaps to bridge) and target ink may weigh more than paper;
     # both default to 0, and like the terms below they cost nothing then.
     if cfg.gap_weight:
-        weight = weight + cfg.gap_weight * ops.relu(y - x)
+        missing = ops.relu(y - x)
+        # With gap_from, only where a thick line's target is wider than its input (thick-thin
+        # the other way from a trim), within GAP_REACH px of the thick line.
+        weight = weight + cfg.gap_weight * (missing * ops.max_pool(thick_ink(x, cfg.gap_from), 2 * GAP_REACH + 1,
+                                                                     strides=1, padding="same")
+                                            if cfg.gap_from > 1 else missing)
     if cfg.ink_weight:  # on thin lines only, with ink_until: thick ones inked over the slits between them
         ink = y * (1.0 - ops.max_pool(thick_ink(x, cfg.ink_until), 5, strides=1, padding="same")) \
             if cfg.ink_until > 1 else y
