@@ -1,0 +1,140 @@
+#!/usr/bin/env python3
+"""Screening: a broad nib drawn after the network, as a fixed post-process, on the real renders.
+
+The network draws a tenth to a half of its targets' thick-thin (training/README.md, "What the
+hand-drawn bars need"). This asks what a direction-dependent width change applied to the
+style's output as applied would cost: the local line direction from a structure tensor, the
+nib factor of that direction (synth.nib_factor's formula), and each edge moved by
+(factor - 1) x the frame's line width / 2. Two ways to move the edges: `numpy` (a box-blurred
+copy read as a signed distance, what could run inside Blender) and `distance` (OpenCV distance
+transforms). Not used by the extension; its numbers are in training/README.md.
+
+    .venv/bin/python tools/screen_nib.py [--style default] [--nib 0.65,1.55 --nib 0.5,1.8]
+        [--method numpy|distance] [--groups "720p AA,720p aliased"] [--shift]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from linerelifer_addon.core.linewidth import line_width, refine_at_width, width_settings  # noqa: E402
+from linerelifer_addon.core.styles import resolve_style  # noqa: E402
+from linerelifer_addon.worker.engine import Engine, configure_threads  # noqa: E402
+from training.evaluate import _MEDIAN, _inky_crop, real_group  # noqa: E402
+from training.realmetrics import real_metrics, shift_change  # noqa: E402
+from training.realset import load_manifest, load_pass  # noqa: E402
+from training.synth import NIB_ANGLE  # noqa: E402
+
+METRICS = ("width_cv", "width_ratio", "darkness_kept", "hollow", "taper", "filled_slit", "recall", "shift_change")
+
+
+def box(a: np.ndarray, r: int) -> np.ndarray:
+    """Mean over a (2r+1)² square, edges clamped (cumulative sums)."""
+    for axis in (0, 1):
+        if r <= 0:
+            break
+        n = a.shape[axis]
+        pad = [(0, 0), (0, 0)]
+        pad[axis] = (r + 1, r)
+        c = np.cumsum(np.pad(a, pad, mode="edge"), axis=axis, dtype=np.float32)
+        a = (np.take(c, np.arange(2 * r + 1, 2 * r + 1 + n), axis=axis) - np.take(c, np.arange(n), axis=axis)) / (2 * r + 1)
+    return a
+
+
+def nib_factor(y: np.ndarray, w: float, nib: tuple[float, float]) -> np.ndarray:
+    """Per-pixel width factor from the structure tensor's direction; the range's middle where
+    the direction is unclear (corners, junctions)."""
+    gx, gy = np.zeros_like(y), np.zeros_like(y)
+    gx[:, 1:-1], gy[1:-1] = y[:, 2:] - y[:, :-2], y[2:] - y[:-2]
+    r = max(2, int(round(0.75 * w)))
+    jxx, jxy, jyy = box(gx * gx, r), box(gx * gy, r), box(gy * gy, r)
+    tr = jxx + jyy + 1e-6
+    # across = 0.5 + 0.5 cos(2 phi - 2 A), phi the gradient's direction, weighted by coherence
+    across = 0.5 * ((jxx - jyy) / tr * np.cos(2 * NIB_ANGLE) + 2 * jxy / tr * np.sin(2 * NIB_ANGLE))
+    return (nib[0] + nib[1]) / 2 + (nib[1] - nib[0]) * across
+
+
+def nib_numpy(y: np.ndarray, w: float, nib: tuple[float, float]) -> np.ndarray:
+    y = np.asarray(y, np.float32)
+    w = max(float(w), 1.0)
+    a = int(np.ceil(max(nib[1] - 1, 1 - nib[0]) * w / 2))  # paper beyond the largest move stays paper
+    ys = box(y, a)
+    delta = np.maximum((nib_factor(ys, w, nib) - 1) * w / 2, (min(1.0, w) - w) / 2)  # never under 1 px
+    base = (ys - 0.5) * (2 * a + 1) + 0.5  # signed distance to the edge, read off the blurred copy
+    change = np.clip(base + delta, 0, 1) - np.clip(base, 0, 1)  # only the change: slits as they were
+    return np.clip(y + change, 0, 1)
+
+
+def nib_distance(y: np.ndarray, w: float, nib: tuple[float, float]) -> np.ndarray:
+    y = np.asarray(y, np.float32)
+    w = max(float(w), 1.0)
+    s = max(2.0, 0.75 * w)
+    gx, gy = cv2.Sobel(y, cv2.CV_32F, 1, 0) / 8, cv2.Sobel(y, cv2.CV_32F, 0, 1) / 8
+    jxx, jxy, jyy = (cv2.GaussianBlur(v, (0, 0), s) for v in (gx * gx, gx * gy, gy * gy))
+    theta = 0.5 * np.arctan2(2 * jxy, jxx - jyy) + np.pi / 2
+    coh = np.clip(np.sqrt((jxx - jyy) ** 2 + 4 * jxy ** 2) / (jxx + jyy + 1e-6), 0, 1)
+    f = 1 + (nib[0] + (nib[1] - nib[0]) * (0.5 - 0.5 * np.cos(2 * (theta - NIB_ANGLE))) - 1) * coh
+    delta = np.maximum((f - 1) * w / 2, (1.0 - w) / 2)
+    ink = (y >= 0.5).astype(np.uint8)
+    sd = np.where(ink > 0, cv2.distanceTransform(ink, cv2.DIST_L2, 5) - 0.5,
+                  0.5 - cv2.distanceTransform(1 - ink, cv2.DIST_L2, 5))
+    sd = np.where((y > 0.02) & (y < 0.98) & (np.abs(sd) <= 1), y - 0.5, sd)
+    return np.clip(sd + delta + 0.5, 0, 1).astype(np.float32)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--style", default="default")
+    ap.add_argument("--real", default=str(ROOT / "out" / "realset"))
+    ap.add_argument("--nib", action="append", help="thinnest,thickest (repeatable; default 0.65,1.55 and 0.5,1.8)")
+    ap.add_argument("--method", choices=("numpy", "distance"), default="numpy")
+    ap.add_argument("--groups", default="720p AA,720p aliased")
+    ap.add_argument("--shift", action="store_true", help="also the shift change (720p AA)")
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    configure_threads(args.threads)
+    nibs = [tuple(float(v) for v in n.split(",")) for n in (args.nib or ["0.65,1.55", "0.5,1.8"])]
+    post = nib_numpy if args.method == "numpy" else nib_distance
+    info = resolve_style(args.style)
+    engine, (native, gain) = Engine(info.path), width_settings(info.path)
+
+    def styled(x: np.ndarray) -> np.ndarray:
+        return np.asarray(refine_at_width(x, native, lambda a: engine.refine(a, skip_blank=False), edge_gain=gain),
+                          np.float32)
+
+    cache, groups = Path(args.real), args.groups.split(",")
+    per: dict[tuple, list[dict]] = {}
+    for e in load_manifest(cache):
+        if real_group(e) not in groups:
+            continue
+        x = load_pass(cache, e)
+        y, w = styled(x.copy()), line_width(x)
+        for nib in [None] + nibs:
+            refine = styled if nib is None else (lambda a, n=nib: post(styled(a), line_width(a), n))
+            r = real_metrics(x, y if nib is None else post(y, w, nib))
+            if args.shift and real_group(e) == "720p AA":
+                r["shift_change"] = shift_change(refine, _inky_crop(x))
+            per.setdefault((nib, real_group(e), e["thickness"]), []).append(r)
+    print(f"{info.name} as applied, then a nib ({args.method}); means over scenes, medians for CV and taper")
+    print(f"{'px':>38s}" + "".join(f"{t:>8d}" for t in (1, 2, 3, 5, 8, 12)))
+    for k in METRICS:
+        for nib in [None] + nibs:
+            for g in groups:
+                cells = []
+                for t in (1, 2, 3, 5, 8, 12):
+                    v = [r[k] for r in per.get((nib, g, t), []) if k in r and np.isfinite(r[k])]
+                    cells.append(f"{(np.median if k in _MEDIAN else np.mean)(v):8.3f}" if v else f"{'—':>8s}")
+                label = "style" if nib is None else f"+ nib {nib[0]:g}-{nib[1]:g}"
+                print(f"{k[:12]:13s}{label:17s}{g[5:]:8s}" + "".join(cells))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
