@@ -32,33 +32,49 @@ from training.realmetrics import real_metrics, shift_change  # noqa: E402
 from training.realset import load_manifest, load_pass  # noqa: E402
 from training.synth import NIB_ANGLE  # noqa: E402
 
+TIP, FLOOR = 1.0, 1.0  # --tip: thickening gone where a wider box holds under 1 - 1/TIP of a lone line's ink; --floor px
+THIN_BELOW, THIN_LO, CALM_FROM, CALM = 4.0, 0.0, 99.0, 1.0  # --thin-lo, --calm
+STEP = 1  # --half: the direction at half resolution
 METRICS = ("width_cv", "width_ratio", "darkness_kept", "hollow", "taper", "filled_slit", "recall", "shift_change")
 
 
 def box(a: np.ndarray, r: int) -> np.ndarray:
-    """Mean over a (2r+1)² square, edges clamped (cumulative sums)."""
-    for axis in (0, 1):
-        if r <= 0:
-            break
-        n = a.shape[axis]
-        pad = [(0, 0), (0, 0)]
-        pad[axis] = (r + 1, r)
-        c = np.cumsum(np.pad(a, pad, mode="edge"), axis=axis, dtype=np.float32)
-        a = (np.take(c, np.arange(2 * r + 1, 2 * r + 1 + n), axis=axis) - np.take(c, np.arange(n), axis=axis)) / (2 * r + 1)
-    return a
+    """Mean over a (2r+1)² square, edges clamped: shifted sums (faster than cumulative sums
+    for the few-pixel boxes used here)."""
+    if r <= 0:
+        return np.asarray(a, np.float32)
+    h, w = a.shape
+    p = np.pad(np.asarray(a, np.float32), r, mode="edge")
+    rows = p[0:h].copy()
+    for i in range(1, 2 * r + 1):
+        rows += p[i:i + h]
+    out = rows[:, 0:w].copy()
+    for j in range(1, 2 * r + 1):
+        out += rows[:, j:j + w]
+    out *= np.float32(1.0 / (2 * r + 1) ** 2)
+    return out
 
 
-def nib_factor(y: np.ndarray, w: float, nib: tuple[float, float]) -> np.ndarray:
+def nib_factor(y: np.ndarray, w: float, nib: tuple[float, float], step: int = 1) -> np.ndarray:
     """Per-pixel width factor from the structure tensor's direction; the range's middle where
-    the direction is unclear (corners, junctions)."""
+    the direction is unclear (corners, junctions). step 2: the tensor at half resolution."""
+    h, wd = y.shape
+    if step > 1:
+        hh, ww = h // step * step, wd // step * step
+        y = y[:hh, :ww].reshape(hh // step, step, ww // step, step).mean(axis=(1, 3))
     gx, gy = np.zeros_like(y), np.zeros_like(y)
     gx[:, 1:-1], gy[1:-1] = y[:, 2:] - y[:, :-2], y[2:] - y[:-2]
-    r = max(2, int(round(0.75 * w)))
+    r = max(1, int(round(max(2.0, 0.75 * w) / step)))
     jxx, jxy, jyy = box(gx * gx, r), box(gx * gy, r), box(gy * gy, r)
     tr = jxx + jyy + 1e-6
     # across = 0.5 + 0.5 cos(2 phi - 2 A), phi the gradient's direction, weighted by coherence
     across = 0.5 * ((jxx - jyy) / tr * np.cos(2 * NIB_ANGLE) + 2 * jxy / tr * np.sin(2 * NIB_ANGLE))
-    return (nib[0] + nib[1]) / 2 + (nib[1] - nib[0]) * across
+    f = (nib[0] + nib[1]) / 2 + (nib[1] - nib[0]) * across
+    if step > 1:  # back to full resolution, smoothly (repeat, then a box as wide as a cell)
+        f = np.pad(np.repeat(np.repeat(f, step, 0), step, 1), ((0, h - f.shape[0] * step), (0, wd - f.shape[1] * step)),
+                   mode="edge")
+        f = box(f, step // 2)
+    return f.astype(np.float32)
 
 
 def nib_numpy(y: np.ndarray, w: float, nib: tuple[float, float]) -> np.ndarray:
@@ -69,6 +85,27 @@ def nib_numpy(y: np.ndarray, w: float, nib: tuple[float, float]) -> np.ndarray:
     delta = np.maximum((nib_factor(ys, w, nib) - 1) * w / 2, (min(1.0, w) - w) / 2)  # never under 1 px
     base = (ys - 0.5) * (2 * a + 1) + 0.5  # signed distance to the edge, read off the blurred copy
     change = np.clip(base + delta, 0, 1) - np.clip(base, 0, 1)  # only the change: slits as they were
+    return np.clip(y + change, 0, 1)
+
+
+def nib_guarded(y: np.ndarray, w: float, nib: tuple[float, float]) -> np.ndarray:
+    """nib_numpy, with the thickening scaled by how much ink a wider box holds against a lone
+    line of the frame's width: less at tips (less ink around) and between close lines (more)."""
+    y = np.asarray(y, np.float32)
+    w = max(float(w), 1.0)
+    if w < THIN_BELOW:  # thin lines: thinned less (their darkness)
+        nib = (max(nib[0], THIN_LO), nib[1])
+    if w > CALM_FROM:  # thick lines: a narrower range (their shift change)
+        nib = (1 + (nib[0] - 1) * CALM, 1 + (nib[1] - 1) * CALM)
+    a = int(np.ceil(max(nib[1] - 1, 1 - nib[0]) * w / 2))
+    ys = box(y, a)
+    delta = (nib_factor(ys, w, nib, STEP) - 1) * w / 2
+    rb = max(a + 1, int(np.ceil(w)))
+    ink = box(y, rb) * ((2 * rb + 1) / w)  # about 1 beside a lone straight line
+    grow = np.clip(TIP * ink - (TIP - 1), 0, 1) * np.clip(2 - ink, 0, 1)
+    delta = np.where(delta > 0, delta * grow, np.maximum(delta, (min(FLOOR, w) - w) / 2))
+    base = (ys - 0.5) * (2 * a + 1) + 0.5
+    change = np.clip(base + delta, 0, 1) - np.clip(base, 0, 1)
     return np.clip(y + change, 0, 1)
 
 
@@ -94,14 +131,22 @@ def main() -> int:
     ap.add_argument("--style", default="default")
     ap.add_argument("--real", default=str(ROOT / "out" / "realset"))
     ap.add_argument("--nib", action="append", help="thinnest,thickest (repeatable; default 0.65,1.55 and 0.5,1.8)")
-    ap.add_argument("--method", choices=("numpy", "distance"), default="numpy")
+    ap.add_argument("--method", choices=("numpy", "guarded", "distance"), default="numpy")
     ap.add_argument("--groups", default="720p AA,720p aliased")
     ap.add_argument("--shift", action="store_true", help="also the shift change (720p AA)")
+    ap.add_argument("--half", action="store_true", help="guarded: read the direction at half resolution (faster)")
+    ap.add_argument("--tip", type=float, default=1.0, help="guarded: how fast thickening fades towards tips (1: in proportion)")
+    ap.add_argument("--floor", type=float, default=1.0, help="guarded: thinnest line the nib draws, px")
+    ap.add_argument("--thin-lo", type=float, default=0.0, help="guarded: thinnest factor for lines under 4 px")
+    ap.add_argument("--calm", type=float, default=1.0, help="guarded: the range scaled by this for lines over 6 px")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     configure_threads(args.threads)
+    global STEP, TIP, FLOOR, THIN_LO, CALM, CALM_FROM
+    THIN_LO, CALM, CALM_FROM = args.thin_lo, args.calm, 6.0
+    STEP, TIP, FLOOR = 2 if args.half else 1, args.tip, args.floor
     nibs = [tuple(float(v) for v in n.split(",")) for n in (args.nib or ["0.65,1.55", "0.5,1.8"])]
-    post = nib_numpy if args.method == "numpy" else nib_distance
+    post = {"numpy": nib_numpy, "guarded": nib_guarded, "distance": nib_distance}[args.method]
     info = resolve_style(args.style)
     engine, (native, gain) = Engine(info.path), width_settings(info.path)
 
@@ -117,7 +162,8 @@ def main() -> int:
         x = load_pass(cache, e)
         y, w = styled(x.copy()), line_width(x)
         for nib in [None] + nibs:
-            refine = styled if nib is None else (lambda a, n=nib: post(styled(a), line_width(a), n))
+            # a frame's width, not the crop's: the shifted crops are read with the whole frame's
+            refine = styled if nib is None else (lambda a, n=nib: post(styled(a), w, n))
             r = real_metrics(x, y if nib is None else post(y, w, nib))
             if args.shift and real_group(e) == "720p AA":
                 r["shift_change"] = shift_change(refine, _inky_crop(x))
