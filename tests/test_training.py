@@ -130,6 +130,7 @@ def test_fine_tuning_starts_from_the_styles_weights(tmp_path) -> None:
     started = meta["training"]["initialised_from"]
     shipped = json.loads((ROOT / "linerelifer_addon" / "styles" / "default.json").read_text())["training"]
     assert started["style"] == "default" and started["training"] == shipped
+    assert started["file"] == "linerelifer_addon/styles/default.keras"  # not this machine's absolute path
     x = np.zeros((1, 96, 96, 1), np.float32)
     x[0, 40:43, 8:88] = 1.0
     x[0, 8:88, 20:22] = 1.0

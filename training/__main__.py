@@ -109,8 +109,18 @@ def _init_style(args: argparse.Namespace) -> tuple[Path, dict]:
     for key in ("stem", "basis"):
         if getattr(args, key) is None and shape.get(key) is not None:
             setattr(args, key, int(shape[key]))
-    record = {"style": info.name, "file": str(keras_file.resolve()), "training": info.meta.get("training")}
+    record = {"style": info.name, "file": _shareable_path(keras_file), "training": info.meta.get("training")}
     return keras_file, record
+
+
+def _shareable_path(path: Path) -> str:
+    """`path` as recorded in a style that travels to other machines: relative to the working
+    folder when inside it, else the file name alone (no user's home folder in a shared style)."""
+    path = path.resolve()
+    try:
+        return path.relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return path.name
 
 
 def _nib(text: str) -> tuple[float, float]:
