@@ -67,25 +67,41 @@ def nib_factor(y: np.ndarray, w: float, nib: tuple[float, float], step: int = 1)
     r = max(1, int(round(max(2.0, 0.75 * w) / step)))
     jxx, jxy, jyy = box(gx * gx, r), box(gx * gy, r), box(gy * gy, r)
     tr = jxx + jyy + 1e-6
-    # across = 0.5 + 0.5 cos(2 phi - 2 A), phi the gradient's direction, weighted by coherence
+    # across = 0.5 coherence cos(2 phi - 2 A), phi the gradient's direction: +0.5 for a line
+    # running across the nib's angle (thickest), -0.5 along it
     across = 0.5 * ((jxx - jyy) / tr * np.cos(2 * NIB_ANGLE) + 2 * jxy / tr * np.sin(2 * NIB_ANGLE))
     f = (nib[0] + nib[1]) / 2 + (nib[1] - nib[0]) * across
-    if step > 1:  # back to full resolution, smoothly (repeat, then a box as wide as a cell)
+    if step > 1:  # back to full resolution, smoothly (repeat, then a 3 px box)
         f = np.pad(np.repeat(np.repeat(f, step, 0), step, 1), ((0, h - f.shape[0] * step), (0, wd - f.shape[1] * step)),
                    mode="edge")
         f = box(f, step // 2)
     return f.astype(np.float32)
 
 
+def move_edges(y: np.ndarray, delta: np.ndarray, w: float, nib: tuple[float, float]) -> np.ndarray:
+    """`y` with its edges moved out by `delta` px (in where negative). A box-blurred copy read
+    as a signed distance to the nearest edge: exact on the box's ramp, and the paper beyond a
+    box of radius a stays paper for moves up to a. Thickening and thinning read boxes of their
+    own size: a box wider than the line reads its core as near an edge (a thinned 3 px line
+    went grey instead of thinner). Only the change is added to `y`."""
+    out = y.copy()
+    for sign, reach in ((1, nib[1] - 1), (-1, 1 - nib[0])):
+        a = int(np.ceil(max(reach, 0) * w / 2))
+        if a == 0:
+            continue
+        base = (box(y, a) - 0.5) * (2 * a + 1) + 0.5
+        d = np.maximum(sign * delta, 0) * sign
+        out += np.clip(base + d, 0, 1) - np.clip(base, 0, 1)
+    return np.clip(out, 0, 1)
+
+
 def nib_numpy(y: np.ndarray, w: float, nib: tuple[float, float]) -> np.ndarray:
+    """The nib's move for the frame's width everywhere, never under 1 px."""
     y = np.asarray(y, np.float32)
     w = max(float(w), 1.0)
-    a = int(np.ceil(max(nib[1] - 1, 1 - nib[0]) * w / 2))  # paper beyond the largest move stays paper
-    ys = box(y, a)
-    delta = np.maximum((nib_factor(ys, w, nib) - 1) * w / 2, (min(1.0, w) - w) / 2)  # never under 1 px
-    base = (ys - 0.5) * (2 * a + 1) + 0.5  # signed distance to the edge, read off the blurred copy
-    change = np.clip(base + delta, 0, 1) - np.clip(base, 0, 1)  # only the change: slits as they were
-    return np.clip(y + change, 0, 1)
+    a = int(np.ceil(max(nib[1] - 1, 1 - nib[0]) * w / 2))
+    delta = np.maximum((nib_factor(box(y, a), w, nib) - 1) * w / 2, (min(1.0, w) - w) / 2)
+    return move_edges(y, delta, w, nib)
 
 
 def nib_guarded(y: np.ndarray, w: float, nib: tuple[float, float]) -> np.ndarray:
@@ -98,18 +114,16 @@ def nib_guarded(y: np.ndarray, w: float, nib: tuple[float, float]) -> np.ndarray
     if w > CALM_FROM:  # thick lines: a narrower range (their shift change)
         nib = (1 + (nib[0] - 1) * CALM, 1 + (nib[1] - 1) * CALM)
     a = int(np.ceil(max(nib[1] - 1, 1 - nib[0]) * w / 2))
-    ys = box(y, a)
-    delta = (nib_factor(ys, w, nib, STEP) - 1) * w / 2
+    delta = (nib_factor(box(y, a), w, nib, STEP) - 1) * w / 2
     rb = max(a + 1, int(np.ceil(w)))
     ink = box(y, rb) * ((2 * rb + 1) / w)  # about 1 beside a lone straight line
     grow = np.clip(TIP * ink - (TIP - 1), 0, 1) * np.clip(2 - ink, 0, 1)
     delta = np.where(delta > 0, delta * grow, np.maximum(delta, (min(FLOOR, w) - w) / 2))
-    base = (ys - 0.5) * (2 * a + 1) + 0.5
-    change = np.clip(base + delta, 0, 1) - np.clip(base, 0, 1)
-    return np.clip(y + change, 0, 1)
+    return move_edges(y, delta, w, nib)
 
 
 def nib_distance(y: np.ndarray, w: float, nib: tuple[float, float]) -> np.ndarray:
+    """The nib with OpenCV: direction from a Gaussian structure tensor, edges from distance transforms."""
     y = np.asarray(y, np.float32)
     w = max(float(w), 1.0)
     s = max(2.0, 0.75 * w)
@@ -137,8 +151,8 @@ def main() -> int:
     ap.add_argument("--half", action="store_true", help="guarded: read the direction at half resolution (faster)")
     ap.add_argument("--tip", type=float, default=1.0, help="guarded: how fast thickening fades towards tips (1: in proportion)")
     ap.add_argument("--floor", type=float, default=1.0, help="guarded: thinnest line the nib draws, px")
-    ap.add_argument("--thin-lo", type=float, default=0.0, help="guarded: thinnest factor for lines under 4 px")
-    ap.add_argument("--calm", type=float, default=1.0, help="guarded: the range scaled by this for lines over 6 px")
+    ap.add_argument("--thin-lo", type=float, default=0.0, help="guarded: thinnest factor when the frame's line width is under 4 px")
+    ap.add_argument("--calm", type=float, default=1.0, help="guarded: the range scaled by this when the frame's line width is over 6 px")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     configure_threads(args.threads)
