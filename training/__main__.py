@@ -272,10 +272,10 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--shift-weight", type=float, help="weight of the shift-consistency loss (0 = off)")
     t.add_argument("--gap-weight", type=float, help="extra loss weight on missing ink: wider strokes, gaps (default 0)")
     t.add_argument("--gap-from", type=int,
-                   help="px: put the gap weight only beside input lines at least this wide (default 0: everywhere)")
+                   help="px: put the gap weight only beside input lines at least this wide (odd: 4 acts as 5; default 0: everywhere)")
     t.add_argument("--trim-weight", type=float, help="extra loss weight on surplus ink (thinner strokes, tapers)")
     t.add_argument("--trim-from", type=int,
-                   help="px: put the trim weight only on input lines at least this wide (default 0: on every line)")
+                   help="px: put the trim weight only on input lines at least this wide (odd: 4 acts as 5; default 0: on every line)")
     t.add_argument("--slit-weight", type=float,
                    help="extra loss weight on the paper between close target lines (dense detail kept open; default 0)")
     t.add_argument("--valley-weight", type=float,
@@ -283,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--cut-weight", type=float, help="extra loss weight on the ink the training gaps cut out")
     t.add_argument("--ink-weight", type=float, help="extra loss weight on target ink")
     t.add_argument("--ink-until", type=int,
-                   help="px: put the ink weight only on lines thinner than this (default 0: on every line)")
+                   help="px: put the ink weight only on lines thinner than this (odd: 4 acts as 5; default 0: on every line)")
     t.add_argument("--mark-weight", type=float, help="extra loss weight on small isolated target marks (dots) and stroke ends")
     t.add_argument("--speck-weight", type=float, help="extra loss weight on small isolated input ink the target lacks (specks)")
     t.add_argument("--ema", type=float, help="export the moving average of the generator's weights with this momentum, e.g. 0.999 (0 = last step)")
