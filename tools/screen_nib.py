@@ -34,6 +34,7 @@ from training.synth import NIB_ANGLE  # noqa: E402
 
 TIP, FLOOR = 1.0, 1.0  # --tip: thickening gone where a wider box holds under 1 - 1/TIP of a lone line's ink; --floor px
 THIN_BELOW, THIN_LO, CALM_FROM, CALM = 4.0, 0.0, 99.0, 1.0  # --thin-lo, --calm
+UNCLEAR_ONE = False  # --unclear-one
 STEP = 1  # --half: the direction at half resolution
 METRICS = ("width_cv", "width_ratio", "darkness_kept", "hollow", "taper", "filled_slit", "recall", "shift_change")
 
@@ -70,7 +71,10 @@ def nib_factor(y: np.ndarray, w: float, nib: tuple[float, float], step: int = 1)
     # across = 0.5 coherence cos(2 phi - 2 A), phi the gradient's direction: +0.5 for a line
     # running across the nib's angle (thickest), -0.5 along it
     across = 0.5 * ((jxx - jyy) / tr * np.cos(2 * NIB_ANGLE) + 2 * jxy / tr * np.sin(2 * NIB_ANGLE))
-    f = (nib[0] + nib[1]) / 2 + (nib[1] - nib[0]) * across
+    mid = (nib[0] + nib[1]) / 2
+    if UNCLEAR_ONE:  # where the direction is unclear, no change rather than the range's middle
+        mid = 1 + (mid - 1) * np.sqrt((jxx - jyy) ** 2 + 4 * jxy * jxy) / tr
+    f = mid + (nib[1] - nib[0]) * across
     if step > 1:  # back to full resolution, smoothly (repeat, then a 3 px box)
         f = np.pad(np.repeat(np.repeat(f, step, 0), step, 1), ((0, h - f.shape[0] * step), (0, wd - f.shape[1] * step)),
                    mode="edge")
@@ -153,10 +157,13 @@ def main() -> int:
     ap.add_argument("--floor", type=float, default=1.0, help="guarded: thinnest line the nib draws, px")
     ap.add_argument("--thin-lo", type=float, default=0.0, help="guarded: thinnest factor when the frame's line width is under 4 px")
     ap.add_argument("--calm", type=float, default=1.0, help="guarded: the range scaled by this when the frame's line width is over 6 px")
+    ap.add_argument("--unclear-one", action="store_true",
+                    help="factor 1 where the direction is unclear (tips, corners), not the range's middle")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     configure_threads(args.threads)
-    global STEP, TIP, FLOOR, THIN_LO, CALM, CALM_FROM
+    global STEP, TIP, FLOOR, THIN_LO, CALM, CALM_FROM, UNCLEAR_ONE
+    UNCLEAR_ONE = args.unclear_one
     THIN_LO, CALM, CALM_FROM = args.thin_lo, args.calm, 6.0
     STEP, TIP, FLOOR = 2 if args.half else 1, args.tip, args.floor
     nibs = [tuple(float(v) for v in n.split(",")) for n in (args.nib or ["0.65,1.55", "0.5,1.8"])]
