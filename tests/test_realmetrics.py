@@ -52,6 +52,19 @@ def test_resize_keeps_ink_per_area_and_refine_at_width_reaches_the_native_width(
     assert got[0].shape == near.shape and np.array_equal(got[0], near)
 
 
+def test_the_scale_eases_in_so_a_width_read_near_the_edge_does_not_flip_the_look():
+    # a frame whose lines read 15.5 or 15.7 px (a 12 px native width) is refined almost alike,
+    # not once as it is and once scaled by 0.77 (shimmer as lines move through a shot)
+    assert native_scale(12 * 1.3 - 0.05, 12.0) == 1.0
+    assert native_scale(12 * 1.3 + 0.05, 12.0) > 0.99
+    widths = np.linspace(8.0, 40.0, 1601)
+    scales = np.array([native_scale(w, 12.0) for w in widths])
+    assert np.all(np.diff(scales) <= 0) and np.abs(np.diff(scales)).max() < 0.01
+    # from 1.3² x the native width on, lines reach the native width as before
+    assert native_scale(12 * 1.69, 12.0) == pytest.approx(1 / 1.69) and native_scale(24.0, 12.0) == 0.5
+    assert native_scale(1000.0, 12.0) == 0.125
+
+
 def test_identity_is_perfect_and_uniform():
     x = frame(6.0)
     r = real_metrics(x, x)

@@ -15,7 +15,8 @@ import numpy as np
 from .styles import StyleError, read_meta
 
 DEFAULT_NATIVE_WIDTH = 2.5  # px; styles without `native_width` in their metadata
-# Resample only when the width is this far off (ratio); near-native frames pass untouched.
+# Resample only when the width is this far off (ratio); near-native frames pass untouched, and
+# up to TOLERANCE² the scale eases in (native_scale).
 TOLERANCE = 1.3
 # Only ever scale down: thin lines go to the network as they are (scaling a frame up would
 # also multiply its memory), and at most by 8 per side.
@@ -108,13 +109,21 @@ def _taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def native_scale(width: float, native_width: float) -> float:
-    """Factor to resample a frame by so that lines of `width` reach `native_width` (1 = leave it)."""
+    """Factor to resample a frame by so that lines of `width` reach `native_width` (1 = leave it).
+
+    Continuous in `width`: frames up to TOLERANCE x the native width pass untouched, from
+    TOLERANCE² x on they are scaled to the native width, and in between the scale eases from 1
+    to that. A jump there (to 1 / TOLERANCE at once) made frames whose width reads near the
+    edge flip between two looks as a pan or an animation moved their lines: 2.6-3.6 % of the
+    ink changed under 1-7 px shifts on 12 px architecture lines reading 13-17 px.
+    """
     if not (np.isfinite(width) and width > 0 and native_width > 0):
         return 1.0
-    ratio = native_width / width
-    if 1.0 / TOLERANCE <= ratio <= TOLERANCE:
+    r, a = float(np.log(width / native_width)), float(np.log(TOLERANCE))
+    if r <= a:  # near the native width, or thinner (never scaled up)
         return 1.0
-    return float(np.clip(ratio, MIN_SCALE, MAX_SCALE))
+    log_scale = -r if r >= 2 * a else -2.0 * (r - a)  # the same at r = 2a: -2a
+    return float(np.clip(np.exp(log_scale), MIN_SCALE, MAX_SCALE))
 
 
 def refine_at_width(coverage: np.ndarray, native_width: float,
