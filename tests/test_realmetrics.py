@@ -168,6 +168,22 @@ def test_shift_change_is_zero_for_shift_equivariant_refinement_only():
     assert shift_change(lambda a: a * phase, x) > 0.1
 
 
+def test_shift_change_scores_the_window_not_the_frame_cut_around_it():
+    # a shift-equivariant refiner that looks 30 px away: on a bare crop the lines cut at its
+    # border read as a change; scoring a window 32 px inside the frame refined whole, none
+    x = np.zeros((240, 240), np.float32)
+    x[[40, 41, 42, 120, 121, 122, 200, 201, 202], :] = 1.0  # lines running through every border
+    x[:, [90, 91, 92, 170, 171, 172]] = 1.0
+    k = 61
+
+    def spread(a: np.ndarray) -> np.ndarray:  # ink kept where a 61 px box holds enough of it
+        c = np.cumsum(np.cumsum(np.pad(a, ((k // 2 + 1, k // 2), (k // 2 + 1, k // 2))), 0), 1)
+        return a * ((c[k:, k:] - c[:-k, k:] - c[k:, :-k] + c[:-k, :-k]) / k ** 2 > 0.045)
+
+    assert shift_change(spread, x) > 0.01
+    assert shift_change(spread, x, window=(32, 32, 176, 176)) == pytest.approx(0.0, abs=1e-6)
+
+
 def test_probes_from_the_held_out_generator():
     probes = make_probes(6)
     assert sum(len(p.gaps) for p in probes) >= 20 and sum(len(p.specks) for p in probes) == 24

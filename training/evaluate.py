@@ -112,12 +112,6 @@ def _inky_window(x: np.ndarray, size: int = 256) -> tuple[int, int]:
     return where
 
 
-def _inky_crop(x: np.ndarray, size: int = 256) -> np.ndarray:
-    """The inkiest size² window (for the shift test, which refines it 8 times)."""
-    y0, x0 = _inky_window(x, size)
-    return x[y0:y0 + size, x0:x0 + size]
-
-
 def evaluate_real(refine: Callable[[np.ndarray], np.ndarray], cache, entries: list[dict],
                   shift: bool = True) -> dict[tuple[str, float], dict[str, float]]:
     """Real-render metrics per (group, thickness): means over scenes (medians for width_cv, taper)."""
@@ -127,9 +121,12 @@ def evaluate_real(refine: Callable[[np.ndarray], np.ndarray], cache, entries: li
     per: dict[tuple[str, float], list[dict[str, float]]] = {}
     for e in entries:
         x = load_pass(cache, e)
-        r = real_metrics(x, _as_image(refine(x.copy()), x.shape))
+        y = _as_image(refine(x.copy()), x.shape)
+        r = real_metrics(x, y)
         if shift and real_group(e) == "720p AA":
-            r["shift_change"] = shift_change(lambda a: _as_image(refine(a), a.shape), _inky_crop(x))
+            # the whole frame moved and refined (a pan), its inkiest 256² window scored
+            r["shift_change"] = shift_change(lambda a: _as_image(refine(a.copy()), a.shape), x, base=y,
+                                             window=_inky_window(x, 256) + (256, 256))
         per.setdefault((real_group(e), float(e["thickness"])), []).append(r)
     out = {}
     for key, rs in sorted(per.items()):
