@@ -27,13 +27,13 @@ sys.path.insert(0, str(ROOT))
 from linerelifer_addon.core.linewidth import line_width, refine_at_width, width_settings  # noqa: E402
 from linerelifer_addon.core.styles import resolve_style  # noqa: E402
 from linerelifer_addon.worker.engine import Engine, configure_threads  # noqa: E402
-from training.evaluate import _MEDIAN, _inky_crop, real_group  # noqa: E402
+from training.evaluate import _MEDIAN, _inky_window, real_group  # noqa: E402
 from training.realmetrics import real_metrics, shift_change  # noqa: E402
 from training.realset import load_manifest, load_pass  # noqa: E402
 from training.synth import NIB_ANGLE  # noqa: E402
 
 TIP, FLOOR = 1.0, 1.0  # --tip: thickening gone where a wider box holds under 1 - 1/TIP of a lone line's ink; --floor px
-THIN_BELOW, THIN_LO, CALM_FROM, CALM = 4.0, 0.0, 99.0, 1.0  # --thin-lo, --calm
+THIN_BELOW, THIN_LO, THIN_HI, CALM_FROM, CALM = 4.0, 0.0, 0.0, 99.0, 1.0  # --thin-lo, --thin-hi, --calm
 UNCLEAR_ONE = False  # --unclear-one
 STEP = 1  # --half: the direction at half resolution
 METRICS = ("width_cv", "width_ratio", "darkness_kept", "hollow", "taper", "filled_slit", "recall", "shift_change")
@@ -114,7 +114,7 @@ def nib_guarded(y: np.ndarray, w: float, nib: tuple[float, float]) -> np.ndarray
     y = np.asarray(y, np.float32)
     w = max(float(w), 1.0)
     if w < THIN_BELOW:  # thin lines: thinned less (their darkness)
-        nib = (max(nib[0], THIN_LO), nib[1])
+        nib = (max(nib[0], THIN_LO), max(nib[1], THIN_HI))
     if w > CALM_FROM:  # thick lines: a narrower range (their shift change)
         nib = (1 + (nib[0] - 1) * CALM, 1 + (nib[1] - 1) * CALM)
     a = int(np.ceil(max(nib[1] - 1, 1 - nib[0]) * w / 2))
@@ -156,15 +156,16 @@ def main() -> int:
     ap.add_argument("--tip", type=float, default=1.0, help="guarded: how fast thickening fades towards tips (1: in proportion)")
     ap.add_argument("--floor", type=float, default=1.0, help="guarded: thinnest line the nib draws, px")
     ap.add_argument("--thin-lo", type=float, default=0.0, help="guarded: thinnest factor when the frame's line width is under 4 px")
+    ap.add_argument("--thin-hi", type=float, default=0.0, help="guarded: thickest factor when the frame's line width is under 4 px (if larger)")
     ap.add_argument("--calm", type=float, default=1.0, help="guarded: the range scaled by this when the frame's line width is over 6 px")
     ap.add_argument("--unclear-one", action="store_true",
                     help="factor 1 where the direction is unclear (tips, corners), not the range's middle")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     configure_threads(args.threads)
-    global STEP, TIP, FLOOR, THIN_LO, CALM, CALM_FROM, UNCLEAR_ONE
+    global STEP, TIP, FLOOR, THIN_LO, THIN_HI, CALM, CALM_FROM, UNCLEAR_ONE
     UNCLEAR_ONE = args.unclear_one
-    THIN_LO, CALM, CALM_FROM = args.thin_lo, args.calm, 6.0
+    THIN_LO, THIN_HI, CALM, CALM_FROM = args.thin_lo, args.thin_hi, args.calm, 6.0
     STEP, TIP, FLOOR = 2 if args.half else 1, args.tip, args.floor
     nibs = [tuple(float(v) for v in n.split(",")) for n in (args.nib or ["0.65,1.55", "0.5,1.8"])]
     post = {"numpy": nib_numpy, "guarded": nib_guarded, "distance": nib_distance}[args.method]
@@ -183,11 +184,12 @@ def main() -> int:
         x = load_pass(cache, e)
         y, w = styled(x.copy()), line_width(x)
         for nib in [None] + nibs:
-            # a frame's width, not the crop's: the shifted crops are read with the whole frame's
+            # the unshifted frame's width for its shifted copies too (held across a shot)
             refine = styled if nib is None else (lambda a, n=nib: post(styled(a), w, n))
-            r = real_metrics(x, y if nib is None else post(y, w, nib))
-            if args.shift and real_group(e) == "720p AA":
-                r["shift_change"] = shift_change(refine, _inky_crop(x))
+            out = y if nib is None else post(y, w, nib)
+            r = real_metrics(x, out)
+            if args.shift and real_group(e) == "720p AA":  # as evaluate: the frame moved whole
+                r["shift_change"] = shift_change(refine, x, base=out, window=_inky_window(x, 256) + (256, 256))
             per.setdefault((nib, real_group(e), e["thickness"]), []).append(r)
     print(f"{info.name} as applied, then a nib ({args.method}); means over scenes, medians for CV and taper")
     print(f"{'px':>38s}" + "".join(f"{t:>8d}" for t in (1, 2, 3, 5, 8, 12)))
