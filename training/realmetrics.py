@@ -235,7 +235,7 @@ def shift_change(refine: Callable[[np.ndarray], np.ndarray], x: np.ndarray,
     more all round. `window` (top, left, height, width) scores only that part of x: a pan moves
     a whole frame, so refine it whole and score a window inside it. A bare crop cuts its lines
     at the border and reads the frame's line width from the crop alone, which a 1-7 px shift
-    moves (12 px architecture lines: 12.3-16.4 px read on one crop's shifted copies, 12.8 on the
+    moves (12 px architecture lines: 12.8-16.7 px read on one crop's shifted copies, 12.8 on the
     frame); refiners that look further than 8 px or read the frame's width then show changes
     a pan would not make.
     """
