@@ -143,6 +143,7 @@ def test_zip_builds_validates_and_installs(build_mod, built_zip, addon):
     assert hasattr(bpy.types, "LINERELIFER_PT_render") and hasattr(bpy.types, "LINERELIFER_PT_image")
     settings = bpy.context.scene.linerelifer
     assert settings.strength == 1.0 and settings.tile_size == 0  # 0: tile size chosen per frame
+    assert settings.thick_thin == 0.0  # off unless the artist turns it up
     assert settings.output_mode == "OVERWRITE_KEEP_ORIGINALS" and not settings.auto_refine
     prefs = bpy.context.preferences.addons[addon].preferences
     assert hasattr(prefs, "python_path")
@@ -224,6 +225,24 @@ def test_refine_lines_still(still_scene):
     comb = capture.save_render_passes(still_scene).combined
     assert np.allclose(result[~near], comb[~near], atol=0.05)
     assert result[ink][:, :3].mean() < comb[ink][:, :3].mean() - 0.1
+
+
+def test_thick_thin_reaches_the_refined_lines(still_scene):
+    """The Thick-Thin setting goes with the job to the worker's result: the same render refined
+    with it on draws other lines, about as much ink and all of it on the input's lines."""
+    settings = still_scene.linerelifer
+    assert bpy.ops.linerelifer.refine_lines() == {"FINISHED"}
+    plain = _image_rgba("LineRelifer Lines")[..., 3].copy()
+    settings.thick_thin = 1.0
+    try:
+        assert bpy.ops.linerelifer.refine_lines() == {"FINISHED"}
+        nibbed = _image_rgba("LineRelifer Lines")[..., 3]
+    finally:
+        settings.thick_thin = 0.0
+    assert np.abs(nibbed - plain).sum() > 0.05 * plain.sum(), "thick-thin changed nothing"
+    assert 0.7 <= nibbed.sum() / plain.sum() <= 1.5
+    near = dilate(plain > 0.25, 4)
+    assert (nibbed[~near] > 0.25).sum() <= 0.01 * (nibbed > 0.25).sum()
 
 
 def test_auto_refine_animation(addon, tmp_path, capfd):

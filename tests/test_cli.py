@@ -61,6 +61,23 @@ def test_strength_zero_writes_the_input_exactly_and_two_is_accepted(tmp_path, ra
     assert r.returncode == 0, r.stderr
 
 
+def test_thick_thin_draws_other_lines_and_strength_zero_still_gives_the_input(tmp_path) -> None:
+    """--thick-thin reaches the refined file (the default style, a real worker); strength 0
+    still writes the input's lines exactly."""
+    img = write_drawing(tmp_path / "in.png", 160, 200, seed=5)
+    outs = {}
+    for tt in ("0", "1"):
+        r = run_cli("refine", str(tmp_path / "in.png"), "-o", str(tmp_path / f"tt{tt}.png"), "--thick-thin", tt)
+        assert r.returncode == 0, r.stderr
+        outs[tt] = 1.0 - cv2.imread(str(tmp_path / f"tt{tt}.png"), 0) / 255.0
+    assert np.abs(outs["1"] - outs["0"]).sum() > 0.05 * outs["0"].sum()
+    assert 0.7 <= outs["1"].sum() / outs["0"].sum() <= 1.6
+    r = run_cli("refine", str(tmp_path / "in.png"), "-o", str(tmp_path / "s0.png"), "--thick-thin", "1",
+                "--strength", "0")
+    assert r.returncode == 0, r.stderr
+    assert np.array_equal(cv2.imread(str(tmp_path / "s0.png"), cv2.IMREAD_UNCHANGED), img)
+
+
 def test_rgba_pass_keeps_its_convention(tmp_path, random_style) -> None:
     rgba = np.zeros((90, 100, 4), np.uint8)
     rgba[..., :3] = (30, 60, 200)
@@ -72,7 +89,8 @@ def test_rgba_pass_keeps_its_convention(tmp_path, random_style) -> None:
     assert out.shape == (90, 100, 4)
 
 
-@pytest.mark.parametrize("case", ["missing", "empty", "text", "same_as_input", "strength", "style", "usage"])
+@pytest.mark.parametrize("case", ["missing", "empty", "text", "same_as_input", "strength", "thick_thin", "style",
+                                  "usage"])
 def test_bad_input_exits_2_with_one_line(tmp_path, random_style, case: str) -> None:
     good = tmp_path / "good.png"
     write_drawing(good)
@@ -82,6 +100,7 @@ def test_bad_input_exits_2_with_one_line(tmp_path, random_style, case: str) -> N
         "text": [str(tmp_path / "text.png"), "-o", str(tmp_path / "o.png")],
         "same_as_input": [str(good), "-o", str(good)],
         "strength": [str(good), "-o", str(tmp_path / "o.png"), "--strength", "2.5"],
+        "thick_thin": [str(good), "-o", str(tmp_path / "o.png"), "--thick-thin", "1.5"],
         "style": [str(good), "-o", str(tmp_path / "o.png"), "--style", "no-such-style"],
         "usage": ["--bogus"],
     }[case]

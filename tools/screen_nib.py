@@ -7,7 +7,9 @@ style's output as applied would cost: the local line direction from a structure 
 nib factor of that direction (synth.nib_factor's formula), and each edge moved by
 (factor - 1) x the frame's line width / 2. Two ways to move the edges: `numpy` (a box-blurred
 copy read as a signed distance, what could run inside Blender) and `distance` (OpenCV distance
-transforms). Not used by the extension; its numbers are in training/README.md.
+transforms). The extension's thick-thin (linerelifer_addon/core/nib.py) grew from `guarded`,
+with the direction at full resolution and the moved line deciding at old edges; this script
+keeps the variants screened on the way. Its numbers are in training/README.md.
 
     .venv/bin/python tools/screen_nib.py [--style default] [--nib 0.65,1.55 --nib 0.5,1.8]
         [--method numpy|distance] [--groups "720p AA,720p aliased"] [--shift]
@@ -25,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from linerelifer_addon.core.linewidth import line_width, refine_at_width, width_settings  # noqa: E402
+from linerelifer_addon.core.nib import box_mean as box  # noqa: E402
 from linerelifer_addon.core.styles import resolve_style  # noqa: E402
 from linerelifer_addon.worker.engine import Engine, configure_threads  # noqa: E402
 from training.evaluate import _MEDIAN, _inky_window, real_group  # noqa: E402
@@ -37,23 +40,6 @@ THIN_BELOW, THIN_LO, THIN_HI, CALM_FROM, CALM = 4.0, 0.0, 0.0, 99.0, 1.0  # --th
 UNCLEAR_ONE = False  # --unclear-one
 STEP = 1  # --half: the direction at half resolution
 METRICS = ("width_cv", "width_ratio", "darkness_kept", "hollow", "taper", "filled_slit", "recall", "shift_change")
-
-
-def box(a: np.ndarray, r: int) -> np.ndarray:
-    """Mean over a (2r+1)² square, edges clamped: shifted sums (faster than cumulative sums
-    for the few-pixel boxes used here)."""
-    if r <= 0:
-        return np.asarray(a, np.float32)
-    h, w = a.shape
-    p = np.pad(np.asarray(a, np.float32), r, mode="edge")
-    rows = p[0:h].copy()
-    for i in range(1, 2 * r + 1):
-        rows += p[i:i + h]
-    out = rows[:, 0:w].copy()
-    for j in range(1, 2 * r + 1):
-        out += rows[:, j:j + w]
-    out *= np.float32(1.0 / (2 * r + 1) ** 2)
-    return out
 
 
 def nib_factor(y: np.ndarray, w: float, nib: tuple[float, float], step: int = 1) -> np.ndarray:

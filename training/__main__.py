@@ -169,7 +169,8 @@ def _check_train_paths(args: argparse.Namespace, out_dir: Path, run_dir: Path) -
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from linerelifer_addon.core.linewidth import refine_at_width, width_settings
+    from linerelifer_addon.core.linewidth import line_width, refine_at_width, width_settings
+    from linerelifer_addon.core.nib import check_thick_thin, draw_nib
     from linerelifer_addon.core.styles import resolve_style
     from linerelifer_addon.worker.engine import Engine, configure_threads
 
@@ -177,6 +178,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import evaluate_items, evaluate_real, format_real_table, format_table
     from .probes import make_probes, score_probes
 
+    try:
+        check_thick_thin(args.thick_thin)
+    except ValueError as exc:
+        raise SystemExit(f"error: --{exc}") from None
     configure_threads(args.threads)
     items = make_evalset()
     probes = make_probes()
@@ -191,6 +196,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             nw, gain = width_settings(info.path)
             refiners[f"{info.name} + width"] = lambda x, e=engine, nw=nw, g=gain: refine_at_width(
                 x, nw, lambda a: e.refine(a, skip_blank=False), edge_gain=g)
+        if args.thick_thin:  # as the CLI and Blender apply it with that setting
+            nw, gain = width_settings(info.path)
+            refiners[f"{info.name} + thick-thin {args.thick_thin:g}"] = \
+                lambda x, e=engine, nw=nw, g=gain, t=args.thick_thin: draw_nib(refine_at_width(
+                    x, nw, lambda a: e.refine(a, skip_blank=False), edge_gain=g), line_width(x), t)
     rows = {}
     for label, fn in refiners.items():
         rows[label] = {**evaluate_items(fn, items), **score_probes(fn, probes)}
@@ -311,6 +321,8 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--threads", type=int)
     e.add_argument("--real", default=None, help="also score the real renders in this folder (built by `realset`)")
     e.add_argument("--width", action="store_true", help="also score each style with width normalisation")
+    e.add_argument("--thick-thin", type=float, default=0.0,
+                   help="also score each style with its width settings and this thick-thin (core/nib.py), 0-1")
     e.add_argument("--no-shift", action="store_true", help="skip the shift-stability test on real renders")
     e.add_argument("--fit", action="store_true",
                    help="also score width variation and taper on tied synthetic drawings, next to their targets' own")

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from linerelifer_addon.core.nib import NIB_ANGLE  # the tied targets' nib and the drawn thick-thin share it
+
 SS = 4  # supersampling factor; drawing happens at SS x resolution
 _SHIFT = 4  # cv2 fixed-point bits for sub-pixel coordinates
 _FIX = 1 << _SHIFT
@@ -356,7 +358,6 @@ class SynthSample:
     width: float  # uniform input line width
 
 
-NIB_ANGLE = np.pi / 6  # tied targets: a broad nib held at 30°, so horizontals and verticals differ too
 NIB_RANGE = (0.65, 1.55)  # width factor across the stroke's direction, thinnest to thickest
 TIED_WIDTHS = (1.0, 12.0)  # input line widths of tied samples, log-uniform: what Freestyle renders hold
 

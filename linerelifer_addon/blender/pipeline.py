@@ -44,6 +44,7 @@ class Job:
     strength: float
     color: tuple | None
     uses_pass: bool
+    thick_thin: float = 0.0
     # still jobs: the render's combined pass (premultiplied linear)
     combined: np.ndarray | None = None
     # frame jobs
@@ -183,12 +184,13 @@ def prepare_still(scene) -> Job:
                             linear=linear)
     return Job(line_image=li, style=style, tile=int(settings.tile_size),
                strength=float(settings.strength), color=settings.line_color(),
-               uses_pass=uses_pass, combined=cap.combined, baked=lines, baked_rgb=rgb, note=cap.note)
+               thick_thin=float(settings.thick_thin), uses_pass=uses_pass, combined=cap.combined, baked=lines, baked_rgb=rgb, note=cap.note)
 
 
 def run(job: Job, client, progress=None, cancel=None) -> np.ndarray:
     """The worker call (blocking; safe on a background thread)."""
-    refined = client.refine(job.coverage, job.style, tile=job.tile, progress=progress, cancel=cancel)
+    refined = client.refine(job.coverage, job.style, tile=job.tile, progress=progress, cancel=cancel,
+                            thick_thin=job.thick_thin)
     job.refined = refined
     return refined
 
@@ -391,7 +393,7 @@ def prepare_frame(scene, frame_path: str, freestyle: np.ndarray | None, frame: i
                 lines = _baked_frame_lines(scene, rgb, frame_path, linear, img.file_format in _LINEAR_FORMATS)
                 return Job(line_image=None, style=style, tile=int(settings.tile_size),
                            strength=float(settings.strength), color=settings.line_color(),
-                           uses_pass=False, frame=frame, frame_path=frame_path, frame_pixels=pixels,
+                           thick_thin=float(settings.thick_thin), uses_pass=False, frame=frame, frame_path=frame_path, frame_pixels=pixels,
                            frame_is_float=is_float, frame_image_name=img.name, baked=lines, baked_rgb=rgb)
             # A scene without Freestyle: the file is a line drawing (scripts refining files;
             # auto-refine never comes here, it stops at render_init when Freestyle is off).
@@ -400,7 +402,7 @@ def prepare_frame(scene, frame_path: str, freestyle: np.ndarray | None, frame: i
         bpy.data.images.remove(img)
         raise
     return Job(line_image=li, style=style, tile=int(settings.tile_size),
-               strength=float(settings.strength),
+               strength=float(settings.strength), thick_thin=float(settings.thick_thin),
                color=color if freestyle is not None else settings.line_color(),
                uses_pass=freestyle is not None, frame=frame, frame_path=frame_path,
                frame_pixels=pixels, frame_is_float=is_float, frame_image_name=img.name)

@@ -75,6 +75,7 @@ def draw_settings(layout, context):
     if missing:
         col.label(text=f"Style {missing} is not installed", icon="ERROR")
     col.prop(settings, "strength", slider=True)
+    col.prop(settings, "thick_thin", slider=True)
     col.prop(settings, "color_mode")
     sub = col.column()
     sub.active = settings.color_mode == "OVERRIDE"

@@ -21,7 +21,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from . import protocol, tiling
-from .linewidth import refine_at_width, width_settings
+from .linewidth import line_width, refine_at_width, width_settings
+from .nib import check_thick_thin, draw_nib
 from .runtime import REQUIREMENTS, resolve_python
 
 WORKER_SCRIPT = Path(__file__).resolve().parent.parent / "worker" / "bootstrap.py"
@@ -286,6 +287,7 @@ class WorkerClient:
         cancel: threading.Event | None = None,
         skip_blank: bool = True,
         at_width: bool = True,
+        thick_thin: float = 0.0,
     ) -> np.ndarray:
         """Refined coverage (float32, same shape) for an H×W coverage image; tile 0 lets the
         worker choose the tile size for the frame.
@@ -294,7 +296,8 @@ class WorkerClient:
         float16 casts cost LiteRT a third of a 1080p frame), and the result comes back band by
         band: neither process copies the whole frame at once.
         With `at_width`, a frame of thick lines is first scaled down so its lines reach the
-        style's native width, and the result scaled back (core/linewidth.py).
+        style's native width, and the result scaled back (core/linewidth.py). `thick_thin` > 0
+        then draws a broad nib's thick and thin over the result (core/nib.py).
         """
         coverage = np.asarray(coverage)
         if coverage.ndim != 2:
@@ -302,6 +305,10 @@ class WorkerClient:
         h, w = coverage.shape
         if h == 0 or w == 0:
             raise ValueError(f"coverage of shape {coverage.shape} is empty")
+        check_thick_thin(thick_thin)
+        if thick_thin > 0:
+            refined = self.refine(coverage, style, tile, progress, cancel, skip_blank, at_width)
+            return draw_nib(refined, line_width(coverage), thick_thin)
         if at_width:
             width, gain = width_settings(style)
             return refine_at_width(coverage, width, lambda c: self.refine(

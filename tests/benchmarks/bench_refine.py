@@ -1,7 +1,7 @@
 """Benchmark: the default style on each backend (and optionally the seed architecture),
 through the real worker, engine-only and end to end (file in, file out).
 
-    .venv/bin/python tests/benchmarks/bench_refine.py [--runs 5] [--sizes 1080p,4K] [--seed-arch]
+    .venv/bin/python tests/benchmarks/bench_refine.py [--runs 5] [--sizes 1080p,4K] [--seed-arch] [--thick-thin 1]
                                                       [--json out/bench_refine.json]
 
 Inputs are synthetic line drawings (training/synth.py) tiled up to each frame size, with
@@ -89,7 +89,7 @@ class _Env:
 
 
 def measure(style: Path, png: Path, out: Path, runs: int, threads: int | None, tile: int | None,
-            backend: str, precision: str | None = None) -> dict:
+            backend: str, precision: str | None = None, thick_thin: float = 0.0) -> dict:
     from linerelifer_addon.core.conversion import to_coverage
     from linerelifer_addon.imagefiles import read_image
 
@@ -98,15 +98,15 @@ def measure(style: Path, png: Path, out: Path, runs: int, threads: int | None, t
         client = WorkerClient(threads=threads, reply_timeout=600)
         try:
             t0 = time.perf_counter()
-            client.refine(coverage, style, tile=tile or 0)
+            client.refine(coverage, style, tile=tile or 0, thick_thin=thick_thin)
             cold = time.perf_counter() - t0
             engine, round_trip, e2e, steps = [], [], [], []
             for _ in range(runs):
                 t = time.perf_counter()
-                client.refine(coverage, style, tile=tile or 0)
+                client.refine(coverage, style, tile=tile or 0, thick_thin=thick_thin)
                 round_trip.append(time.perf_counter() - t)
                 engine.append(float(client.last_stats["seconds"]))
-                parts = refine_file(client, png, out, style, tile=tile or 0)
+                parts = refine_file(client, png, out, style, tile=tile or 0, thick_thin=thick_thin)
                 e2e.append(parts["total"])
                 steps.append(parts)
             peak = float(client.last_stats["rss_peak_mb"] or 0)
@@ -136,6 +136,8 @@ def main() -> int:
                     help="precision the seed architecture runs in (default: float32, as the seed ran)")
     ap.add_argument("--json", default=str(ROOT / "out" / "bench_refine.json"))
     ap.add_argument("--real", help="also time real Freestyle passes from this realset folder at 1080p")
+    ap.add_argument("--thick-thin", type=float, default=0.0,
+                    help="also time the style with this thick-thin (core/nib.py, drawn in the client), 0-1")
     args = ap.parse_args()
 
     sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
@@ -161,21 +163,24 @@ def main() -> int:
                 cv2.imwrite(str(png), rgba)
             else:
                 cv2.imwrite(str(png), np.rint((1.0 - img) * 255).astype(np.uint8))
-            plan = [(style_label, Path(args.style), b, None) for b in args.backends.split(",")]
+            plan = [(style_label, Path(args.style), b, None, 0.0) for b in args.backends.split(",")]
+            if args.thick_thin:
+                plan += [(f"{style_label}+tt{args.thick_thin:g}", Path(args.style), b, None, args.thick_thin)
+                         for b in args.backends.split(",")]
             if seed is not None and size in ("1080p", "4K"):
-                plan.append((SEED_LABEL, seed, "tensorflow", args.seed_precision))
-            for label, style, backend, precision in plan:
+                plan.append((SEED_LABEL, seed, "tensorflow", args.seed_precision, 0.0))
+            for label, style, backend, precision, tt in plan:
                 print(f"measuring {label} on {backend} at {size} ({img.shape[1]}x{img.shape[0]}, "
                       f"ink {100 * np.mean(img > 0.25):.1f} %)", file=sys.stderr, flush=True)
                 runs = args.runs if label != SEED_LABEL or size == "1080p" else max(3, args.runs // 2 + 1)
-                r = measure(style, png, tmp / f"out_{k}.png", runs, args.threads, args.tile, backend, precision)
+                r = measure(style, png, tmp / f"out_{k}.png", runs, args.threads, args.tile, backend, precision, tt)
                 rows.append({"style": label, "size": size, **r})
     seeds = {r["size"]: r for r in rows if r["style"] == SEED_LABEL}
     for r in rows:
         base = seeds.get(r["size"])
         r["speedup_vs_seed"] = base["engine_s"] / r["engine_s"] if base and r["style"] != SEED_LABEL else None
 
-    head = (f"{'style':<10}{'size':<18}{'backend':>20}{'engine s':>9}{'trip s':>8}{'e2e s':>8}{'e2e/eng':>8}"
+    head = (f"{'style':<14}{'size':<18}{'backend':>20}{'engine s':>9}{'trip s':>8}{'e2e s':>8}{'e2e/eng':>8}"
             f"{'cold s':>8}{'RSS MB':>8}{'MPix/s':>8}{'vs seed':>8}  e2e steps (read/to_cov/refine/from_cov/write s)")
     print(head)
     print("-" * len(head))
@@ -183,7 +188,7 @@ def main() -> int:
         st = r["steps_s"]
         steps = "/".join(f"{st[k]:.3f}" for k in ("read", "to_coverage", "refine", "from_coverage", "write"))
         sp = f"{r['speedup_vs_seed']:.1f}x" if r["speedup_vs_seed"] else "-"
-        print(f"{r['style']:<10}{r['size']:<18}{r['backend']:>20}{r['engine_s']:>9.3f}{r['round_trip_s']:>8.3f}"
+        print(f"{r['style']:<14}{r['size']:<18}{r['backend']:>20}{r['engine_s']:>9.3f}{r['round_trip_s']:>8.3f}"
               f"{r['end_to_end_s']:>8.3f}{r['e2e_over_engine']:>8.2f}{r['cold_start_s']:>8.2f}{r['peak_rss_mb']:>8.0f}"
               f"{r['mpix_per_s']:>8.2f}{sp:>8}  {steps}")
     out = Path(args.json)

@@ -1,0 +1,138 @@
+"""Thick-thin: a broad nib drawn over refined lines, each line wider or narrower by its direction.
+
+The network draws little of its training targets' thick-thin (training/README.md, "What the
+hand-drawn bars need"), so this draws it after the network, as a fixed step the user turns up
+(`thick_thin`, 0 = off). The line's direction comes from a structure tensor (at full
+resolution: read at half, it moved with the pixel grid, 1.6 % of 1 px lines' ink under 1-7 px
+pans), the nib's width factor from that direction (thickest where a line runs at NIB_ANGLE + 90
+degrees, as the training targets), and each edge moves by
+(factor - 1) x the frame's line width / 2, read off a box-blurred copy as a signed distance.
+Thickening fades where a wider box holds less ink than beside a lone line (free ends) or
+more (between close lines, whose paper it would fill); thinning stops at 1 px. Every step is
+a sum over a window, so moving the frame moves the result. Only numpy: runs in Blender too.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+NIB_ANGLE = math.pi / 6  # a broad nib held at 30°, so horizontals and verticals differ too; the tied training targets use it
+NIB_RANGE = (0.55, 1.7)  # width factor across the line's direction, thinnest to thickest, at thick_thin 1
+MAX_THICK_THIN = 1.0  # NIB_RANGE itself: a wider range greys and hollows lines (tests/test_nib.py)
+_BAND_PIXELS = 1 << 20  # frames are drawn in bands of rows of about this many pixels (memory)
+_EMPTY = 1e-3  # bands with no coverage above this are left as they are
+_READ_EXACT = 4.0  # px: from this line width a box reads a line's edges exactly enough to draw the moved line itself
+
+
+def check_thick_thin(amount: float) -> None:
+    """ValueError naming the allowed range when `amount` is outside 0..MAX_THICK_THIN."""
+    if not 0.0 <= amount <= MAX_THICK_THIN:
+        raise ValueError(f"thick-thin {amount} is outside 0..{MAX_THICK_THIN:g}; use 0 (the style's own "
+                         f"widths) up to 1 (a broad nib's thick and thin)")
+
+
+def nib_range(amount: float) -> tuple[float, float]:
+    """(thinnest, thickest) width factor for a thick-thin amount: NIB_RANGE scaled about 1."""
+    return 1.0 + amount * (NIB_RANGE[0] - 1.0), 1.0 + amount * (NIB_RANGE[1] - 1.0)
+
+
+def draw_nib(coverage: np.ndarray, line_width: float, amount: float) -> np.ndarray:
+    """`coverage` (refined lines, 0..1) with thick-thin `amount` drawn for lines of
+    `line_width` px (the frame's, as `linewidth.line_width` reads the input): a new float32
+    array, or the input itself when there is nothing to do."""
+    check_thick_thin(amount)
+    coverage = np.asarray(coverage, np.float32)
+    if amount == 0.0 or not (np.isfinite(line_width) and line_width > 0) or min(coverage.shape) < 4:
+        return coverage
+    w = max(float(line_width), 1.0)
+    lo, hi = nib_range(amount)
+    reach, radii = _reach(w, lo, hi)
+    h, wd = coverage.shape
+    band = max(64, _BAND_PIXELS // max(wd, 1) // 2 * 2)
+    halo = reach
+    out = np.empty_like(coverage)
+    for y0 in range(0, h, band):
+        y1 = min(h, y0 + band)
+        s0, s1 = max(0, y0 - halo), min(h, y1 + halo)
+        part = coverage[s0:s1]
+        if float(part.max(initial=0.0)) <= _EMPTY:
+            out[y0:y1] = coverage[y0:y1]
+            continue
+        out[y0:y1] = _nib(part, w, lo, hi, radii)[y0 - s0:y1 - s0]
+    return out
+
+
+def _reach(w: float, lo: float, hi: float) -> tuple[int, tuple[int, int, int]]:
+    """(how far a pixel's result looks, px; the box radii: edge move, direction, ink guard)."""
+    a = int(math.ceil(max(hi - 1.0, 1.0 - lo, 0.0) * w / 2))
+    r = 2 * max(1, int(round(max(2.0, 0.75 * w) / 2)))
+    rb = max(a + 1, int(math.ceil(w)))
+    return max(a + r + 2, rb) + 2, (a, r, rb)
+
+
+def box_mean(a: np.ndarray, r: int) -> np.ndarray:
+    """Mean over a (2r+1)² square, edges clamped: shifted sums (faster than cumulative sums for
+    the few-pixel boxes here)."""
+    if r <= 0:
+        return np.array(a, np.float32)
+    h, w = a.shape
+    p = np.pad(np.asarray(a, np.float32), r, mode="edge")
+    rows = p[0:h].copy()
+    for i in range(1, 2 * r + 1):
+        rows += p[i:i + h]
+    out = rows[:, 0:w].copy()
+    for j in range(1, 2 * r + 1):
+        out += rows[:, j:j + w]
+    out *= np.float32(1.0 / (2 * r + 1) ** 2)
+    return out
+
+
+def _factor(y: np.ndarray, lo: float, hi: float, r: int) -> np.ndarray:
+    """Per-pixel width factor from the structure tensor's direction (boxes of radius r); the
+    range's middle where the direction is unclear (corners, junctions, ends)."""
+    gx, gy = np.zeros_like(y), np.zeros_like(y)
+    gx[:, 1:-1], gy[1:-1] = y[:, 2:] - y[:, :-2], y[2:] - y[:-2]
+    jxx, jxy, jyy = box_mean(gx * gx, r), box_mean(gx * gy, r), box_mean(gy * gy, r)
+    tr = jxx + jyy + np.float32(1e-6)
+    # 0.5 x coherence x cos(2 phi - 2 A), phi the gradient's direction: +0.5 for a line running
+    # across the nib's angle (thickest), -0.5 along it
+    c2, s2 = np.float32(math.cos(2 * NIB_ANGLE)), np.float32(2 * math.sin(2 * NIB_ANGLE))
+    across = np.float32(0.5) * ((jxx - jyy) * c2 + jxy * s2) / tr
+    return np.float32((lo + hi) / 2) + np.float32(hi - lo) * across
+
+
+def _nib(y: np.ndarray, w: float, lo: float, hi: float, radii: tuple[int, int, int]) -> np.ndarray:
+    a, r, rb = radii
+    delta = (_factor(box_mean(y, a), lo, hi, r) - np.float32(1.0)) * np.float32(w / 2)
+    ink = box_mean(y, rb) * np.float32((2 * rb + 1) / w)  # about 1 beside a lone straight line
+    grow = np.clip(ink, 0.0, 1.0) * np.clip(2.0 - ink, 0.0, 1.0)
+    delta = np.where(delta > 0, delta * grow, np.maximum(delta, np.float32((min(1.0, w) - w) / 2)))
+    # each direction reads a box of its own size: a box wider than the line reads its core as
+    # near an edge (a thinned 3 px line would go grey instead of thinner); past NIB_RANGE the
+    # boxes would reach across the lines, which is why thick_thin stops at 1
+    out = y.copy()
+    moved = []
+    for sign, extent in ((1.0, hi - 1.0), (-1.0, 1.0 - lo)):
+        k = int(math.ceil(max(extent, 0.0) * w / 2))
+        if k == 0:
+            continue
+        base = (box_mean(y, k) - np.float32(0.5)) * np.float32(2 * k + 1) + np.float32(0.5)
+        move = np.maximum(np.float32(sign) * delta, 0.0) * np.float32(sign)
+        line = np.clip(base + move, 0.0, 1.0)
+        out += line - np.clip(base, 0.0, 1.0)
+        moved.append((sign, move, line))
+    np.clip(out, 0.0, 1.0, out=out)
+    if w >= _READ_EXACT:
+        # Only the change is added to y, so that unmoved paper stays as it was (slits), but
+        # where y's own edge sits off the box's reading of it (curves, steep edges), a
+        # thickened line kept a light streak along its old edge and a thinned one a grey trace
+        # of it: there the moved line decides, as far as y moved by the move allows (which
+        # keeps a guarded move from filling a slit). Thin lines' boxes read their cores short
+        # and are left out.
+        for sign, move, line in moved:
+            if sign > 0:
+                out = np.where((move > 0) & (y > 0.1), np.maximum(out, np.minimum(line, y + move)), out)
+            else:
+                out = np.where(move < 0, np.minimum(out, np.maximum(line, y + move)), out)
+    return out

@@ -1,0 +1,123 @@
+"""Thick-thin (core/nib.py): a broad nib drawn over refined lines, on drawn rings and lines."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from linerelifer_addon.core import nib
+from linerelifer_addon.core.linewidth import sharpen
+from linerelifer_addon.core.nib import NIB_ANGLE, check_thick_thin, draw_nib
+
+
+def ring(width: float, radius: float = 50.0, size: int = 140) -> np.ndarray:
+    """An anti-aliased ring of `width` px (coverage by 4x4 supersampling)."""
+    s = 4
+    yy, xx = np.mgrid[0:size * s, 0:size * s]
+    r = np.hypot((yy + 0.5) / s - size / 2, (xx + 0.5) / s - size / 2)
+    inside = (np.abs(r - radius) <= width / 2).astype(np.float32)
+    return inside.reshape(size, s, size, s).mean(axis=(1, 3))
+
+
+def profile_at(img: np.ndarray, polar_deg: float, radius: float = 50.0) -> tuple[np.ndarray, float]:
+    """Coverage along the ray at `polar_deg` (image y down) across the ring, and the step (px)."""
+    c = img.shape[0] / 2
+    t = np.linspace(radius - 15, radius + 15, 241)
+    a = np.deg2rad(polar_deg)
+    ys, xs = c + t * np.sin(a), c + t * np.cos(a)
+    y0, x0 = np.floor(ys - 0.5).astype(int), np.floor(xs - 0.5).astype(int)
+    fy, fx = ys - 0.5 - y0, xs - 0.5 - x0
+    v = (img[y0, x0] * (1 - fy) * (1 - fx) + img[y0 + 1, x0] * fy * (1 - fx)
+         + img[y0, x0 + 1] * (1 - fy) * fx + img[y0 + 1, x0 + 1] * fy * fx)
+    return v, float(t[1] - t[0])
+
+
+def width_at(img: np.ndarray, polar_deg: float) -> float:
+    """The ring's width at `polar_deg`: coverage summed across it."""
+    v, step = profile_at(img, polar_deg)
+    return float(v.sum() * step)
+
+
+@pytest.mark.parametrize("w, solid", [(3.0, 0.85), (8.0, 0.99)])
+def test_a_ring_gets_thick_sides_and_thin_ones_by_the_nibs_direction(w, solid) -> None:
+    x = ring(w)
+    y = draw_nib(x, w, 1.0)
+    # where the ring runs at NIB_ANGLE + 90 degrees it is thickest, along NIB_ANGLE thinnest
+    thick_at = np.rad2deg(NIB_ANGLE)  # the ring's tangent there runs at NIB_ANGLE + 90 degrees
+    thick = [width_at(y, thick_at + k) for k in (0, 180)]
+    thin = [width_at(y, thick_at + 90 + k) for k in (0, 180)]
+    before = width_at(x, thick_at)
+    assert min(thick) >= 1.4 * before and max(thin) <= 0.75 * before, (thick, thin, before)
+    assert min(thick) >= 2.0 * max(thin)
+    # solid ink all round: the thinned sides are narrower, not greyer
+    peaks = [profile_at(y, a)[0].max() for a in range(0, 360, 5)]  # 3 px: a 1.7 px side's anti-aliasing
+    assert min(peaks) >= solid, min(peaks)
+
+
+def _near(mask: np.ndarray, r: int, every: bool) -> np.ndarray:
+    """Pixels whose (2r+1)² neighbourhood is all (every) or partly in mask."""
+    p = np.pad(mask, r)
+    shifted = [p[r + dy:p.shape[0] - r + dy, r + dx:p.shape[1] - r + dx]
+               for dy in range(-r, r + 1) for dx in range(-r, r + 1)]
+    return np.logical_and.reduce(shifted) if every else np.logical_or.reduce(shifted)
+
+
+@pytest.mark.parametrize("w", [8.0, 12.0])
+def test_crisp_lines_keep_no_trace_of_their_old_edge(w) -> None:
+    """Refined lines have steeper edges than a box reads on curves; moved by the box's reading
+    alone, a thickened side kept a light streak along its old edge (20 / 12 pixels on these
+    rings) and a thinned one a grey trace of it (16 / 44 pixels)."""
+    x = sharpen(ring(w, radius=40, size=120), 3.0)  # as the style's edge gain leaves them
+    y = draw_nib(x, w, 1.0)
+    streak = (x > 0.1) & (y < 0.9) & _near(y > 0.5, 1, every=True)
+    trace = (y > 0.05) & (y < 0.5) & ~_near(y > 0.5, 1, every=False)
+    assert streak.sum() == 0 and trace.sum() == 0, (streak.sum(), trace.sum())
+
+
+def test_off_leaves_the_lines_and_blank_paper_stays_blank() -> None:
+    x = ring(3.0)
+    assert draw_nib(x, 3.0, 0.0) is x or np.array_equal(draw_nib(x, 3.0, 0.0), x)
+    blank = np.zeros((200, 300), np.float32)
+    assert not draw_nib(blank, 3.0, 1.0).any()
+    assert np.array_equal(draw_nib(x, 0.0, 1.0), x)  # no lines measured: nothing to draw
+
+
+@pytest.mark.parametrize("w", [1.0, 1.5, 2.0])
+def test_thin_sides_stop_near_one_pixel(w) -> None:
+    """0.55 x the width would take 1-2 px lines under a pixel; they stop near 1 px (the edge
+    moves read off a 3x3 box: 0.87 px at the thinnest on a 1.5 px ring), and 1 px lines are
+    only thickened."""
+    x = ring(w)
+    y = draw_nib(x, w, 1.0)
+    widths = [width_at(y, a) for a in range(0, 360, 15)]
+    assert min(widths) >= 0.85, widths
+    if w == 1.0:
+        assert min(widths) >= min(width_at(x, a) for a in range(0, 360, 15)) - 1e-3
+
+
+def test_moving_the_frame_moves_the_result() -> None:
+    x = np.zeros((180, 220), np.float32)
+    x[:140, 40:180] = ring(5.0, radius=45, size=140)
+    y = draw_nib(x, 5.0, 1.0)
+    for dy, dx in ((4, 6), (3, 3), (1, 0)):
+        s = np.zeros_like(x)
+        s[dy:, dx:] = x[:x.shape[0] - dy, :x.shape[1] - dx]
+        moved = draw_nib(s, 5.0, 1.0)[dy:, dx:]
+        assert np.abs(moved - y[:y.shape[0] - dy, :y.shape[1] - dx]).max() < 1e-5, (dy, dx)
+
+
+def test_bands_of_rows_draw_what_the_whole_frame_draws(monkeypatch) -> None:
+    rng = np.random.default_rng(0)
+    x = np.zeros((300, 256), np.float32)
+    for _ in range(12):
+        r0, c0 = rng.integers(10, 250, 2)
+        x[r0:r0 + 6, max(0, c0 - 40):c0 + 40] = 1.0
+        x[max(0, r0 - 40):r0 + 40, c0:c0 + 6] = 1.0
+    whole = draw_nib(x, 6.0, 1.0)
+    monkeypatch.setattr(nib, "_BAND_PIXELS", 64 * 256)  # bands of 64 rows
+    assert np.array_equal(draw_nib(x, 6.0, 1.0), whole)
+
+
+@pytest.mark.parametrize("amount", [-0.1, 1.5, float("nan")])
+def test_amount_out_of_range_is_one_sentence(amount) -> None:
+    with pytest.raises(ValueError, match=r"^thick-thin .* is outside 0\.\.1; use 0"):
+        check_thick_thin(amount)
