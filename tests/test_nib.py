@@ -79,6 +79,9 @@ def test_off_leaves_the_lines_and_blank_paper_stays_blank() -> None:
     blank = np.zeros((200, 300), np.float32)
     assert not draw_nib(blank, 3.0, 1.0).any()
     assert np.array_equal(draw_nib(x, 0.0, 1.0), x)  # no lines measured: nothing to draw
+    # a soft shaded frame (no lines) reads a width of over a thousand px; the work grows with it
+    shading = np.tile(np.linspace(0.0, 1.0, 400, dtype=np.float32), (300, 1))
+    assert np.array_equal(draw_nib(shading, 1159.0, 1.0), shading)
 
 
 @pytest.mark.parametrize("w", [1.0, 1.5, 2.0])

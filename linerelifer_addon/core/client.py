@@ -308,6 +308,8 @@ class WorkerClient:
         check_thick_thin(thick_thin)
         if thick_thin > 0:
             refined = self.refine(coverage, style, tile, progress, cancel, skip_blank, at_width)
+            if cancel is not None and cancel.is_set():
+                raise Cancelled("refinement cancelled")
             return draw_nib(refined, line_width(coverage), thick_thin)
         if at_width:
             width, gain = width_settings(style)

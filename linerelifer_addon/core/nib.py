@@ -18,7 +18,10 @@ import math
 import numpy as np
 
 NIB_ANGLE = math.pi / 6  # a broad nib held at 30°, so horizontals and verticals differ too; the tied training targets use it
-NIB_RANGE = (0.55, 1.7)  # width factor across the line's direction, thinnest to thickest, at thick_thin 1
+# width factor across the line's direction, thinnest to thickest, at thick_thin 1; as drawn on
+# straight lines about 0.6-1.5 (the direction's coherence, the box's reading of slanted edges)
+NIB_RANGE = (0.55, 1.7)
+MAX_LINE_WIDTH = 64.0  # px: wider "lines" are filled regions or shading (a soft gradient read 1159 px)
 MAX_THICK_THIN = 1.0  # NIB_RANGE itself: a wider range greys and hollows lines (tests/test_nib.py)
 _BAND_PIXELS = 1 << 20  # frames are drawn in bands of rows of about this many pixels (memory)
 _EMPTY = 1e-3  # bands with no coverage above this are left as they are
@@ -40,10 +43,12 @@ def nib_range(amount: float) -> tuple[float, float]:
 def draw_nib(coverage: np.ndarray, line_width: float, amount: float) -> np.ndarray:
     """`coverage` (refined lines, 0..1) with thick-thin `amount` drawn for lines of
     `line_width` px (the frame's, as `linewidth.line_width` reads the input): a new float32
-    array, or the input itself when there is nothing to do."""
+    array, or the input as float32 when there is nothing to do (no lines, or none under
+    MAX_LINE_WIDTH: the work grows with the width)."""
     check_thick_thin(amount)
     coverage = np.asarray(coverage, np.float32)
-    if amount == 0.0 or not (np.isfinite(line_width) and line_width > 0) or min(coverage.shape) < 4:
+    if (amount == 0.0 or not (np.isfinite(line_width) and 0 < line_width <= MAX_LINE_WIDTH)
+            or min(coverage.shape) < 4):
         return coverage
     w = max(float(line_width), 1.0)
     lo, hi = nib_range(amount)
@@ -88,9 +93,11 @@ def box_mean(a: np.ndarray, r: int) -> np.ndarray:
     return out
 
 
-def _factor(y: np.ndarray, lo: float, hi: float, r: int) -> np.ndarray:
-    """Per-pixel width factor from the structure tensor's direction (boxes of radius r); the
-    range's middle where the direction is unclear (corners, junctions, ends)."""
+def _factor(y: np.ndarray, lo: float, hi: float, r: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-pixel width factor from the structure tensor's direction (boxes of radius r), the
+    range's middle where the direction is unclear (corners, junctions, ends); and how much
+    shorter a line in that direction runs through a square than an axis-parallel one
+    (max |cos|, |sin|: 1 to 0.71 at 45 degrees)."""
     gx, gy = np.zeros_like(y), np.zeros_like(y)
     gx[:, 1:-1], gy[1:-1] = y[:, 2:] - y[:, :-2], y[2:] - y[:-2]
     jxx, jxy, jyy = box_mean(gx * gx, r), box_mean(gx * gy, r), box_mean(gy * gy, r)
@@ -99,13 +106,17 @@ def _factor(y: np.ndarray, lo: float, hi: float, r: int) -> np.ndarray:
     # across the nib's angle (thickest), -0.5 along it
     c2, s2 = np.float32(math.cos(2 * NIB_ANGLE)), np.float32(2 * math.sin(2 * NIB_ANGLE))
     across = np.float32(0.5) * ((jxx - jyy) * c2 + jxy * s2) / tr
-    return np.float32((lo + hi) / 2) + np.float32(hi - lo) * across
+    cos2 = np.abs(jxx - jyy) / np.sqrt((jxx - jyy) ** 2 + 4 * jxy * jxy + np.float32(1e-12))
+    axis = np.sqrt((np.float32(1.0) + cos2) / 2)
+    return np.float32((lo + hi) / 2) + np.float32(hi - lo) * across, axis
 
 
 def _nib(y: np.ndarray, w: float, lo: float, hi: float, radii: tuple[int, int, int]) -> np.ndarray:
     a, r, rb = radii
-    delta = (_factor(box_mean(y, a), lo, hi, r) - np.float32(1.0)) * np.float32(w / 2)
-    ink = box_mean(y, rb) * np.float32((2 * rb + 1) / w)  # about 1 beside a lone straight line
+    factor, axis = _factor(box_mean(y, a), lo, hi, r)
+    delta = (factor - np.float32(1.0)) * np.float32(w / 2)
+    # about 1 beside a lone straight line at any angle (a slanted line runs longer through the box)
+    ink = box_mean(y, rb) * np.float32((2 * rb + 1) / w) * axis
     grow = np.clip(ink, 0.0, 1.0) * np.clip(2.0 - ink, 0.0, 1.0)
     delta = np.where(delta > 0, delta * grow, np.maximum(delta, np.float32((min(1.0, w) - w) / 2)))
     # each direction reads a box of its own size: a box wider than the line reads its core as
