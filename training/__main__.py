@@ -192,15 +192,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         info = resolve_style(ref)
         engine = Engine(info.path)
         refiners[info.name] = lambda x, e=engine: e.refine(x, skip_blank=False)
+        nw, gain = width_settings(info.path)
         if args.width:
-            nw, gain = width_settings(info.path)
             refiners[f"{info.name} + width"] = lambda x, e=engine, nw=nw, g=gain: refine_at_width(
                 x, nw, lambda a: e.refine(a, skip_blank=False), edge_gain=g)
         if args.thick_thin:  # as the CLI and Blender apply it with that setting
-            nw, gain = width_settings(info.path)
-            refiners[f"{info.name} + thick-thin {args.thick_thin:g}"] = \
-                lambda x, e=engine, nw=nw, g=gain, t=args.thick_thin: draw_nib(refine_at_width(
-                    x, nw, lambda a: e.refine(a, skip_blank=False), edge_gain=g), line_width(x), t)
+
+            def nibbed(x, e=engine, nw=nw, g=gain, t=args.thick_thin):
+                width = line_width(x)
+                refined = refine_at_width(x, nw, lambda a: e.refine(a, skip_blank=False), edge_gain=g, width=width)
+                return draw_nib(refined, width, t)
+
+            refiners[f"{info.name} + thick-thin {args.thick_thin:g}"] = nibbed
     rows = {}
     for label, fn in refiners.items():
         rows[label] = {**evaluate_items(fn, items), **score_probes(fn, probes)}

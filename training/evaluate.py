@@ -125,7 +125,7 @@ def evaluate_real(refine: Callable[[np.ndarray], np.ndarray], cache, entries: li
         r = real_metrics(x, y)
         if shift and real_group(e) == "720p AA":
             # the whole frame moved and refined (a pan), its inkiest 256² window scored
-            r["shift_change"] = shift_change(lambda a: _as_image(refine(a.copy()), a.shape), x, base=y,
+            r["shift_change"] = shift_change(lambda a: _as_image(refine(a), a.shape), x, base=y,
                                              window=_inky_window(x, 256) + (256, 256))
         per.setdefault((real_group(e), float(e["thickness"])), []).append(r)
     out = {}

@@ -184,7 +184,8 @@ def prepare_still(scene) -> Job:
                             linear=linear)
     return Job(line_image=li, style=style, tile=int(settings.tile_size),
                strength=float(settings.strength), color=settings.line_color(),
-               thick_thin=float(settings.thick_thin), uses_pass=uses_pass, combined=cap.combined, baked=lines, baked_rgb=rgb, note=cap.note)
+               thick_thin=float(settings.thick_thin), uses_pass=uses_pass, combined=cap.combined, baked=lines,
+               baked_rgb=rgb, note=cap.note)
 
 
 def run(job: Job, client, progress=None, cancel=None) -> np.ndarray:
@@ -393,7 +394,8 @@ def prepare_frame(scene, frame_path: str, freestyle: np.ndarray | None, frame: i
                 lines = _baked_frame_lines(scene, rgb, frame_path, linear, img.file_format in _LINEAR_FORMATS)
                 return Job(line_image=None, style=style, tile=int(settings.tile_size),
                            strength=float(settings.strength), color=settings.line_color(),
-                           thick_thin=float(settings.thick_thin), uses_pass=False, frame=frame, frame_path=frame_path, frame_pixels=pixels,
+                           thick_thin=float(settings.thick_thin), uses_pass=False, frame=frame,
+                           frame_path=frame_path, frame_pixels=pixels,
                            frame_is_float=is_float, frame_image_name=img.name, baked=lines, baked_rgb=rgb)
             # A scene without Freestyle: the file is a line drawing (scripts refining files;
             # auto-refine never comes here, it stops at render_init when Freestyle is off).

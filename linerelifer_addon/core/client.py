@@ -306,15 +306,19 @@ class WorkerClient:
         if h == 0 or w == 0:
             raise ValueError(f"coverage of shape {coverage.shape} is empty")
         check_thick_thin(thick_thin)
-        if thick_thin > 0:
-            refined = self.refine(coverage, style, tile, progress, cancel, skip_blank, at_width)
+        if at_width or thick_thin > 0:
+            width = line_width(coverage)  # read once: the resampling and the nib both use it
+            if at_width:
+                native, gain = width_settings(style)
+                refined = refine_at_width(coverage, native, lambda c: self.refine(
+                    c, style, tile, progress, cancel, skip_blank, at_width=False), edge_gain=gain, width=width)
+            else:
+                refined = self.refine(coverage, style, tile, progress, cancel, skip_blank, at_width=False)
+            if thick_thin == 0:
+                return refined
             if cancel is not None and cancel.is_set():
                 raise Cancelled("refinement cancelled")
-            return draw_nib(refined, line_width(coverage), thick_thin)
-        if at_width:
-            width, gain = width_settings(style)
-            return refine_at_width(coverage, width, lambda c: self.refine(
-                c, style, tile, progress, cancel, skip_blank, at_width=False), edge_gain=gain)
+            return draw_nib(refined, width, thick_thin)
         out = np.zeros((h, w), np.float32)
         with self._lock:
             self._ensure()

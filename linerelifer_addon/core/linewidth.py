@@ -127,15 +127,17 @@ def native_scale(width: float, native_width: float) -> float:
 
 
 def refine_at_width(coverage: np.ndarray, native_width: float,
-                    refine: Callable[[np.ndarray], np.ndarray], edge_gain: float = 1.0) -> np.ndarray:
+                    refine: Callable[[np.ndarray], np.ndarray], edge_gain: float = 1.0,
+                    width: float | None = None) -> np.ndarray:
     """`refine(coverage)`, run on a copy resampled so its lines have `native_width`, and brought back.
 
     Frames whose lines are already near the native width go straight to `refine`. `edge_gain`
     (the style's, > 1) steepens the result's edges about half coverage (see sharpen), at least
-    as much as scaling back up spread them.
+    as much as scaling back up spread them. `width`: the frame's `line_width`, when the caller
+    has read it already (thick-thin needs it too).
     """
     coverage = np.asarray(coverage, np.float32)
-    scale = native_scale(line_width(coverage), native_width)
+    scale = native_scale(line_width(coverage) if width is None else width, native_width)
     if scale == 1.0:
         out = refine(coverage)
         return sharpen(np.array(out, np.float32), edge_gain) if edge_gain > 1.0 else out

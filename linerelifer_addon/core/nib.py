@@ -54,12 +54,11 @@ def draw_nib(coverage: np.ndarray, line_width: float, amount: float) -> np.ndarr
     lo, hi = nib_range(amount)
     reach, radii = _reach(w, lo, hi)
     h, wd = coverage.shape
-    band = max(64, _BAND_PIXELS // max(wd, 1) // 2 * 2)
-    halo = reach
+    band = max(64, _BAND_PIXELS // max(wd, 1))
     out = np.empty_like(coverage)
     for y0 in range(0, h, band):
         y1 = min(h, y0 + band)
-        s0, s1 = max(0, y0 - halo), min(h, y1 + halo)
+        s0, s1 = max(0, y0 - reach), min(h, y1 + reach)
         part = coverage[s0:s1]
         if float(part.max(initial=0.0)) <= _EMPTY:
             out[y0:y1] = coverage[y0:y1]
