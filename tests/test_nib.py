@@ -120,6 +120,19 @@ def test_bands_of_rows_draw_what_the_whole_frame_draws(monkeypatch) -> None:
     assert np.array_equal(draw_nib(x, 6.0, 1.0), whole)
 
 
+def test_blank_paper_around_the_lines_changes_nothing_drawn() -> None:
+    """Only the columns near ink are drawn: lines in a wide blank frame come out as alone."""
+    x = ring(5.0, radius=45, size=140)
+    alone = draw_nib(x, 5.0, 1.0)
+    big = np.zeros((400, 900), np.float32)
+    big[200:340, 610:750] = x
+    drawn = draw_nib(big, 5.0, 1.0)
+    assert np.array_equal(drawn[200:340, 610:750], alone)
+    rest = drawn.copy()
+    rest[200:340, 610:750] = 0
+    assert not rest.any()
+
+
 @pytest.mark.parametrize("amount", [-0.1, 1.5, float("nan")])
 def test_amount_out_of_range_is_one_sentence(amount) -> None:
     with pytest.raises(ValueError, match=r"^thick-thin .* is outside 0\.\.1; use 0"):

@@ -14,6 +14,8 @@ a sum over a window, so moving the frame moves the result. Only numpy: runs in B
 from __future__ import annotations
 
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -23,8 +25,8 @@ NIB_ANGLE = math.pi / 6  # a broad nib held at 30°, so horizontals and vertical
 NIB_RANGE = (0.55, 1.7)
 MAX_LINE_WIDTH = 64.0  # px: wider "lines" are filled regions or shading (a soft gradient read 1159 px)
 MAX_THICK_THIN = 1.0  # NIB_RANGE itself: a wider range greys and hollows lines (tests/test_nib.py)
-_BAND_PIXELS = 1 << 20  # frames are drawn in bands of rows of about this many pixels (memory)
-_EMPTY = 1e-3  # bands with no coverage above this are left as they are
+_BAND_PIXELS = 1 << 18  # frames are drawn in bands of rows of about this many pixels (cache, threads)
+_EMPTY = 1e-3  # coverage up to this is paper: bands and columns farther than the nib's reach from more are left as they are
 _READ_EXACT = 4.0  # px: from this line width a box reads a line's edges exactly enough to draw the moved line itself
 
 
@@ -54,16 +56,27 @@ def draw_nib(coverage: np.ndarray, line_width: float, amount: float) -> np.ndarr
     lo, hi = nib_range(amount)
     reach, radii = _reach(w, lo, hi)
     h, wd = coverage.shape
-    band = max(64, _BAND_PIXELS // max(wd, 1))
-    out = np.empty_like(coverage)
-    for y0 in range(0, h, band):
+    band = max(32, _BAND_PIXELS // max(wd, 1))
+    out = coverage.copy()
+
+    def draw_band(y0: int) -> None:
+        # rows y0..y0+band, read with `reach` rows and columns of context, and only between
+        # the first and last column holding ink: farther than `reach` from ink nothing moves
         y1 = min(h, y0 + band)
         s0, s1 = max(0, y0 - reach), min(h, y1 + reach)
-        part = coverage[s0:s1]
-        if float(part.max(initial=0.0)) <= _EMPTY:
-            out[y0:y1] = coverage[y0:y1]
-            continue
-        out[y0:y1] = _nib(part, w, lo, hi, radii)[y0 - s0:y1 - s0]
+        inked = np.flatnonzero(coverage[s0:s1].max(axis=0) > _EMPTY)
+        if inked.size == 0:
+            return
+        c0, c1 = max(0, int(inked[0]) - reach), min(wd, int(inked[-1]) + 1 + reach)
+        part = _nib(coverage[s0:s1, c0:c1], w, lo, hi, radii)
+        out[y0:y1, c0:c1] = part[y0 - s0:y1 - s0]
+
+    starts = range(0, h, band)
+    if len(starts) == 1:
+        draw_band(0)
+    else:  # numpy lets go of the GIL in its loops, so bands draw side by side
+        with ThreadPoolExecutor(min(len(starts), os.cpu_count() or 1)) as pool:
+            list(pool.map(draw_band, starts))
     return out
 
 
@@ -112,7 +125,8 @@ def _factor(y: np.ndarray, lo: float, hi: float, r: int) -> tuple[np.ndarray, np
 
 def _nib(y: np.ndarray, w: float, lo: float, hi: float, radii: tuple[int, int, int]) -> np.ndarray:
     a, r, rb = radii
-    factor, axis = _factor(box_mean(y, a), lo, hi, r)
+    boxes = {a: box_mean(y, a)}  # the edge boxes' radii often equal a
+    factor, axis = _factor(boxes[a], lo, hi, r)
     delta = (factor - np.float32(1.0)) * np.float32(w / 2)
     # about 1 beside a lone straight line at any angle (a slanted line runs longer through the box)
     ink = box_mean(y, rb) * np.float32((2 * rb + 1) / w) * axis
@@ -127,7 +141,9 @@ def _nib(y: np.ndarray, w: float, lo: float, hi: float, radii: tuple[int, int, i
         k = int(math.ceil(max(extent, 0.0) * w / 2))
         if k == 0:
             continue
-        base = (box_mean(y, k) - np.float32(0.5)) * np.float32(2 * k + 1) + np.float32(0.5)
+        if k not in boxes:
+            boxes[k] = box_mean(y, k)
+        base = (boxes[k] - np.float32(0.5)) * np.float32(2 * k + 1) + np.float32(0.5)
         move = np.maximum(np.float32(sign) * delta, 0.0) * np.float32(sign)
         line = np.clip(base + move, 0.0, 1.0)
         out += line - np.clip(base, 0.0, 1.0)
