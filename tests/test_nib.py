@@ -120,6 +120,32 @@ def test_bands_of_rows_draw_what_the_whole_frame_draws(monkeypatch) -> None:
     assert np.array_equal(draw_nib(x, 6.0, 1.0), whole)
 
 
+def parallel_lines(angle_deg: float, width: float, gap: float, size: int = 160) -> tuple[np.ndarray, np.ndarray]:
+    """Two anti-aliased lines `width` px wide running at `angle_deg` (image y down), `gap` px of
+    paper between them; and a mask of that paper's middle (away from the lines' ends)."""
+    s = 4
+    yy, xx = np.mgrid[0:size * s, 0:size * s]
+    yy, xx = (yy + 0.5) / s - size / 2, (xx + 0.5) / s - size / 2
+    a = np.deg2rad(angle_deg)
+    across, along = -xx * np.sin(a) + yy * np.cos(a), xx * np.cos(a) + yy * np.sin(a)
+    off = (width + gap) / 2
+    inked = ((np.abs(across - off) <= width / 2) | (np.abs(across + off) <= width / 2)) & (np.abs(along) <= 60)
+    cov = inked.astype(np.float32).reshape(size, s, size, s).mean(axis=(1, 3))
+    c_across, c_along = across[s // 2::s, s // 2::s], along[s // 2::s, s // 2::s]
+    return cov, (np.abs(c_across) < gap / 2 - 0.5) & (np.abs(c_along) < 50)
+
+
+@pytest.mark.parametrize("w, gap", [(5.0, 3.0), (8.0, 4.0), (12.0, 6.0)])
+def test_thickening_keeps_the_paper_between_close_lines(w, gap, monkeypatch) -> None:
+    """Lines running the nib's thick way, a slit apart, thicken on their free sides only."""
+    x, slit = parallel_lines(105.0, w, gap)  # 105 degrees: about the thickest direction
+    y = draw_nib(x, w, 1.0)
+    assert (y - x)[slit].max() < 0.01 and y[slit].mean() < 0.05
+    assert y.sum() > 1.15 * x.sum()
+    monkeypatch.setattr(nib, "SLIT_GUARD", 0.0)  # without the guard both sides grow into it
+    assert draw_nib(x, w, 1.0)[slit].mean() > 0.5
+
+
 def test_blank_paper_around_the_lines_changes_nothing_drawn() -> None:
     """Only the columns near ink are drawn: lines in a wide blank frame come out as alone."""
     x = ring(5.0, radius=45, size=140)
