@@ -122,7 +122,7 @@ def test_bands_of_rows_draw_what_the_whole_frame_draws(monkeypatch) -> None:
 
 def parallel_lines(angle_deg: float, width: float, gap: float, size: int = 160) -> tuple[np.ndarray, np.ndarray]:
     """Two anti-aliased lines `width` px wide running at `angle_deg` (image y down), `gap` px of
-    paper between them; and a mask of that paper's middle (away from the lines' ends)."""
+    paper between them; and a mask of the pixels across both and the gap, away from the ends."""
     s = 4
     yy, xx = np.mgrid[0:size * s, 0:size * s]
     yy, xx = (yy + 0.5) / s - size / 2, (xx + 0.5) / s - size / 2
@@ -132,18 +132,29 @@ def parallel_lines(angle_deg: float, width: float, gap: float, size: int = 160) 
     inked = ((np.abs(across - off) <= width / 2) | (np.abs(across + off) <= width / 2)) & (np.abs(along) <= 60)
     cov = inked.astype(np.float32).reshape(size, s, size, s).mean(axis=(1, 3))
     c_across, c_along = across[s // 2::s, s // 2::s], along[s // 2::s, s // 2::s]
-    return cov, (np.abs(c_across) < gap / 2 - 0.5) & (np.abs(c_along) < 50)
+    return cov, (np.abs(c_across) < off) & (np.abs(c_along) < 40)
 
 
-@pytest.mark.parametrize("w, gap", [(5.0, 3.0), (8.0, 4.0), (12.0, 6.0)])
-def test_thickening_keeps_the_paper_between_close_lines(w, gap, monkeypatch) -> None:
-    """Lines running the nib's thick way, a slit apart, thicken on their free sides only."""
-    x, slit = parallel_lines(105.0, w, gap)  # 105 degrees: about the thickest direction
+def gap_left(x: np.ndarray, y: np.ndarray, band: np.ndarray, gap: float) -> float:
+    """The paper left between the two lines of `parallel_lines`, in px across."""
+    return float((1 - y[band]).sum() / (1 - x[band]).sum() * gap)
+
+
+@pytest.mark.parametrize("w, gap", [(5.0, 3.0), (8.0, 4.0), (12.0, 6.0), (12.0, 10.0)])
+def test_thickening_leaves_a_gap_between_close_lines(w, gap, monkeypatch) -> None:
+    """Lines running the nib's thick way, a gap apart, still thicken but leave at least
+    SLIT_KEEP x the width (2 px at least) of it, or the whole gap when it is narrower; a wide
+    gap still narrows."""
+    x, band = parallel_lines(105.0, w, gap)  # 105 degrees: about the thickest direction
+    keep = min(gap, max(2.0, nib.SLIT_KEEP * w))
     y = draw_nib(x, w, 1.0)
-    assert (y - x)[slit].max() < 0.01 and y[slit].mean() < 0.05
-    assert y.sum() > 1.15 * x.sum()
-    monkeypatch.setattr(nib, "SLIT_GUARD", 0.0)  # without the guard both sides grow into it
-    assert draw_nib(x, w, 1.0)[slit].mean() > 0.5
+    left = gap_left(x, y, band, gap)
+    assert keep - 0.6 <= left and y.sum() > 1.15 * x.sum(), left
+    if gap > 9:
+        assert left < gap - 4, left
+    else:  # unguarded, both lines grow into it and it shuts
+        monkeypatch.setattr(nib, "_keep_slits", lambda out, *args: out)
+        assert gap_left(x, draw_nib(x, w, 1.0), band, gap) < 0.6
 
 
 def test_blank_paper_around_the_lines_changes_nothing_drawn() -> None:

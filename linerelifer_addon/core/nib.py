@@ -8,8 +8,8 @@ pans), the nib's width factor from that direction (thickest where a line runs at
 degrees, as the training targets), and each edge moves by
 (factor - 1) x the frame's line width / 2, read off a box-blurred copy as a signed distance.
 Thickening fades where a wider box holds less ink than beside a lone line (free ends) or
-more (between close lines), and stops at paper a closing of the lines would fill (slits);
-thinning stops at 1 px. Every step is
+more (between close lines), and leaves gaps between lines at least a quarter of the line
+width; thinning stops at 1 px. Every step is
 a sum over a window, so moving the frame moves the result. Only numpy: runs in Blender too.
 """
 from __future__ import annotations
@@ -28,7 +28,7 @@ MAX_LINE_WIDTH = 64.0  # px: wider "lines" are filled regions or shading (a soft
 MAX_THICK_THIN = 1.0  # NIB_RANGE itself: a wider range greys and hollows lines (tests/test_nib.py)
 _BAND_PIXELS = 1 << 18  # frames are drawn in bands of rows of about this many pixels (cache, threads)
 _EMPTY = 1e-3  # coverage up to this is paper: bands and columns farther than the nib's reach from more are left as they are
-SLIT_GUARD = 1.5  # slits narrower than about 2 x this x the largest move keep the style's coverage (tests/test_nib.py)
+SLIT_KEEP = 0.25  # x the line width (at least 2 px): the narrowest gap between lines that thickening leaves
 _READ_EXACT = 4.0  # px: from this line width a box reads a line's edges exactly enough to draw the moved line itself
 
 
@@ -87,7 +87,8 @@ def _reach(w: float, lo: float, hi: float) -> tuple[int, tuple[int, int, int]]:
     a = int(math.ceil(max(hi - 1.0, 1.0 - lo, 0.0) * w / 2))
     r = 2 * max(1, int(round(max(2.0, 0.75 * w) / 2)))
     rb = max(a + 1, int(math.ceil(w)))
-    return max(a + r + 2, rb, 2 * _slit_radius(w, hi)) + 2, (a, r, rb)
+    keep = int(math.ceil(max(hi - 1.0, 0.0) * w / 2 + max(2.0, SLIT_KEEP * w))) + 1  # _keep_slits' look
+    return max(a + r + 2, rb, keep) + 2, (a, r, rb)
 
 
 def box_mean(a: np.ndarray, r: int) -> np.ndarray:
@@ -107,11 +108,13 @@ def box_mean(a: np.ndarray, r: int) -> np.ndarray:
     return out
 
 
-def _factor(y: np.ndarray, lo: float, hi: float, r: int) -> tuple[np.ndarray, np.ndarray]:
+def _factor(y: np.ndarray, lo: float, hi: float, r: int
+            ) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]:
     """Per-pixel width factor from the structure tensor's direction (boxes of radius r), the
-    range's middle where the direction is unclear (corners, junctions, ends); and how much
+    range's middle where the direction is unclear (corners, junctions, ends); how much
     shorter a line in that direction runs through a square than an axis-parallel one
-    (max |cos|, |sin|: 1 to 0.71 at 45 degrees)."""
+    (max |cos|, |sin|: 1 to 0.71 at 45 degrees); and the lines' normal as twice its angle
+    (cos, sin, unnormalised: across a gap it points from one line to the other)."""
     gx, gy = np.zeros_like(y), np.zeros_like(y)
     gx[:, 1:-1], gy[1:-1] = y[:, 2:] - y[:, :-2], y[2:] - y[:-2]
     jxx, jxy, jyy = box_mean(gx * gx, r), box_mean(gx * gy, r), box_mean(gy * gy, r)
@@ -122,13 +125,13 @@ def _factor(y: np.ndarray, lo: float, hi: float, r: int) -> tuple[np.ndarray, np
     across = np.float32(0.5) * ((jxx - jyy) * c2 + jxy * s2) / tr
     cos2 = np.abs(jxx - jyy) / np.sqrt((jxx - jyy) ** 2 + 4 * jxy * jxy + np.float32(1e-12))
     axis = np.sqrt((np.float32(1.0) + cos2) / 2)
-    return np.float32((lo + hi) / 2) + np.float32(hi - lo) * across, axis
+    return np.float32((lo + hi) / 2) + np.float32(hi - lo) * across, axis, (jxx - jyy, 2 * jxy)
 
 
 def _nib(y: np.ndarray, w: float, lo: float, hi: float, radii: tuple[int, int, int]) -> np.ndarray:
     a, r, rb = radii
     boxes = {a: box_mean(y, a)}  # the edge boxes' radii often equal a
-    factor, axis = _factor(boxes[a], lo, hi, r)
+    factor, axis, normal2 = _factor(boxes[a], lo, hi, r)
     delta = (factor - np.float32(1.0)) * np.float32(w / 2)
     # about 1 beside a lone straight line at any angle (a slanted line runs longer through the box)
     ink = box_mean(y, rb) * np.float32((2 * rb + 1) / w) * axis
@@ -163,31 +166,41 @@ def _nib(y: np.ndarray, w: float, lo: float, hi: float, radii: tuple[int, int, i
                 out = np.where((move > 0) & (y > 0.1), np.maximum(out, np.minimum(line, y + move)), out)
             else:
                 out = np.where(move < 0, np.minimum(out, np.maximum(line, y + move)), out)
-    m = _slit_radius(w, hi)
-    if m:
-        # Paper between lines closer than about twice the thickening (what a closing of the
-        # refined lines fills) keeps the style's own coverage: thickening from both sides
-        # filled 16 % of such slits in 12 px renders (1 % without thick-thin)
-        ink = y > 0.5
-        slit = ~_dilate(~_dilate(ink, m), m, outside=True) & ~ink  # a closing; the frame's edge is paper
-        out = np.where(slit, np.minimum(out, y), out)
-    return out
+    return _keep_slits(out, y, normal2, w, hi)
 
 
-def _slit_radius(w: float, hi: float) -> int:
-    """Radius (px) of the closing that finds the slits thickening must not fill: SLIT_GUARD x
-    the largest move, 0 when nothing thickens."""
-    return int(round(SLIT_GUARD * max(hi - 1.0, 0.0) * w / 2))
+def _keep_slits(out: np.ndarray, y: np.ndarray, normal2: tuple[np.ndarray, np.ndarray], w: float,
+                hi: float) -> np.ndarray:
+    """`out` where thickening may fill paper, `y` where it would narrow a gap between two
+    lines below SLIT_KEEP x the line width (at least 2 px): so a gap of g keeps min(g, that)
+    and nothing jumps as g grows (a closing of the lines, tried first, kept gaps whole up to
+    a width and then let them shut: steps, and light dots in the edges' nicks).
 
-
-def _dilate(mask: np.ndarray, m: int, outside: bool = False) -> np.ndarray:
-    """`mask` grown by a (2m+1)² square, beyond the array counting as `outside`."""
-    h, w = mask.shape
-    p = np.pad(mask, m, constant_values=outside)
-    rows = p[0:h].copy()
-    for i in range(1, 2 * m + 1):
-        rows |= p[i:i + h]
-    out = rows[:, 0:w].copy()
-    for j in range(1, 2 * m + 1):
-        out |= rows[:, j:j + w]
+    Only paper pixels the nib darkened are looked at: along the lines' normal both ways, the
+    first ink each way (`y` over 0.5, up to the reach of the move plus that width) is d_near
+    and d_far pixels off; in the middle g0 of a gap d_far - d_near < g0."""
+    g0 = max(2.0, SLIT_KEEP * w)
+    reach = int(math.ceil((hi - 1.0) * w / 2 + g0)) + 1
+    iy, ix = np.nonzero((out > y + 0.02) & (y < 0.5))
+    if iy.size == 0:
+        return out
+    c2, s2 = normal2[0][iy, ix], normal2[1][iy, ix]
+    norm = np.sqrt(c2 * c2 + s2 * s2) + np.float32(1e-12)
+    ny = np.sign(s2) * np.sqrt(np.clip((1 - c2 / norm) / 2, 0.0, 1.0))  # half the double angle
+    nx = np.sqrt(np.clip((1 + c2 / norm) / 2, 0.0, 1.0))
+    h, wd = y.shape
+    inked = y > 0.5
+    first = []
+    none = np.float32(2 * reach + g0)  # no ink within reach: never "shut"
+    for sign in (1.0, -1.0):
+        d = np.full(iy.size, none, np.float32)
+        for step in range(1, reach + 1):
+            py = np.clip(np.rint(iy + sign * step * ny).astype(np.intp), 0, h - 1)
+            px = np.clip(np.rint(ix + sign * step * nx).astype(np.intp), 0, wd - 1)
+            d = np.where((d == none) & inked[py, px], np.float32(step), d)
+        first.append(d)
+    near, far = np.minimum(*first), np.maximum(*first)
+    shut = far - near < g0
+    out = out.copy()
+    out[iy[shut], ix[shut]] = y[iy[shut], ix[shut]]
     return out
