@@ -143,7 +143,7 @@ def test_zip_builds_validates_and_installs(build_mod, built_zip, addon):
     assert hasattr(bpy.types, "LINERELIFER_PT_render") and hasattr(bpy.types, "LINERELIFER_PT_image")
     settings = bpy.context.scene.linerelifer
     assert settings.strength == 1.0 and settings.tile_size == 0  # 0: tile size chosen per frame
-    assert settings.thick_thin == 0.0  # off unless the artist turns it up
+    assert not settings.use_thick_thin and settings.thick_thin_amount() is None  # the style's own
     assert settings.output_mode == "OVERWRITE_KEEP_ORIGINALS" and not settings.auto_refine
     prefs = bpy.context.preferences.addons[addon].preferences
     assert hasattr(prefs, "python_path")
@@ -228,17 +228,22 @@ def test_refine_lines_still(still_scene):
 
 
 def test_thick_thin_reaches_the_refined_lines(still_scene):
-    """The Thick-Thin setting goes with the job to the worker's result: the same render refined
-    with it on draws other lines, about as much ink and all of it on the input's lines."""
+    """The style's own Thick-Thin (the default style's is 1) and one set in the panel go with
+    the job to the refined lines: set to 0 the same render comes out other lines, at 1 as
+    the style's own; about as much ink either way and all of it on the input's lines."""
     settings = still_scene.linerelifer
     assert bpy.ops.linerelifer.refine_lines() == {"FINISHED"}
-    plain = _image_rgba("LineRelifer Lines")[..., 3].copy()
-    settings.thick_thin = 1.0
+    nibbed = _image_rgba("LineRelifer Lines")[..., 3].copy()
+    settings.use_thick_thin = True
     try:
-        assert bpy.ops.linerelifer.refine_lines() == {"FINISHED"}
-        nibbed = _image_rgba("LineRelifer Lines")[..., 3]
-    finally:
         settings.thick_thin = 0.0
+        assert bpy.ops.linerelifer.refine_lines() == {"FINISHED"}
+        plain = _image_rgba("LineRelifer Lines")[..., 3].copy()
+        settings.thick_thin = 1.0
+        assert bpy.ops.linerelifer.refine_lines() == {"FINISHED"}
+        assert np.array_equal(_image_rgba("LineRelifer Lines")[..., 3], nibbed)
+    finally:
+        settings.use_thick_thin = False
     assert np.abs(nibbed - plain).sum() > 0.05 * plain.sum(), "thick-thin changed nothing"
     assert 0.7 <= nibbed.sum() / plain.sum() <= 1.5
     near = dilate(plain > 0.25, 4)

@@ -62,14 +62,17 @@ def test_strength_zero_writes_the_input_exactly_and_two_is_accepted(tmp_path, ra
 
 
 def test_thick_thin_draws_other_lines_and_strength_zero_still_gives_the_input(tmp_path) -> None:
-    """--thick-thin reaches the refined file (the default style, a real worker); strength 0
-    still writes the input's lines exactly."""
+    """--thick-thin reaches the refined file (the default style, a real worker), and without it
+    the style's own is drawn (the default style's is 1); strength 0 still writes the input's
+    lines exactly."""
     img = write_drawing(tmp_path / "in.png", 160, 200, seed=5)
     outs = {}
-    for tt in ("0", "1"):
-        r = run_cli("refine", str(tmp_path / "in.png"), "-o", str(tmp_path / f"tt{tt}.png"), "--thick-thin", tt)
+    for tt in ("0", "1", "style's"):
+        flag = [] if tt == "style's" else ["--thick-thin", tt]
+        r = run_cli("refine", str(tmp_path / "in.png"), "-o", str(tmp_path / f"tt{tt}.png"), *flag)
         assert r.returncode == 0, r.stderr
         outs[tt] = 1.0 - cv2.imread(str(tmp_path / f"tt{tt}.png"), 0) / 255.0
+    assert np.array_equal(outs["style's"], outs["1"])
     assert np.abs(outs["1"] - outs["0"]).sum() > 0.05 * outs["0"].sum()
     assert 0.7 <= outs["1"].sum() / outs["0"].sum() <= 1.6
     r = run_cli("refine", str(tmp_path / "in.png"), "-o", str(tmp_path / "s0.png"), "--thick-thin", "1",
@@ -263,7 +266,8 @@ def test_drawings_in_several_inks_and_on_a_transparent_card_are_refined_as_drawn
         inked = out[band][out[band].min(axis=2) < 128]
         assert len(inked) > 200
         others = [c for c in range(3) if c != channel]
-        assert inked[:, channel].min() > 200 and inked[:, others].mean() < 40, inked.mean(axis=0)
+        # the default style's thick-thin thins these lines: more part-covered edge pixels (40.8)
+        assert inked[:, channel].min() > 200 and inked[:, others].mean() < 48, inked.mean(axis=0)
 
     card = np.zeros((160, 200, 4), np.uint8)
     card[20:140, 20:180] = 255

@@ -6,7 +6,8 @@ import pytest
 
 from linerelifer_addon.core import nib
 from linerelifer_addon.core.linewidth import sharpen
-from linerelifer_addon.core.nib import NIB_ANGLE, check_thick_thin, draw_nib
+from linerelifer_addon.core.nib import NIB_ANGLE, check_thick_thin, draw_nib, style_thick_thin
+from linerelifer_addon.core.styles import resolve_style
 
 
 def ring(width: float, radius: float = 50.0, size: int = 140) -> np.ndarray:
@@ -174,3 +175,19 @@ def test_blank_paper_around_the_lines_changes_nothing_drawn() -> None:
 def test_amount_out_of_range_is_one_sentence(amount) -> None:
     with pytest.raises(ValueError, match=r"^thick-thin .* is outside 0\.\.1; use 0"):
         check_thick_thin(amount)
+
+
+@pytest.mark.parametrize("value, expected", [(None, 0.0), (0.5, 0.5), (1, 1.0), (1.5, 0.0), (-0.2, 0.0),
+                                             ("much", 0.0), (True, 0.0)])
+def test_a_style_draws_the_thick_thin_its_metadata_gives(tmp_path, value, expected) -> None:
+    """A style's own thick-thin is `thick_thin` in its .json; styles without one (those trained
+    from drawings) or with an unusable one draw none. The default ink style's is 1."""
+    import json
+
+    meta = {"name": "s", "margin": 8, "align": 4}
+    if value is not None:
+        meta["thick_thin"] = value
+    (tmp_path / "s.json").write_text(json.dumps(meta), encoding="utf-8")
+    assert style_thick_thin(tmp_path / "s.keras") == expected
+    assert style_thick_thin(tmp_path / "missing.keras") == 0.0
+    assert style_thick_thin(resolve_style("default").path) == 1.0

@@ -170,7 +170,7 @@ def _check_train_paths(args: argparse.Namespace, out_dir: Path, run_dir: Path) -
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from linerelifer_addon.core.linewidth import line_width, refine_at_width, width_settings
-    from linerelifer_addon.core.nib import check_thick_thin, draw_nib
+    from linerelifer_addon.core.nib import check_thick_thin, draw_nib, style_thick_thin
     from linerelifer_addon.core.styles import resolve_style
     from linerelifer_addon.worker.engine import Engine, configure_threads
 
@@ -179,7 +179,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .probes import make_probes, score_probes
 
     try:
-        check_thick_thin(args.thick_thin)
+        if args.thick_thin is not None:
+            check_thick_thin(args.thick_thin)
     except ValueError as exc:
         raise SystemExit(f"error: --{exc}") from None
     configure_threads(args.threads)
@@ -196,14 +197,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if args.width:
             refiners[f"{info.name} + width"] = lambda x, e=engine, nw=nw, g=gain: refine_at_width(
                 x, nw, lambda a: e.refine(a, skip_blank=False), edge_gain=g)
-        if args.thick_thin:  # as the CLI and Blender apply it with that setting
+        # as the CLI and Blender apply the style: with --width, its own thick-thin (the default
+        # style's is 1) after the width's resampling; --thick-thin T sets another
+        tt = style_thick_thin(info.path) if args.thick_thin is None else args.thick_thin
+        if tt and (args.width or args.thick_thin is not None):
 
-            def nibbed(x, e=engine, nw=nw, g=gain, t=args.thick_thin):
+            def nibbed(x, e=engine, nw=nw, g=gain, t=tt):
                 width = line_width(x)
                 refined = refine_at_width(x, nw, lambda a: e.refine(a, skip_blank=False), edge_gain=g, width=width)
                 return draw_nib(refined, width, t)
 
-            refiners[f"{info.name} + thick-thin {args.thick_thin:g}"] = nibbed
+            refiners[f"{info.name} + thick-thin {tt:g}"] = nibbed
     rows = {}
     for label, fn in refiners.items():
         rows[label] = {**evaluate_items(fn, items), **score_probes(fn, probes)}
@@ -324,8 +328,9 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--threads", type=int)
     e.add_argument("--real", default=None, help="also score the real renders in this folder (built by `realset`)")
     e.add_argument("--width", action="store_true", help="also score each style with width normalisation")
-    e.add_argument("--thick-thin", type=float, default=0.0,
-                   help="also score each style with its width settings and this thick-thin (core/nib.py), 0-1")
+    e.add_argument("--thick-thin", type=float, default=None,
+                   help="also score each style with its width settings and this thick-thin (core/nib.py), 0-1 "
+                        "(default: with --width, the style's own, 1 for the default style)")
     e.add_argument("--no-shift", action="store_true", help="skip the shift-stability test on real renders")
     e.add_argument("--fit", action="store_true",
                    help="also score width variation and taper on tied synthetic drawings, next to their targets' own")

@@ -44,7 +44,7 @@ class Job:
     strength: float
     color: tuple | None
     uses_pass: bool
-    thick_thin: float = 0.0
+    thick_thin: float | None = None  # None: the style's own
     # still jobs: the render's combined pass (premultiplied linear)
     combined: np.ndarray | None = None
     # frame jobs
@@ -184,7 +184,7 @@ def prepare_still(scene) -> Job:
                             linear=linear)
     return Job(line_image=li, style=style, tile=int(settings.tile_size),
                strength=float(settings.strength), color=settings.line_color(),
-               thick_thin=float(settings.thick_thin), uses_pass=uses_pass, combined=cap.combined, baked=lines,
+               thick_thin=settings.thick_thin_amount(), uses_pass=uses_pass, combined=cap.combined, baked=lines,
                baked_rgb=rgb, note=cap.note)
 
 
@@ -394,7 +394,7 @@ def prepare_frame(scene, frame_path: str, freestyle: np.ndarray | None, frame: i
                 lines = _baked_frame_lines(scene, rgb, frame_path, linear, img.file_format in _LINEAR_FORMATS)
                 return Job(line_image=None, style=style, tile=int(settings.tile_size),
                            strength=float(settings.strength), color=settings.line_color(),
-                           thick_thin=float(settings.thick_thin), uses_pass=False, frame=frame,
+                           thick_thin=settings.thick_thin_amount(), uses_pass=False, frame=frame,
                            frame_path=frame_path, frame_pixels=pixels,
                            frame_is_float=is_float, frame_image_name=img.name, baked=lines, baked_rgb=rgb)
             # A scene without Freestyle: the file is a line drawing (scripts refining files;
@@ -404,7 +404,7 @@ def prepare_frame(scene, frame_path: str, freestyle: np.ndarray | None, frame: i
         bpy.data.images.remove(img)
         raise
     return Job(line_image=li, style=style, tile=int(settings.tile_size),
-               strength=float(settings.strength), thick_thin=float(settings.thick_thin),
+               strength=float(settings.strength), thick_thin=settings.thick_thin_amount(),
                color=color if freestyle is not None else settings.line_color(),
                uses_pass=freestyle is not None, frame=frame, frame_path=frame_path,
                frame_pixels=pixels, frame_is_float=is_float, frame_image_name=img.name)

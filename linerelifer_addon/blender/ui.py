@@ -75,7 +75,11 @@ def draw_settings(layout, context):
     if missing:
         col.label(text=f"Style {missing} is not installed", icon="ERROR")
     col.prop(settings, "strength", slider=True)
-    col.prop(settings, "thick_thin", slider=True)
+    row = col.row(align=True, heading="Thick-Thin")
+    row.prop(settings, "use_thick_thin", text="")
+    sub = row.row(align=True)
+    sub.active = settings.use_thick_thin  # off: the style's own
+    sub.prop(settings, "thick_thin", text="", slider=True)
     col.prop(settings, "color_mode")
     sub = col.column()
     sub.active = settings.color_mode == "OVERRIDE"

@@ -22,7 +22,7 @@ import numpy as np
 
 from . import protocol, tiling
 from .linewidth import line_width, refine_at_width, width_settings
-from .nib import check_thick_thin, draw_nib
+from .nib import check_thick_thin, draw_nib, style_thick_thin
 from .runtime import REQUIREMENTS, resolve_python
 
 WORKER_SCRIPT = Path(__file__).resolve().parent.parent / "worker" / "bootstrap.py"
@@ -287,7 +287,7 @@ class WorkerClient:
         cancel: threading.Event | None = None,
         skip_blank: bool = True,
         at_width: bool = True,
-        thick_thin: float = 0.0,
+        thick_thin: float | None = 0.0,
     ) -> np.ndarray:
         """Refined coverage (float32, same shape) for an H×W coverage image; tile 0 lets the
         worker choose the tile size for the frame.
@@ -297,7 +297,8 @@ class WorkerClient:
         band: neither process copies the whole frame at once.
         With `at_width`, a frame of thick lines is first scaled down so its lines reach the
         style's native width, and the result scaled back (core/linewidth.py). `thick_thin` > 0
-        then draws a broad nib's thick and thin over the result (core/nib.py).
+        then draws a broad nib's thick and thin over the result (core/nib.py); None draws the
+        style's own (`thick_thin` in its metadata: 1 for the default style, else 0).
         """
         coverage = np.asarray(coverage)
         if coverage.ndim != 2:
@@ -305,6 +306,8 @@ class WorkerClient:
         h, w = coverage.shape
         if h == 0 or w == 0:
             raise ValueError(f"coverage of shape {coverage.shape} is empty")
+        if thick_thin is None:
+            thick_thin = style_thick_thin(style)
         check_thick_thin(thick_thin)
         if at_width or thick_thin > 0:
             width = line_width(coverage)  # read once: the resampling and the nib both use it

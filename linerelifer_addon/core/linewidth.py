@@ -12,7 +12,7 @@ from typing import Callable
 
 import numpy as np
 
-from .styles import StyleError, read_meta
+from .styles import StyleError, meta_number, read_meta
 
 DEFAULT_NATIVE_WIDTH = 2.5  # px; styles without `native_width` in their metadata
 # Resample only when the width is this far off (ratio); near-native frames pass untouched, and
@@ -176,13 +176,5 @@ def width_settings(style_path: str | os.PathLike) -> tuple[float, float]:
         meta = read_meta(style_path)
     except StyleError:
         return DEFAULT_NATIVE_WIDTH, 1.0
-    return (_number(meta.get("native_width"), DEFAULT_NATIVE_WIDTH, lambda v: v > 0),
-            _number(meta.get("edge_gain"), 1.0, lambda v: v >= 1.0))
-
-
-def _number(value: object, default: float, valid: Callable[[float], bool]) -> float:
-    try:
-        v = float(default if value is None else value)
-    except (TypeError, ValueError):
-        return default
-    return v if np.isfinite(v) and valid(v) else default
+    return (meta_number(meta, "native_width", DEFAULT_NATIVE_WIDTH, lambda v: v > 0),
+            meta_number(meta, "edge_gain", 1.0, lambda v: v >= 1.0))

@@ -20,6 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from .styles import StyleError, meta_number, read_meta
+
 NIB_ANGLE = math.pi / 6  # a broad nib held at 30°, so horizontals and verticals differ too; the tied training targets use it
 # width factor across the line's direction, thinnest to thickest, at thick_thin 1; as drawn on
 # straight lines about 0.6-1.5 (the direction's coherence, the box's reading of slanted edges)
@@ -37,6 +39,18 @@ def check_thick_thin(amount: float) -> None:
     if not 0.0 <= amount <= MAX_THICK_THIN:
         raise ValueError(f"thick-thin {amount} is outside 0..{MAX_THICK_THIN:g}; use 0 (the style's own "
                          f"widths) up to 1 (a broad nib's thick and thin)")
+
+
+def style_thick_thin(style_path: str | os.PathLike) -> float:
+    """The thick-thin a style is drawn with unless the user sets one: `thick_thin` in its
+    metadata (the default ink style's is 1), else 0, as for styles trained from drawings,
+    whose look the nib is not part of. A missing or broken metadata file is the worker's to
+    report, so here it just means 0."""
+    try:
+        meta = read_meta(style_path)
+    except StyleError:
+        return 0.0
+    return meta_number(meta, "thick_thin", 0.0, lambda v: 0.0 <= v <= MAX_THICK_THIN)
 
 
 def nib_range(amount: float) -> tuple[float, float]:

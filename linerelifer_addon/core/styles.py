@@ -11,7 +11,8 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+import math
+from typing import Any, Callable, Sequence
 
 BUNDLED_DIR = Path(__file__).resolve().parent.parent / "styles"
 DEFAULT_STYLE = "default"
@@ -59,6 +60,16 @@ def read_meta(style_path: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(meta, dict) or any(k not in meta for k in REQUIRED_META):
         raise StyleError(f"style metadata {mp} lacks {', '.join(REQUIRED_META)}; re-export the style")
     return meta
+
+
+def meta_number(meta: dict[str, Any], key: str, default: float, valid: Callable[[float], bool]) -> float:
+    """`meta[key]` as a number, or `default` when it is absent, not a finite number or not `valid`."""
+    value = meta.get(key)
+    try:
+        v = float(default if value is None or isinstance(value, bool) else value)
+    except (TypeError, ValueError):
+        return default
+    return v if math.isfinite(v) and valid(v) else default
 
 
 def ink_tone(style_path: str | os.PathLike) -> float | None:

@@ -1,7 +1,7 @@
 """Benchmark: the default style on each backend (and optionally the seed architecture),
 through the real worker, engine-only and end to end (file in, file out).
 
-    .venv/bin/python tests/benchmarks/bench_refine.py [--runs 5] [--sizes 1080p,4K] [--seed-arch] [--thick-thin 1]
+    .venv/bin/python tests/benchmarks/bench_refine.py [--runs 5] [--sizes 1080p,4K] [--seed-arch] [--thick-thin T]
                                                       [--json out/bench_refine.json]
 
 Inputs are synthetic line drawings (training/synth.py) tiled up to each frame size, with
@@ -11,8 +11,10 @@ passes of the bpy-rendered set (`python -m training realset`): its 4K figure ren
 so its cold start (spawn to first result) and peak RSS are its own. Per warm frame it reports
 the worker's own time (engine), the client's round trip (array in, array out) and the CLI's
 per-file path (`cli.refine_file`: read PNG, convert, refine, convert back, write PNG), with
-the end-to-end steps apart. LiteRT runs float32; TensorFlow runs in its own choice
-(bfloat16 where the CPU has it natively; LINERELIFER_PRECISION overrides). The seed
+the end-to-end steps apart. A style with a thick-thin of its own (the default style's is 1)
+gets a second row per backend, `+ttT`, as the CLI applies it; the first is without it. LiteRT
+runs float32; TensorFlow runs in its own choice (bfloat16 where the CPU has it natively;
+LINERELIFER_PRECISION overrides). The seed
 architecture (`--seed-arch`, random weights, timing only) runs on TensorFlow in float32 as
 the seed did. Not part of the test run.
 """
@@ -136,10 +138,14 @@ def main() -> int:
                     help="precision the seed architecture runs in (default: float32, as the seed ran)")
     ap.add_argument("--json", default=str(ROOT / "out" / "bench_refine.json"))
     ap.add_argument("--real", help="also time real Freestyle passes from this realset folder at 1080p")
-    ap.add_argument("--thick-thin", type=float, default=0.0,
-                    help="also time the style with this thick-thin (core/nib.py, drawn in the client), 0-1")
+    ap.add_argument("--thick-thin", type=float, default=None,
+                    help="also time the style with this thick-thin (core/nib.py, drawn in the client), 0-1 "
+                         "(default: the style's own, as the CLI draws it; 1 for the default style)")
     args = ap.parse_args()
 
+    from linerelifer_addon.core.nib import style_thick_thin
+
+    tt_applied = style_thick_thin(args.style) if args.thick_thin is None else args.thick_thin
     sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
     style_label = Path(args.style).stem  # "default" for the bundled style, else the style's own name
     frames: list[tuple[str, np.ndarray, bool]] = [(size, drawing(*SIZES[size]), False) for size in sizes]
@@ -164,8 +170,8 @@ def main() -> int:
             else:
                 cv2.imwrite(str(png), np.rint((1.0 - img) * 255).astype(np.uint8))
             plan = [(style_label, Path(args.style), b, None, 0.0) for b in args.backends.split(",")]
-            if args.thick_thin:
-                plan += [(f"{style_label}+tt{args.thick_thin:g}", Path(args.style), b, None, args.thick_thin)
+            if tt_applied:  # the style as applied: its rows without thick-thin show what it adds
+                plan += [(f"{style_label}+tt{tt_applied:g}", Path(args.style), b, None, tt_applied)
                          for b in args.backends.split(",")]
             if seed is not None and size in ("1080p", "4K"):
                 plan.append((SEED_LABEL, seed, "tensorflow", args.seed_precision, 0.0))
