@@ -45,18 +45,32 @@ def test_real_lines_stay_solid_dark_and_about_as_wide(client, default_style, nam
         assert r["filled_slit"] <= 0.3, r
 
 
+@pytest.mark.parametrize("thick_thin", [0.0, None], ids=["network", "as_applied"])
 @pytest.mark.parametrize("name", [ANTI_ALIASED[0], ANTI_ALIASED[2], ANTI_ALIASED[4]])
-def test_moving_the_frame_moves_the_lines_and_changes_nothing_else(client, default_style, name) -> None:
+def test_moving_the_frame_moves_the_lines_and_changes_nothing_else(client, default_style, name, thick_thin) -> None:
     """Shift stability (a slow camera pan): refine(shift(x)) against shift(refine(x)), 1-7 px,
-    held to issue 13's bar of 1.5 %.
+    held to issue 13's bar of 1.5 %, without the thick-thin and as applied (with the style's own).
 
-    This style: 1.17 / 0.24 / 0.64 % on the 1 / 3 / 8 px crops. The style before it changed 1.72 %
-    of the 1 px crop's ink (the test then held that crop to 2 %); its fine-tune priced the shift
-    change 2.5x as much (training/README.md, "Fine-tuning the default").
+    This style: 1.17 / 0.24 / 0.64 % on the 1 / 3 / 8 px crops, 1.40 / 0.71 / 0.67 % as applied.
+    The style before it changed 1.72 % of the 1 px crop's ink (the test then held that crop to
+    2 %); its fine-tune priced the shift change 2.5x as much (training/README.md, "Fine-tuning the
+    default").
     """
     _, x = crops()[name]
-    change = shift_change(lambda a: client.refine(a, default_style), x)
+    change = shift_change(lambda a: client.refine(a, default_style, thick_thin=thick_thin), x)
     assert change <= 0.015, change
+
+
+@pytest.mark.parametrize("name", ANTI_ALIASED + ALIASED)
+def test_as_applied_with_its_thick_thin_lines_stay_solid_dark_and_about_as_wide(client, default_style, name) -> None:
+    """The bars of test_real_lines_stay_solid_dark_and_about_as_wide for the style as the CLI and
+    Blender apply it (its own thick-thin, 1). Not its ghost-edge and slit checks: on these
+    crops the nib draws 0.43 % ghost edges at 5 px and inks 35 % of the dense aliased 8 px
+    crop's slits (19 % without), the cost README.md's limitations give."""
+    _, x = crops()[name]
+    r = real_metrics(x, client.refine(x, default_style, thick_thin=None))
+    assert r["recall"] >= 0.98 and r["darkness_kept"] >= 0.95 and r["hollow"] <= 0.01, r
+    assert 0.7 <= r["width_ratio"] <= 1.5, r
 
 
 @pytest.mark.parametrize("name", [ANTI_ALIASED[4], ANTI_ALIASED[5]])
