@@ -143,7 +143,8 @@ def test_zip_builds_validates_and_installs(build_mod, built_zip, addon):
     assert hasattr(bpy.types, "LINERELIFER_PT_render") and hasattr(bpy.types, "LINERELIFER_PT_image")
     settings = bpy.context.scene.linerelifer
     assert settings.strength == 1.0 and settings.tile_size == 0  # 0: tile size chosen per frame
-    assert not settings.use_thick_thin and settings.thick_thin_amount() is None  # the style's own
+    assert not settings.use_thick_thin and settings.thick_thin_amount() is None  # the style's own,
+    assert _addon_module("props").style_own_thick_thin(settings) == 1.0  # the default's, shown in the panel
     assert settings.output_mode == "OVERWRITE_KEEP_ORIGINALS" and not settings.auto_refine
     prefs = bpy.context.preferences.addons[addon].preferences
     assert hasattr(prefs, "python_path")

@@ -11,6 +11,7 @@ from bpy.props import BoolProperty, EnumProperty, FloatProperty, FloatVectorProp
 from ..core import styles as _core_styles
 from ..core.styles import StyleError, ink_tone, list_styles, resolve_style, user_styles_dir
 from ..core.conversion import srgb_to_linear
+from ..core.nib import style_thick_thin
 from .common import style_dirs
 
 NO_STYLE = "__NONE__"
@@ -81,6 +82,15 @@ def style_path(settings):
         items = style_items(settings, None)
         name = items[0][0] if items and items[0][0] != NO_STYLE else None
     return resolve_style(name, style_dirs()).path
+
+
+def style_own_thick_thin(settings) -> float | None:
+    """The thick-thin the selected style draws with when the panel sets none (its metadata's
+    `thick_thin`, 0 when absent), or None when no style can be found."""
+    try:
+        return style_thick_thin(style_path(settings))
+    except (OSError, StyleError):  # no style installed at all
+        return None
 
 
 def style_ink_color(settings) -> tuple[float, float, float] | None:

@@ -11,7 +11,7 @@ from . import capture, pipeline, session
 from .state import baked_problem, busy, notice
 from .common import RESULT_IMAGE, get_prefs
 from .pipeline import freestyle_pass_enabled
-from .props import missing_style
+from .props import missing_style, style_own_thick_thin
 
 
 def draw_runtime(layout, context, prefs=None, full=False):
@@ -77,9 +77,11 @@ def draw_settings(layout, context):
     col.prop(settings, "strength", slider=True)
     row = col.row(align=True, heading="Thick-Thin")
     row.prop(settings, "use_thick_thin", text="")
-    sub = row.row(align=True)
-    sub.active = settings.use_thick_thin  # off: the style's own
-    sub.prop(settings, "thick_thin", text="", slider=True)
+    if settings.use_thick_thin:
+        row.prop(settings, "thick_thin", text="", slider=True)
+    else:  # the style's own, which the slider's value would hide
+        own = style_own_thick_thin(settings)
+        row.label(text="Style's own" if own is None else f"Style's own: {own:g}")
     col.prop(settings, "color_mode")
     sub = col.column()
     sub.active = settings.color_mode == "OVERRIDE"

@@ -28,6 +28,7 @@ NIB_ANGLE = math.pi / 6  # a broad nib held at 30°, so horizontals and vertical
 NIB_RANGE = (0.55, 1.7)
 MAX_LINE_WIDTH = 64.0  # px: wider "lines" are filled regions or shading (a soft gradient read 1159 px)
 MAX_THICK_THIN = 1.0  # NIB_RANGE itself: a wider range greys and hollows lines (tests/test_nib.py)
+MAX_THREADS = 4
 _BAND_PIXELS = 1 << 18  # frames are drawn in bands of rows of about this many pixels (cache, threads)
 _EMPTY = 1e-3  # coverage up to this is paper: bands and columns farther than the nib's reach from more are left as they are
 SLIT_KEEP = 0.25  # x the line width (at least 2 px): the narrowest gap between lines that thickening leaves
@@ -72,7 +73,7 @@ def draw_nib(coverage: np.ndarray, line_width: float, amount: float) -> np.ndarr
     lo, hi = nib_range(amount)
     reach, radii = _reach(w, lo, hi)
     h, wd = coverage.shape
-    band = max(32, _BAND_PIXELS // max(wd, 1))
+    band = max(32, 4 * reach, _BAND_PIXELS // max(wd, 1))  # a band reads `reach` rows more each side
     out = coverage.copy()
 
     def draw_band(y0: int) -> None:
@@ -91,9 +92,19 @@ def draw_nib(coverage: np.ndarray, line_width: float, amount: float) -> np.ndarr
     if len(starts) == 1:
         draw_band(0)
     else:  # numpy lets go of the GIL in its loops, so bands draw side by side
-        with ThreadPoolExecutor(min(len(starts), os.cpu_count() or 1)) as pool:
+        with ThreadPoolExecutor(min(len(starts), _threads())) as pool:
             list(pool.map(draw_band, starts))
     return out
+
+
+def _threads() -> int:
+    """Threads for the bands: the CPUs this process may use, at most MAX_THREADS (each holds a
+    band's dozen temporaries)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, MAX_THREADS))
 
 
 def _reach(w: float, lo: float, hi: float) -> tuple[int, tuple[int, int, int]]:
@@ -190,31 +201,37 @@ def _keep_slits(out: np.ndarray, y: np.ndarray, normal2: tuple[np.ndarray, np.nd
     and nothing jumps as g grows (a closing of the lines, tried first, kept gaps whole up to
     a width and then let them shut: steps, and light dots in the edges' nicks).
 
-    Only paper pixels the nib darkened are looked at: along the lines' normal both ways, the
-    first ink each way (`y` over 0.5, up to the reach of the move plus that width) is d_near
-    and d_far pixels off; in the middle g0 of a gap d_far - d_near < g0."""
+    Only paper pixels the nib darkened are looked at: along the lines' normal both ways, in
+    half-pixel steps up to the reach of the move plus that width, the first pixel of ink (`y`
+    over 0.5) each way lies d_near and d_far px off (to its centre); the pixels with
+    d_far - d_near <= g0 (+ half a pixel) are the gap's middle g0. Where either way finds no
+    ink there is no gap.
+    """
     g0 = max(2.0, SLIT_KEEP * w)
     reach = int(math.ceil((hi - 1.0) * w / 2 + g0)) + 1
     iy, ix = np.nonzero((out > y + 0.02) & (y < 0.5))
     if iy.size == 0:
         return out
     c2, s2 = normal2[0][iy, ix], normal2[1][iy, ix]
-    norm = np.sqrt(c2 * c2 + s2 * s2) + np.float32(1e-12)
-    ny = np.sign(s2) * np.sqrt(np.clip((1 - c2 / norm) / 2, 0.0, 1.0))  # half the double angle
-    nx = np.sqrt(np.clip((1 + c2 / norm) / 2, 0.0, 1.0))
+    cos2 = c2 / (np.sqrt(c2 * c2 + s2 * s2) + np.float32(1e-12))
+    # half the double angle; the sign of s2 picks the quadrant (s2 = 0, cos2 = -1: vertical)
+    ny = np.where(s2 >= 0, 1.0, -1.0) * np.sqrt(np.clip((1 - cos2) / 2, 0.0, 1.0))
+    nx = np.sqrt(np.clip((1 + cos2) / 2, 0.0, 1.0))
     h, wd = y.shape
     inked = y > 0.5
     first = []
-    none = np.float32(2 * reach + g0)  # no ink within reach: never "shut"
     for sign in (1.0, -1.0):
-        d = np.full(iy.size, none, np.float32)
-        for step in range(1, reach + 1):
-            py = np.clip(np.rint(iy + sign * step * ny).astype(np.intp), 0, h - 1)
-            px = np.clip(np.rint(ix + sign * step * nx).astype(np.intp), 0, wd - 1)
-            d = np.where((d == none) & inked[py, px], np.float32(step), d)
+        d = np.full(iy.size, np.inf, np.float32)
+        for step in np.arange(1, 2 * reach + 1) / 2:
+            oy, ox = np.rint(sign * step * ny), np.rint(sign * step * nx)  # offsets: shift-exact
+            py = np.clip(iy + oy.astype(np.intp), 0, h - 1)
+            px = np.clip(ix + ox.astype(np.intp), 0, wd - 1)
+            hit = np.isinf(d) & inked[py, px]
+            d = np.where(hit, np.hypot(oy, ox).astype(np.float32), d)
         first.append(d)
     near, far = np.minimum(*first), np.maximum(*first)
-    shut = far - near < g0
+    shut = np.isfinite(far)  # ink both ways
+    shut[shut] = far[shut] - near[shut] <= g0 + 0.5  # + half a pixel: slanted gaps kept 1.4 px of 2
     out = out.copy()
     out[iy[shut], ix[shut]] = y[iy[shut], ix[shut]]
     return out
