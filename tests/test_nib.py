@@ -173,6 +173,29 @@ def test_grey_lines_thicken_too() -> None:
     assert black > 1.3 and grey > 1.3, (black, grey)
 
 
+def test_hard_edged_tells_whole_pixel_lines_from_anti_aliased_ones() -> None:
+    """Aliased (1-sample) renders' lines are whole pixels; anti-aliased ones are part-covered
+    along every edge (the committed crops of the real renders, both kinds)."""
+    from test_realset import crops
+
+    assert not nib.hard_edged(ring(2.0)) and nib.hard_edged((ring(2.0) > 0.5).astype(np.float32))
+    assert not nib.hard_edged(np.zeros((40, 40), np.float32))
+    for name, (_, x) in crops().items():
+        assert nib.hard_edged(x) == name.endswith("_s1"), name
+
+
+def test_whole_pixel_lines_under_2_5_px_are_not_thinned() -> None:
+    """On a hard-edged frame a 2 px line is not thinned (it would straddle its two pixel rows
+    at about half coverage: grey), only thickened; anti-aliased frames' 2 px lines are."""
+    x = (ring(2.0) > 0.5).astype(np.float32)
+    hard = draw_nib(x, 2.0, 1.0, hard_edges=True)
+    assert np.all(hard >= x - 1e-6) and hard.sum() > 1.1 * x.sum()
+    soft = draw_nib(x, 2.0, 1.0)
+    assert np.mean(soft[x == 1.0] < 0.7) > 0.1  # thinned sides: pixels of the line gone grey
+    y = (ring(4.0) > 0.5).astype(np.float32)  # wider lines are thinned either way
+    assert np.array_equal(draw_nib(y, 4.0, 1.0, hard_edges=True), draw_nib(y, 4.0, 1.0))
+
+
 def test_blank_paper_around_the_lines_changes_nothing_drawn() -> None:
     """Only the columns near ink are drawn: lines in a wide blank frame come out as alone."""
     x = ring(5.0, radius=45, size=140)

@@ -170,7 +170,7 @@ def _check_train_paths(args: argparse.Namespace, out_dir: Path, run_dir: Path) -
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from linerelifer_addon.core.linewidth import line_width, refine_at_width, width_settings
-    from linerelifer_addon.core.nib import check_thick_thin, draw_nib, style_thick_thin
+    from linerelifer_addon.core.nib import check_thick_thin, draw_nib, hard_edged, style_thick_thin
     from linerelifer_addon.core.styles import resolve_style
     from linerelifer_addon.worker.engine import Engine, configure_threads
 
@@ -205,7 +205,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             def nibbed(x, e=engine, nw=nw, g=gain, t=tt):
                 width = line_width(x)
                 refined = refine_at_width(x, nw, lambda a: e.refine(a, skip_blank=False), edge_gain=g, width=width)
-                return draw_nib(refined, width, t)
+                return draw_nib(refined, width, t, hard_edges=hard_edged(x))
 
             refiners[f"{info.name} + thick-thin {tt:g}"] = nibbed
     rows = {}

@@ -22,7 +22,7 @@ import numpy as np
 
 from . import protocol, tiling
 from .linewidth import line_width, refine_at_width, width_settings
-from .nib import check_thick_thin, draw_nib, style_thick_thin
+from .nib import check_thick_thin, draw_nib, hard_edged, style_thick_thin
 from .runtime import REQUIREMENTS, resolve_python
 
 WORKER_SCRIPT = Path(__file__).resolve().parent.parent / "worker" / "bootstrap.py"
@@ -321,7 +321,7 @@ class WorkerClient:
                 return refined
             if cancel is not None and cancel.is_set():
                 raise Cancelled("refinement cancelled")
-            return draw_nib(refined, width, thick_thin)
+            return draw_nib(refined, width, thick_thin, hard_edges=hard_edged(coverage))
         out = np.zeros((h, w), np.float32)
         with self._lock:
             self._ensure()

@@ -28,6 +28,8 @@ NIB_ANGLE = math.pi / 6  # a broad nib held at 30°, so horizontals and vertical
 NIB_RANGE = (0.55, 1.7)
 MAX_LINE_WIDTH = 64.0  # px: wider "lines" are filled regions or shading (a soft gradient read 1159 px)
 MAX_THICK_THIN = 1.0  # NIB_RANGE itself: a wider range greys and hollows lines (tests/test_nib.py)
+HARD_EDGED = 0.02  # at most this share of a frame's ink part-covered: its lines are whole pixels
+HARD_THIN_BELOW = 2.5  # px: on such frames, lines narrower than this are not thinned
 MAX_THREADS = 4
 _BAND_PIXELS = 1 << 18  # frames are drawn in bands of rows of about this many pixels (cache, threads)
 _EMPTY = 1e-3  # coverage up to this is paper: bands and columns farther than the nib's reach from more are left as they are
@@ -59,11 +61,14 @@ def nib_range(amount: float) -> tuple[float, float]:
     return 1.0 + amount * (NIB_RANGE[0] - 1.0), 1.0 + amount * (NIB_RANGE[1] - 1.0)
 
 
-def draw_nib(coverage: np.ndarray, line_width: float, amount: float) -> np.ndarray:
+def draw_nib(coverage: np.ndarray, line_width: float, amount: float, hard_edges: bool = False) -> np.ndarray:
     """`coverage` (refined lines, 0..1) with thick-thin `amount` drawn for lines of
     `line_width` px (the frame's, as `linewidth.line_width` reads the input): a new float32
     array, or the input as float32 when there is nothing to do (no lines, or none under
-    MAX_LINE_WIDTH: the work grows with the width)."""
+    MAX_LINE_WIDTH: the work grows with the width). `hard_edges`: the input's lines are whole
+    pixels (`hard_edged`), so lines under HARD_THIN_BELOW px are not thinned: a 2 px line of
+    whole pixels thinned to 1.1 px straddles its two rows at 0.55, grey (aliased 2 px renders'
+    darkness 0.940 thinned, 0.992 not)."""
     check_thick_thin(amount)
     coverage = np.asarray(coverage, np.float32)
     if (amount == 0.0 or not (np.isfinite(line_width) and 0 < line_width <= MAX_LINE_WIDTH)
@@ -72,6 +77,7 @@ def draw_nib(coverage: np.ndarray, line_width: float, amount: float) -> np.ndarr
     w = max(float(line_width), 1.0)
     lo, hi = nib_range(amount)
     reach, radii = _reach(w, lo, hi)
+    thinnest = w if hard_edges and w < HARD_THIN_BELOW else 1.0  # px
     h, wd = coverage.shape
     band = max(32, 4 * reach, _BAND_PIXELS // max(wd, 1))  # a band reads `reach` rows more each side
     out = coverage.copy()
@@ -85,7 +91,7 @@ def draw_nib(coverage: np.ndarray, line_width: float, amount: float) -> np.ndarr
         if inked.size == 0:
             return
         c0, c1 = max(0, int(inked[0]) - reach), min(wd, int(inked[-1]) + 1 + reach)
-        part = _nib(coverage[s0:s1, c0:c1], w, lo, hi, radii)
+        part = _nib(coverage[s0:s1, c0:c1], w, lo, hi, radii, thinnest)
         out[y0:y1, c0:c1] = part[y0 - s0:y1 - s0]
 
     starts = range(0, h, band)
@@ -95,6 +101,15 @@ def draw_nib(coverage: np.ndarray, line_width: float, amount: float) -> np.ndarr
         with ThreadPoolExecutor(min(len(starts), _threads())) as pool:
             list(pool.map(draw_band, starts))
     return out
+
+
+def hard_edged(coverage: np.ndarray) -> bool:
+    """Whether a frame's lines are whole pixels (an aliased, 1-sample render): hardly any of
+    its ink is part-covered (none in the real aliased renders, 10-99 % in anti-aliased ones)."""
+    c = np.asarray(coverage)
+    part = np.count_nonzero((c > 0.1) & (c < 0.9))
+    solid = np.count_nonzero(c >= 0.9)
+    return solid > 0 and part <= HARD_EDGED * (part + solid)
 
 
 def _threads() -> int:
@@ -153,7 +168,8 @@ def _factor(y: np.ndarray, lo: float, hi: float, r: int
     return np.float32((lo + hi) / 2) + np.float32(hi - lo) * across, axis, (jxx - jyy, 2 * jxy)
 
 
-def _nib(y: np.ndarray, w: float, lo: float, hi: float, radii: tuple[int, int, int]) -> np.ndarray:
+def _nib(y: np.ndarray, w: float, lo: float, hi: float, radii: tuple[int, int, int],
+         thinnest: float) -> np.ndarray:
     a, r, rb = radii
     boxes = {a: box_mean(y, a)}  # the edge boxes' radii often equal a
     factor, axis, normal2 = _factor(boxes[a], lo, hi, r)
@@ -161,7 +177,7 @@ def _nib(y: np.ndarray, w: float, lo: float, hi: float, radii: tuple[int, int, i
     # about 1 beside a lone straight line at any angle (a slanted line runs longer through the box)
     ink = box_mean(y, rb) * np.float32((2 * rb + 1) / w) * axis
     grow = np.clip(ink, 0.0, 1.0) * np.clip(2.0 - ink, 0.0, 1.0)
-    delta = np.where(delta > 0, delta * grow, np.maximum(delta, np.float32((min(1.0, w) - w) / 2)))
+    delta = np.where(delta > 0, delta * grow, np.maximum(delta, np.float32((min(thinnest, w) - w) / 2)))
     # each direction reads a box of its own size: a box wider than the line reads its core as
     # near an edge (a thinned 3 px line would go grey instead of thinner); past NIB_RANGE the
     # boxes would reach across the lines, which is why thick_thin stops at 1
