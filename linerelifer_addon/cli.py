@@ -186,8 +186,8 @@ def cmd_refine(args: argparse.Namespace) -> int:
         raise UsageError(f"--strength {args.strength} is outside 0..{MAX_STRENGTH:g}; use 0 (input lines), "
                          f"1 (the style) or up to {MAX_STRENGTH:g} (exaggerated)")
     if args.thick_thin is not None and not 0.0 <= args.thick_thin <= MAX_THICK_THIN:
-        raise UsageError(f"--thick-thin {args.thick_thin} is outside 0..{MAX_THICK_THIN:g}; use 0 (the style's "
-                         f"widths) up to 1 (a broad nib's thick and thin)")
+        raise UsageError(f"--thick-thin {args.thick_thin} is outside 0..{MAX_THICK_THIN:g}; use 0 (no nib: the network's "
+                         f"widths) up to 1 (a broad nib's thick and thin), or leave it out for the style's own")
     if args.tile is not None and args.tile < 64:
         raise UsageError(f"--tile {args.tile} is too small; use 64 or more (256 or more runs faster)")
     if args.threads is not None and args.threads < 1:

@@ -40,7 +40,7 @@ _READ_EXACT = 4.0  # px: from this line width a box reads a line's edges exactly
 def check_thick_thin(amount: float) -> None:
     """ValueError naming the allowed range when `amount` is outside 0..MAX_THICK_THIN."""
     if not 0.0 <= amount <= MAX_THICK_THIN:
-        raise ValueError(f"thick-thin {amount} is outside 0..{MAX_THICK_THIN:g}; use 0 (the style's own "
+        raise ValueError(f"thick-thin {amount} is outside 0..{MAX_THICK_THIN:g}; use 0 (no nib: the network's "
                          f"widths) up to 1 (a broad nib's thick and thin)")
 
 
