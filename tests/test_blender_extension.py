@@ -243,8 +243,10 @@ def test_thick_thin_reaches_the_refined_lines(still_scene):
         settings.thick_thin = 1.0
         assert bpy.ops.linerelifer.refine_lines() == {"FINISHED"}
         assert np.array_equal(_image_rgba("LineRelifer Lines")[..., 3], nibbed)
+        assert "Style's own: 1" not in _panel_labels()  # the slider instead
     finally:
         settings.use_thick_thin = False
+    assert "Style's own: 1" in _panel_labels()
     assert np.abs(nibbed - plain).sum() > 0.05 * plain.sum(), "thick-thin changed nothing"
     assert 0.7 <= nibbed.sum() / plain.sum() <= 1.5
     near = dilate(plain > 0.25, 4)
@@ -1490,6 +1492,21 @@ def test_the_result_belongs_to_its_scene_and_survives_no_reopen_or_undo(still_sc
     bpy.ops.wm.open_mainfile(filepath=path)
     assert bpy.data.images.get("LineRelifer Result") is None
     assert state.baked_problem["text"] == ""
+
+
+def test_a_thick_thin_saved_before_the_checkbox_is_still_used(addon, tmp_path):
+    """Files saved when the slider alone set Thick-Thin (no `use_thick_thin` saved) load with
+    the checkbox on, so the artist's value is still drawn; untouched ones draw the style's own."""
+    scene = build_scene(width=W, height=H)
+    other = bpy.data.scenes.new("Untouched")
+    scene.linerelifer.thick_thin = 0.3
+    names = scene.name, other.name
+    path = str(tmp_path / "old.blend")
+    bpy.ops.wm.save_as_mainfile(filepath=path)
+    bpy.ops.wm.open_mainfile(filepath=path)
+    settings = bpy.data.scenes[names[0]].linerelifer
+    assert settings.use_thick_thin and settings.thick_thin_amount() == pytest.approx(0.3)
+    assert bpy.data.scenes[names[1]].linerelifer.thick_thin_amount() is None
 
 
 def test_enable_freestyle_pass_and_disable_cleans_up(addon):

@@ -181,6 +181,18 @@ def on_emptied(*args) -> None:
 
 
 @persistent
+def on_load_post(*args) -> None:
+    """After a file loads: result images left without pixels go, and a Thick-Thin saved before
+    the style had its own (set, with no checkbox saved beside it) keeps being used."""
+    on_emptied()
+    for scene in bpy.data.scenes:
+        settings = getattr(scene, "linerelifer", None)
+        if settings is not None and settings.is_property_set("thick_thin") \
+                and not settings.is_property_set("use_thick_thin"):
+            settings.use_thick_thin = True
+
+
+@persistent
 def on_save_pre(*args) -> None:
     """The pass node is the extension's, never the file's (the UI timer puts it back)."""
     if render_given_up():
@@ -196,7 +208,7 @@ _HANDLERS = (
     ("render_complete", on_render_complete),
     ("render_cancel", on_render_cancel),
     ("load_pre", on_load_pre),
-    ("load_post", on_emptied),
+    ("load_post", on_load_post),
     ("undo_post", on_emptied),
     ("redo_post", on_emptied),
     ("save_pre", on_save_pre),
