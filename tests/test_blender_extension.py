@@ -1500,6 +1500,7 @@ def test_a_thick_thin_saved_before_the_checkbox_is_still_used(addon, tmp_path):
     scene = build_scene(width=W, height=H)
     other = bpy.data.scenes.new("Untouched")
     scene.linerelifer.thick_thin = 0.3
+    assert scene.linerelifer.thick_thin_amount() == pytest.approx(0.3)  # set, no checkbox saved: counts
     names = scene.name, other.name
     path = str(tmp_path / "old.blend")
     bpy.ops.wm.save_as_mainfile(filepath=path)

@@ -180,6 +180,10 @@ def test_hard_edged_tells_whole_pixel_lines_from_anti_aliased_ones() -> None:
 
     assert not nib.hard_edged(ring(2.0)) and nib.hard_edged((ring(2.0) > 0.5).astype(np.float32))
     assert not nib.hard_edged(np.zeros((40, 40), np.float32))
+    with_fill = np.zeros((600, 600), np.float32)
+    with_fill[:140, :140] = ring(2.0)
+    with_fill[150:, 150:] = 1.0  # a solid fill's inside says nothing about the lines' edges
+    assert not nib.hard_edged(with_fill)
     for name, (_, x) in crops().items():
         assert nib.hard_edged(x) == name.endswith("_s1"), name
 

@@ -166,8 +166,12 @@ class LINERELIFER_PG_settings(bpy.types.PropertyGroup):
     )
 
     def thick_thin_amount(self) -> float | None:
-        """The thick-thin to draw with, or None for the style's own."""
-        return float(self.thick_thin) if self.use_thick_thin else None
+        """The thick-thin to draw with, or None for the style's own. A value set with the
+        checkbox never saved (a file from before it, or a script) counts too: read here, not
+        only when a file loads, so appended scenes and farms enabling the add-on after opening
+        the file get it as well."""
+        legacy = self.is_property_set("thick_thin") and not self.is_property_set("use_thick_thin")
+        return float(self.thick_thin) if self.use_thick_thin or legacy else None
 
     def line_color(self):
         """The refined lines' colour, linear RGB, or None to keep Freestyle's."""

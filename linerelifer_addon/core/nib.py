@@ -28,8 +28,8 @@ NIB_ANGLE = math.pi / 6  # a broad nib held at 30°, so horizontals and vertical
 NIB_RANGE = (0.55, 1.7)
 MAX_LINE_WIDTH = 64.0  # px: wider "lines" are filled regions or shading (a soft gradient read 1159 px)
 MAX_THICK_THIN = 1.0  # NIB_RANGE itself: a wider range greys and hollows lines (tests/test_nib.py)
-HARD_EDGED = 0.02  # at most this share of a frame's ink part-covered: its lines are whole pixels
-HARD_THIN_BELOW = 2.5  # px: on such frames, lines narrower than this are not thinned
+HARD_EDGED = 0.1  # at most this share of a frame's ink edges part-covered: its lines are whole pixels
+HARD_THIN_BELOW = 2.5  # px: such frames whose lines read narrower than this are not thinned
 MAX_THREADS = 4
 _BAND_PIXELS = 1 << 18  # frames are drawn in bands of rows of about this many pixels (cache, threads)
 _EMPTY = 1e-3  # coverage up to this is paper: bands and columns farther than the nib's reach from more are left as they are
@@ -66,7 +66,7 @@ def draw_nib(coverage: np.ndarray, line_width: float, amount: float, hard_edges:
     `line_width` px (the frame's, as `linewidth.line_width` reads the input): a new float32
     array, or the input as float32 when there is nothing to do (no lines, or none under
     MAX_LINE_WIDTH: the work grows with the width). `hard_edges`: the input's lines are whole
-    pixels (`hard_edged`), so lines under HARD_THIN_BELOW px are not thinned: a 2 px line of
+    pixels (`hard_edged`), so with `line_width` under HARD_THIN_BELOW px nothing is thinned: a 2 px line of
     whole pixels thinned to 1.1 px straddles its two rows at 0.55, grey (aliased 2 px renders'
     darkness 0.940 thinned, 0.992 not)."""
     check_thick_thin(amount)
@@ -104,12 +104,16 @@ def draw_nib(coverage: np.ndarray, line_width: float, amount: float, hard_edges:
 
 
 def hard_edged(coverage: np.ndarray) -> bool:
-    """Whether a frame's lines are whole pixels (an aliased, 1-sample render): hardly any of
-    its ink is part-covered (none in the real aliased renders, 10-99 % in anti-aliased ones)."""
+    """Whether a frame's lines are whole pixels (an aliased, 1-sample render): its ink meets
+    the paper in steps from paper to ink between neighbouring pixels, hardly ever through a
+    part-covered pixel (part-covered pixels over those plus the steps: 0 in the real aliased
+    renders, 0.99 in anti-aliased ones). Solid fills' insides count for nothing."""
     c = np.asarray(coverage)
+    paper, ink = c <= 0.1, c >= 0.9
+    steps = (np.count_nonzero((paper[:, 1:] & ink[:, :-1]) | (ink[:, 1:] & paper[:, :-1]))
+             + np.count_nonzero((paper[1:] & ink[:-1]) | (ink[1:] & paper[:-1])))
     part = np.count_nonzero((c > 0.1) & (c < 0.9))
-    solid = np.count_nonzero(c >= 0.9)
-    return solid > 0 and part <= HARD_EDGED * (part + solid)
+    return steps > 0 and part <= HARD_EDGED * (part + steps)
 
 
 def _threads() -> int:
