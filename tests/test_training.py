@@ -111,7 +111,26 @@ def test_train_refuses_what_would_lose_work_or_mix_runs(tmp_path) -> None:
     line = _train_refused(["--drawings", str(drawings), "--name", "y", "--run-dir", str(tmp_path / "y"),
                            "--init-from", "default", "--widths", "16,32"], env)
     assert "default.keras holds a network of another shape than --arch field --widths 16,32" in line
+    line = _train_refused(["--drawings", str(drawings), "--name", "z", "--run-dir", str(tmp_path / "z"),
+                           "--data-workers", "-1"], env)
+    assert "--data-workers -1" in line and "number of processes" in line
     assert ((run / "checkpoint.npz").read_bytes(), (styles / "house.keras").read_bytes()) == before
+
+
+def test_batches_made_in_processes_train_a_style(tmp_path) -> None:
+    """--data-workers 2: the drawings travel to two spawned processes, the run trains and records
+    the count, and the processes end with the command (none is left holding its output)."""
+    drawings = tmp_path / "drawings"
+    marker_drawings(drawings)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    r = subprocess.run([sys.executable, "-m", "training", "train", "--drawings", str(drawings), "--name", "spread",
+                        "--steps", "3", "--batch", "2", "--crop", "64", "--data-workers", "2", "--out", str(tmp_path),
+                        "--run-dir", str(tmp_path / "run"), "--quiet"],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    state = json.loads((tmp_path / "run" / "state.json").read_text())
+    assert state["step"] == 3 and state["config"]["data_workers"] == 2
+    assert json.loads((tmp_path / "spread.json").read_text())["training"]["config"]["data_workers"] == 2
 
 
 def test_fine_tuning_starts_from_the_styles_weights(tmp_path) -> None:

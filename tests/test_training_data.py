@@ -444,6 +444,40 @@ def test_sampler_pads_small_drawings():
     assert bx.shape == (2, 64, 64, 1)
 
 
+def test_worker_sampler_is_repeatable_per_seed_and_reports_a_failed_process():
+    """--data-workers: batches made by spawned processes, taken in turn, the same for a given seed
+    and worker count; each process draws its own crops; a process that fails raises in the trainer."""
+    import functools
+
+    from training.dataset import WorkerSampler
+
+    x, y = synth_pair(21)
+    make = functools.partial(PairSampler, [(x, y)], crop=64, seed=4)
+    runs = []
+    for _ in range(2):
+        sampler = WorkerSampler(make, 4, workers=2, n=3)
+        try:
+            runs.append([sampler.batch(3, with_cuts=True) for _ in range(4)])
+            with pytest.raises(ValueError, match="batches of 3"):
+                sampler.batch(5)
+        finally:
+            sampler.close()
+    for a, b in zip(*runs):
+        assert all(np.array_equal(p, q) for p, q in zip(a, b))
+    first = runs[0]
+    assert first[0][0].shape == (3, 64, 64, 1) and len(first[0]) == 3
+    assert not np.array_equal(first[0][0], first[1][0])  # the two processes draw different crops
+    alone = make()  # process 0's seed sequence [seed, 0] is seed's own: it draws the one-process stream
+    assert np.array_equal(first[0][0], alone.batch(3)[0]) and np.array_equal(first[2][0], alone.batch(3)[0])
+
+    broken = WorkerSampler(functools.partial(PairSampler, [], crop=64), 1, workers=1, n=2)
+    try:
+        with pytest.raises(RuntimeError, match="empty list of pairs"):
+            broken.batch(2)
+    finally:
+        broken.close()
+
+
 # ---------------------------------------------------------------- eval set
 
 

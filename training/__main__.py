@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -12,16 +13,20 @@ from pathlib import Path
 def cmd_train(args: argparse.Namespace) -> int:
     from linerelifer_addon.core.styles import user_styles_dir
 
-    from .dataset import PairSampler
+    from .dataset import PairSampler, WorkerSampler
     from .export import command_line, export_style
     from .train import TrainConfig, Trainer
 
+    if args.data_workers is not None and args.data_workers < 0:
+        from .prepare import InputError
+
+        raise InputError(f"--data-workers {args.data_workers}: give 0 (batches made on a thread) or a number of processes.")
     start = _init_style(args) if args.init_from else None
     if args.arch is None:
         args.arch = "field"
     base = TrainConfig.seed_baseline if args.arch == "seed" else TrainConfig
     overrides = {k: v for k, v in (("steps", args.steps), ("batch", args.batch), ("crop", args.crop),
-                                   ("seed", args.seed), ("threads", args.threads), ("lr", args.lr),
+                                   ("seed", args.seed), ("threads", args.threads), ("data_workers", args.data_workers), ("lr", args.lr),
                                    ("sample_every", args.sample_every), ("gan_weight", args.gan_weight), ("shift_weight", args.shift_weight),
                                    ("gap_weight", args.gap_weight), ("gap_from", args.gap_from), ("trim_weight", args.trim_weight), ("trim_from", args.trim_from),
                                    ("valley_weight", args.valley_weight), ("slit_weight", args.slit_weight),
@@ -54,9 +59,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg.degrade = {**cfg.degrade, "jitter": 0.0}
     if args.aliased:
         cfg.degrade = {**cfg.degrade, "aliased": args.aliased}
-    sampler = PairSampler(pairs, crop=cfg.crop, seed=cfg.seed, degrade_kwargs=cfg.degrade,
-                          **({"pool_size": cfg.pool, "tied": cfg.target == "tied", "nib": cfg.nib} if pairs is None else {}))
-    trainer = Trainer(cfg, run_dir, sampler)
+    make = functools.partial(PairSampler, pairs, crop=cfg.crop, seed=cfg.seed, degrade_kwargs=cfg.degrade,
+                             **({"pool_size": cfg.pool, "tied": cfg.target == "tied", "nib": cfg.nib}
+                                if pairs is None else {}))
+    sampler = make()
+    batches = WorkerSampler(make, cfg.seed, cfg.data_workers, cfg.batch) if cfg.data_workers else sampler
+    trainer = Trainer(cfg, run_dir, batches)
     trainer.command = command_line()
     trainer.data = (f"drawings in {Path(args.drawings).resolve()}" if args.drawings
                     else f"synthetic drawings, {cfg.target} targets")
@@ -66,7 +74,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         done = trainer.restore()
         print(f"resuming {run_dir} at step {done}" if done else
               f"no checkpoint in {run_dir} to resume: starting at step 0")
-    logs = trainer.fit(verbose=0 if args.quiet else 1)
+    try:
+        logs = trainer.fit(verbose=0 if args.quiet else 1)
+    finally:
+        if batches is not sampler:
+            batches.close()
     desc = args.description or (f"Trained from {data}" if args.drawings else "Default hand-inked line style")
     training = {"command": trainer.command, "data": data, "seed": cfg.seed, "steps": cfg.steps,
                 "wall_seconds": round(trainer.wall, 1), "config": dict(vars(cfg)),
@@ -83,9 +95,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     # What the network saw: tied data holds every width up to TIED_WIDTHS, so only wider lines resample.
     native = TIED_WIDTHS[1] if tied else float(np.median([line_width(x) for x, _ in sampler.pairs]))
+    # The LiteRT file is converted through TensorFlow; a JAX run (a GPU's host) adds it later.
+    tflite = trainer.backend == "tensorflow"
     path = export_style(trainer.final_generator(), cfg.arch, out_dir, args.name, desc, training,
-                        native_width=native, ink_tone=tone)
-    print(f"style written: {path} ({cfg.steps} steps, {trainer.wall:.0f} s of training)")
+                        native_width=native, ink_tone=tone, tflite=tflite)
+    print(f"style written: {path} ({cfg.steps} steps, {trainer.wall:.0f} s of training)"
+          + ("" if tflite else f"; add its LiteRT file with `python -m training export {path}` where "
+                               "TensorFlow is installed"))
     return 0
 
 
@@ -315,6 +331,9 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--stem", type=int, help="full-resolution 3x3 features before the fold (default: the arch's own)")
     t.add_argument("--basis", type=int, help="field: learned full-resolution 5x5 filters, half of them dilated (default: 12)")
     t.add_argument("--threads", type=int)
+    t.add_argument("--data-workers", type=int,
+                   help="make batches in this many processes, for a GPU's host with cores to spare "
+                        "(default 0: one thread, the seed's one stream of crops)")
     t.add_argument("--sample-every", type=int)
     t.add_argument("--run-dir", help="checkpoints, logs and sample sheets (default runs/NAME)")
     t.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")

@@ -6,6 +6,10 @@ the held-out evaluation set (evalset.py) uses seeds >= 10**9, so they never over
 
 from __future__ import annotations
 
+import multiprocessing
+import traceback
+from typing import Any, Callable
+
 import cv2
 import numpy as np
 
@@ -98,3 +102,48 @@ class PairSampler:
         for i in range(n):
             xs[i, :, :, 0], ys[i, :, :, 0] = self.sample(None if cuts is None else cuts[i, :, :, 0])
         return (xs, ys, cuts) if with_cuts else (xs, ys)
+
+
+def _make_batches(make: Callable[[], PairSampler], seed: int, worker: int, n: int, out: Any) -> None:
+    """A data process: the same pool as the training process's sampler (same seed), its own
+    stream of crops and degradations, batches of n put on `out` until the trainer exits."""
+    try:
+        sampler = make()
+        sampler.rng = np.random.default_rng([seed, worker])
+        while True:
+            out.put(sampler.batch(n, with_cuts=True))
+    except BaseException:  # noqa: BLE001 - handed to the trainer, which raises it
+        out.put(RuntimeError("a training data process failed:\n" + traceback.format_exc()))
+
+
+class WorkerSampler:
+    """PairSampler's batches made by several processes, for machines with more cores than the
+    training step needs (a GPU's host). Worker k draws from seed sequence [seed, k] and batches
+    are taken in turn, so a run is repeatable for a given seed and worker count. Worker 0's
+    sequence is the seed's own, so every k-th batch is the one-process stream's; the others are
+    other crops of the same pool. Processes are spawned, not forked: the
+    training process may already run JAX's or TensorFlow's threads.
+    """
+
+    def __init__(self, make: Callable[[], PairSampler], seed: int, workers: int, n: int, depth: int = 4) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self.n = int(n)
+        self.queues = [ctx.Queue(maxsize=depth) for _ in range(workers)]
+        self.procs = [ctx.Process(target=_make_batches, args=(make, seed, k, self.n, q), daemon=True)
+                      for k, q in enumerate(self.queues)]
+        for p in self.procs:
+            p.start()
+        self.turn = 0
+
+    def batch(self, n: int, with_cuts: bool = False) -> tuple[np.ndarray, ...]:
+        if n != self.n:
+            raise ValueError(f"this sampler's processes make batches of {self.n}, not {n}.")
+        item = self.queues[self.turn].get()
+        self.turn = (self.turn + 1) % len(self.queues)
+        if isinstance(item, BaseException):
+            raise item
+        return item if with_cuts else item[:2]
+
+    def close(self) -> None:
+        for p in self.procs:
+            p.terminate()

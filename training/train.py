@@ -60,6 +60,7 @@ class TrainConfig:
     sample_every: int = 250
     checkpoint_every: int = 250
     pool: int = 240
+    data_workers: int = 0  # processes making batches (0: a thread of the trainer, the seed's one stream)
     target: str = "tied"  # synthetic targets: "tied" to the input's lines, or "free" width (synth.synth_sample)
     degrade: dict[str, Any] = field(default_factory=lambda: {"gaps": (1, 8)})
     nib: tuple[float, float] | None = None  # tied targets' width factors across directions (None: synth.NIB_RANGE)
