@@ -337,6 +337,27 @@ def test_ema_exports_the_moving_average_and_resume_keeps_it(tmp_path) -> None:
             np.testing.assert_allclose(f, 0.75 * a + 0.25 * b, rtol=1e-5, atol=1e-6)
 
 
+def test_a_short_run_resumes_into_a_long_one(tmp_path) -> None:
+    """A 4-step run has no moving average to speak of (momentum 0); resumed to 40 steps it has one.
+    The checkpoint must load either way (it failed on the optimizer's variables' shapes)."""
+    from keras import ops
+
+    from training.dataset import PairSampler
+    from training.train import TrainConfig, Trainer
+
+    cfg = TrainConfig(steps=4, batch=2, crop=64, ema=0.999, sample_every=0, pool=4)
+    first = Trainer(cfg, tmp_path / "run", PairSampler(crop=64, seed=3, pool_size=4))
+    first.fit(verbose=0)
+    last = [ops.convert_to_numpy(v.value).copy() for v in first.gen.trainable_variables]
+    exported = [ops.convert_to_numpy(v.value) for v in first.final_generator().trainable_variables]
+    assert all(np.array_equal(a, b) for a, b in zip(last, exported))  # momentum 0: the last step's weights
+    longer = Trainer(dataclasses.replace(cfg, steps=40), tmp_path / "run", PairSampler(crop=64, seed=3, pool_size=4))
+    assert longer.restore() == 4
+    longer.cfg = dataclasses.replace(longer.cfg, steps=5)
+    longer.fit(verbose=0)
+    assert longer.step == 5
+
+
 def test_an_error_making_batches_ends_the_run(tmp_path) -> None:
     """The batches are made on a thread: its error reaches fit (a dead thread left it waiting)."""
     from training.dataset import PairSampler

@@ -259,8 +259,10 @@ class Trainer:
         if cfg.lr_schedule == "cosine":
             lr = keras.optimizers.schedules.CosineDecay(cfg.lr, decay_steps=cfg.steps)
         # The moving average lives in the optimizer's variables, so checkpoints carry it on either backend.
+        # The average's variables exist whenever --ema is on, so a run resumed with more steps (and
+        # so another momentum) finds the checkpoint it saved; momentum 0 exports the last step.
         momentum = ema_momentum(cfg)
-        self.g_opt = keras.optimizers.Adam(lr, beta_1=0.5, use_ema=momentum > 0, ema_momentum=momentum or 0.99)
+        self.g_opt = keras.optimizers.Adam(lr, beta_1=0.5, use_ema=cfg.ema > 0, ema_momentum=momentum)
         self.d_opt = keras.optimizers.Adam(lr, beta_1=0.5)
         self.g_opt.build(self.gen.trainable_variables)
         self.d_opt.build(self.disc.trainable_variables)
