@@ -118,19 +118,30 @@ def test_train_refuses_what_would_lose_work_or_mix_runs(tmp_path) -> None:
 
 
 def test_batches_made_in_processes_train_a_style(tmp_path) -> None:
-    """--data-workers 2: the drawings travel to two spawned processes, the run trains and records
-    the count, and the processes end with the command (none is left holding its output)."""
+    """--data-workers 2: the drawings travel to two spawned processes whose batches the run trains
+    on (its sample sheet's inputs are theirs, not the one-thread stream's), and it records the count."""
+    import cv2
+
     drawings = tmp_path / "drawings"
     marker_drawings(drawings)
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    r = subprocess.run([sys.executable, "-m", "training", "train", "--drawings", str(drawings), "--name", "spread",
-                        "--steps", "3", "--batch", "2", "--crop", "64", "--data-workers", "2", "--out", str(tmp_path),
-                        "--run-dir", str(tmp_path / "run"), "--quiet"],
-                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr[-2000:]
-    state = json.loads((tmp_path / "run" / "state.json").read_text())
-    assert state["step"] == 3 and state["config"]["data_workers"] == 2
-    assert json.loads((tmp_path / "spread.json").read_text())["training"]["config"]["data_workers"] == 2
+    inputs = {}
+    for workers in (2, 0):
+        run = tmp_path / f"run{workers}"
+        r = subprocess.run([sys.executable, "-m", "training", "train", "--drawings", str(drawings),
+                            "--name", f"spread{workers}", "--steps", "3", "--batch", "2", "--crop", "64",
+                            "--data-workers", str(workers), "--sample-every", "1", "--out", str(tmp_path),
+                            "--run-dir", str(run), "--quiet"],
+                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stderr[-2000:]
+        state = json.loads((run / "state.json").read_text())
+        assert state["step"] == 3 and state["config"]["data_workers"] == workers
+        # step 2's batch is process 1's (process 0's first equals the thread's for drawings: no
+        # random draw happens before its reseeding)
+        sheet = cv2.imread(str(run / "samples" / "step000002.png"), cv2.IMREAD_GRAYSCALE)
+        inputs[workers] = sheet[:, :64]  # rows of input | output | target: the inputs' column
+    assert json.loads((tmp_path / "spread2.json").read_text())["training"]["config"]["data_workers"] == 2
+    assert not np.array_equal(inputs[2], inputs[0])
 
 
 def test_fine_tuning_starts_from_the_styles_weights(tmp_path) -> None:
@@ -353,6 +364,11 @@ def test_a_short_run_resumes_into_a_long_one(tmp_path) -> None:
     assert all(np.array_equal(a, b) for a, b in zip(last, exported))  # momentum 0: the last step's weights
     longer = Trainer(dataclasses.replace(cfg, steps=40), tmp_path / "run", PairSampler(crop=64, seed=3, pool_size=4))
     assert longer.restore() == 4
+    saved = np.load(tmp_path / "run" / "checkpoint.npz")
+    for g, variables in enumerate(longer._groups):  # every weight, moment and average came back
+        for i, v in enumerate(variables):
+            assert np.array_equal(ops.convert_to_numpy(v.value), saved[f"g{g}_{i}"])
+    assert len(longer.g_opt.variables) == len(first.g_opt.variables)
     longer.cfg = dataclasses.replace(longer.cfg, steps=5)
     longer.fit(verbose=0)
     assert longer.step == 5
@@ -487,3 +503,21 @@ def test_ink_until_prices_thin_lines_missing_ink_and_leaves_thick_lines_alone() 
     assert cost(thin_light, ink_weight=2.0, ink_until=3) > 2 * cost(thin_light)
     assert cost(thick_thin, ink_weight=2.0, ink_until=3) == pytest.approx(cost(thick_thin), rel=1e-4)
     assert cost(thick_thin, ink_weight=2.0) > 2 * cost(thick_thin)  # on every line, it is priced
+
+
+def test_a_style_exported_without_its_litert_file_leaves_no_older_one(tmp_path) -> None:
+    """A JAX run exports no .tflite; one left by an earlier run of the same name (resumed or
+    --overwrite) would be what the worker runs, since it prefers LiteRT, so it goes."""
+    import keras
+
+    from linerelifer_addon.core.backends import tflite_path
+    from linerelifer_addon.worker import model as models
+    from training.export import export_style
+
+    keras.utils.set_random_seed(3)
+    gen = models.build_generator("lite")
+    path = export_style(gen, "lite", tmp_path, "house", "test", {"command": "tests"})
+    assert tflite_path(path).is_file()
+    again = export_style(gen, "lite", tmp_path, "house", "test", {"command": "tests"}, tflite=False)
+    assert again == path and path.is_file() and not tflite_path(path).exists()
+    assert "tflite" not in json.loads(path.with_suffix(".json").read_text())

@@ -446,7 +446,8 @@ def test_sampler_pads_small_drawings():
 
 def test_worker_sampler_is_repeatable_per_seed_and_reports_a_failed_process():
     """--data-workers: batches made by spawned processes, taken in turn, the same for a given seed
-    and worker count; each process draws its own crops; a process that fails raises in the trainer."""
+    and worker count; each process draws its own crops from the same pool; a process that fails,
+    or is killed, raises in the trainer instead of leaving it waiting."""
     import functools
 
     from training.dataset import WorkerSampler
@@ -467,8 +468,22 @@ def test_worker_sampler_is_repeatable_per_seed_and_reports_a_failed_process():
     first = runs[0]
     assert first[0][0].shape == (3, 64, 64, 1) and len(first[0]) == 3
     assert not np.array_equal(first[0][0], first[1][0])  # the two processes draw different crops
-    alone = make()  # process 0's seed sequence [seed, 0] is seed's own: it draws the one-process stream
-    assert np.array_equal(first[0][0], alone.batch(3)[0]) and np.array_equal(first[2][0], alone.batch(3)[0])
+    for k in (0, 1):  # process k: the sampler as built, then seed sequence [seed, k]
+        own = make()
+        own.rng = np.random.default_rng([4, k])
+        assert np.array_equal(first[k][0], own.batch(3)[0]) and np.array_equal(first[k + 2][0], own.batch(3)[0])
+
+    # synthetic data: the same pool as the one-process sampler's (its seeds come from the same rng)
+    pool = functools.partial(PairSampler, None, crop=64, seed=5, pool_size=2)
+    spread = WorkerSampler(pool, 5, workers=1, n=2)
+    try:
+        got = spread.batch(2)
+    finally:
+        spread.close()
+    own = pool()
+    one_process = own.batch(2)[0]
+    own.rng = np.random.default_rng([5, 0])
+    assert np.array_equal(got[0], own.batch(2)[0]) and not np.array_equal(got[0], one_process)
 
     broken = WorkerSampler(functools.partial(PairSampler, [], crop=64), 1, workers=1, n=2)
     try:
@@ -476,6 +491,17 @@ def test_worker_sampler_is_repeatable_per_seed_and_reports_a_failed_process():
             broken.batch(2)
     finally:
         broken.close()
+
+    killed = WorkerSampler(make, 4, workers=1, n=3, wait=0.5)
+    try:
+        killed.batch(3)
+        killed.procs[0].kill()
+        killed.procs[0].join()
+        with pytest.raises(RuntimeError, match="process 0 ended"):
+            for _ in range(10):  # what it had queued comes first
+                killed.batch(3)
+    finally:
+        killed.close()
 
 
 # ---------------------------------------------------------------- eval set

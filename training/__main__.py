@@ -63,8 +63,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                              **({"pool_size": cfg.pool, "tied": cfg.target == "tied", "nib": cfg.nib}
                                 if pairs is None else {}))
     sampler = make()
-    batches = WorkerSampler(make, cfg.seed, cfg.data_workers, cfg.batch) if cfg.data_workers else sampler
-    trainer = Trainer(cfg, run_dir, batches)
+    trainer = Trainer(cfg, run_dir, sampler)
     trainer.command = command_line()
     trainer.data = (f"drawings in {Path(args.drawings).resolve()}" if args.drawings
                     else f"synthetic drawings, {cfg.target} targets")
@@ -74,11 +73,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         done = trainer.restore()
         print(f"resuming {run_dir} at step {done}" if done else
               f"no checkpoint in {run_dir} to resume: starting at step 0")
+    if cfg.data_workers:  # started once the run is known to go ahead
+        trainer.sampler = WorkerSampler(make, cfg.seed, cfg.data_workers, cfg.batch)
     try:
         logs = trainer.fit(verbose=0 if args.quiet else 1)
     finally:
-        if batches is not sampler:
-            batches.close()
+        if trainer.sampler is not sampler:
+            trainer.sampler.close()
     desc = args.description or (f"Trained from {data}" if args.drawings else "Default hand-inked line style")
     training = {"command": trainer.command, "data": data, "seed": cfg.seed, "steps": cfg.steps,
                 "wall_seconds": round(trainer.wall, 1), "config": dict(vars(cfg)),

@@ -7,6 +7,7 @@ the held-out evaluation set (evalset.py) uses seeds >= 10**9, so they never over
 from __future__ import annotations
 
 import multiprocessing
+import queue
 import traceback
 from typing import Any, Callable
 
@@ -104,32 +105,49 @@ class PairSampler:
         return (xs, ys, cuts) if with_cuts else (xs, ys)
 
 
-def _make_batches(make: Callable[[], PairSampler], seed: int, worker: int, n: int, out: Any) -> None:
-    """A data process: the same pool as the training process's sampler (same seed), its own
-    stream of crops and degradations, batches of n put on `out` until the trainer exits."""
+def _put_while_needed(out: Any, item: Any, wait: float) -> bool:
+    """Put `item` on `out`, giving up (False) once the training process has gone: a full queue
+    would otherwise hold an orphan process, and its pool, for good."""
+    parent = multiprocessing.parent_process()
+    while True:
+        try:
+            out.put(item, timeout=wait)
+            return True
+        except queue.Full:
+            if parent is not None and not parent.is_alive():
+                return False
+
+
+def _make_batches(make: Callable[[], PairSampler], seed: int, worker: int, n: int, out: Any,
+                  wait: float = 5.0) -> None:
+    """A data process: builds the same sampler as the training process (the same pool), then
+    draws its crops and degradations from seed sequence [seed, worker]; puts batches of n on
+    `out` while the trainer lives."""
     try:
+        cv2.setNumThreads(1)  # a process per core already: cv2's own threads would oversubscribe
         sampler = make()
         sampler.rng = np.random.default_rng([seed, worker])
-        while True:
-            out.put(sampler.batch(n, with_cuts=True))
+        while _put_while_needed(out, sampler.batch(n, with_cuts=True), wait):
+            pass
     except BaseException:  # noqa: BLE001 - handed to the trainer, which raises it
-        out.put(RuntimeError("a training data process failed:\n" + traceback.format_exc()))
+        _put_while_needed(out, RuntimeError("a training data process failed:\n" + traceback.format_exc()), wait)
 
 
 class WorkerSampler:
     """PairSampler's batches made by several processes, for machines with more cores than the
-    training step needs (a GPU's host). Worker k draws from seed sequence [seed, k] and batches
-    are taken in turn, so a run is repeatable for a given seed and worker count. Worker 0's
-    sequence is the seed's own, so every k-th batch is the one-process stream's; the others are
-    other crops of the same pool. Processes are spawned, not forked: the
-    training process may already run JAX's or TensorFlow's threads.
+    training step needs (a GPU's host). Each process builds the sampler (the same pool as the
+    one-process run's), then draws from seed sequence [seed, k]; batches are taken in turn, so a
+    run is repeatable for a given seed and worker count, though its crops are not the
+    one-process stream's. Processes are spawned, not forked: the training process may already
+    run JAX's or TensorFlow's threads.
     """
 
-    def __init__(self, make: Callable[[], PairSampler], seed: int, workers: int, n: int, depth: int = 4) -> None:
+    def __init__(self, make: Callable[[], PairSampler], seed: int, workers: int, n: int, depth: int = 4,
+                 wait: float = 5.0) -> None:
         ctx = multiprocessing.get_context("spawn")
-        self.n = int(n)
+        self.n, self.wait = int(n), wait
         self.queues = [ctx.Queue(maxsize=depth) for _ in range(workers)]
-        self.procs = [ctx.Process(target=_make_batches, args=(make, seed, k, self.n, q), daemon=True)
+        self.procs = [ctx.Process(target=_make_batches, args=(make, seed, k, self.n, q, wait), daemon=True)
                       for k, q in enumerate(self.queues)]
         for p in self.procs:
             p.start()
@@ -138,8 +156,16 @@ class WorkerSampler:
     def batch(self, n: int, with_cuts: bool = False) -> tuple[np.ndarray, ...]:
         if n != self.n:
             raise ValueError(f"this sampler's processes make batches of {self.n}, not {n}.")
-        item = self.queues[self.turn].get()
-        self.turn = (self.turn + 1) % len(self.queues)
+        k = self.turn
+        while True:
+            try:
+                item = self.queues[k].get(timeout=self.wait)
+                break
+            except queue.Empty:
+                if not self.procs[k].is_alive():  # killed (out of memory, a crash): nothing will come
+                    raise RuntimeError(f"training data process {k} ended (exit code {self.procs[k].exitcode}) "
+                                       "without a batch; train with fewer --data-workers or none.") from None
+        self.turn = (k + 1) % len(self.queues)
         if isinstance(item, BaseException):
             raise item
         return item if with_cuts else item[:2]
@@ -147,3 +173,7 @@ class WorkerSampler:
     def close(self) -> None:
         for p in self.procs:
             p.terminate()
+        for p in self.procs:
+            p.join(timeout=10)
+        for q in self.queues:
+            q.close()

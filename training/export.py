@@ -98,6 +98,10 @@ def export_style(gen: Any, arch: str, out_dir: str | os.PathLike, name: str, des
     out_dir.mkdir(parents=True, exist_ok=True)
     meta = style_metadata(gen, arch, name, description, training, native_width=native_width, ink_tone=ink_tone)
     path = out_dir / f"{name}.keras"
+    if not tflite:  # an older run's LiteRT file would be what the worker runs (it prefers LiteRT)
+        from linerelifer_addon.core.backends import tflite_path
+
+        tflite_path(path).unlink(missing_ok=True)
     atomic_write(path, lambda tmp: gen.save(tmp))
     if tflite:
         meta["tflite"] = write_tflite(gen, path, int(meta["margin"]))
