@@ -62,7 +62,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     make = functools.partial(PairSampler, pairs, crop=cfg.crop, seed=cfg.seed, degrade_kwargs=cfg.degrade,
                              **({"pool_size": cfg.pool, "tied": cfg.target == "tied", "nib": cfg.nib}
                                 if pairs is None else {}))
-    sampler = make()
+    sampler = None if cfg.data_workers else make()  # with processes, each builds its own pool
     trainer = Trainer(cfg, run_dir, sampler)
     trainer.command = command_line()
     trainer.data = (f"drawings in {Path(args.drawings).resolve()}" if args.drawings
@@ -78,7 +78,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         logs = trainer.fit(verbose=0 if args.quiet else 1)
     finally:
-        if trainer.sampler is not sampler:
+        if cfg.data_workers:
             trainer.sampler.close()
     desc = args.description or (f"Trained from {data}" if args.drawings else "Default hand-inked line style")
     training = {"command": trainer.command, "data": data, "seed": cfg.seed, "steps": cfg.steps,
@@ -95,7 +95,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .synth import TIED_WIDTHS
 
     # What the network saw: tied data holds every width up to TIED_WIDTHS, so only wider lines resample.
-    native = TIED_WIDTHS[1] if tied else float(np.median([line_width(x) for x, _ in sampler.pairs]))
+    native = TIED_WIDTHS[1] if tied else float(np.median([line_width(x) for x, _ in (sampler or make()).pairs]))
     # The LiteRT file is converted through TensorFlow; a JAX run (a GPU's host) adds it later.
     tflite = trainer.backend == "tensorflow"
     path = export_style(trainer.final_generator(), cfg.arch, out_dir, args.name, desc, training,
