@@ -35,6 +35,24 @@ def test_line_width_reads_the_drawn_width(w):
     assert line_width(np.zeros((20, 20), np.float32)) == 0.0
 
 
+def test_moving_a_frame_hardly_moves_its_line_width_reading():
+    """A pan by 1-7 px moves the reading little, so the nib and the resampling do not jump
+    with it. One grid of 32 px cells moved it 5.6 % on the aliased 2 px crop and by a median
+    of 5.2 % over the committed crops (their borders cut lines too); averaged over the grid's
+    16 placements, 0.9 % and 1.0 %."""
+    from test_realset import crops
+
+    def moved(x, s):
+        return np.pad(x, ((s, 0), (s, 0)))[:-s, :-s]
+
+    change = {}
+    for name, (_, x) in crops().items():
+        w0 = line_width(x)
+        change[name] = max(abs(line_width(moved(x, s)) / w0 - 1) for s in range(1, 8))
+    assert change["figure_t2_720p_s1"] <= 0.02, change
+    assert np.median(list(change.values())) <= 0.02, change
+
+
 def test_resize_keeps_ink_per_area_and_refine_at_width_reaches_the_native_width():
     img = frame(10.0)
     small = resize(img, (100, 120))

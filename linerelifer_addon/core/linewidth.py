@@ -23,6 +23,7 @@ TOLERANCE = 1.3
 MIN_SCALE, MAX_SCALE = 0.125, 1.0
 _BLOCK_PIXELS = 1 << 20
 _CELL = 32  # px: line_width's local cells
+_SUB = 8  # px: ... placed on a grid this fine
 
 
 def line_width(coverage: np.ndarray) -> float:
@@ -31,15 +32,18 @@ def line_width(coverage: np.ndarray) -> float:
     For a line of width w and length L the mass is w·L and the edges add up to 2·L, whatever
     its darkness; edges are the total variation (forward differences), which reads thin
     anti-aliased lines ~20 % wide and thick slanted ones ~4 % narrow. The ratio is taken per
-    32 px cell and the median by edge length returned, so a filled region (much mass, little
-    edge) does not make a frame of thin lines read as thick. In blocks of rows: a 16k frame
+    32 px cell and the median by edge length kept, so a filled region (much mass, little
+    edge) does not make a frame of thin lines read as thick. That median is averaged over the
+    16 placements of the cell grid in 8 px steps: with one grid, moving a frame by 1-7 px
+    moved the reading by up to 8.7 % (an aliased 2 px render), and with it every width the nib
+    and the resampling draw; averaged, by at most 1.5 % there. In blocks of rows: a 16k frame
     needs no full-size temporaries.
     """
     c = np.asarray(coverage)
     h, w = c.shape
     if min(h, w) < 3:
         return 0.0
-    cw = -(-(w - 1) // _CELL)
+    cw = -(-(w - 1) // _SUB)
     step = max(_CELL, (_BLOCK_PIXELS // max(w, 1)) // _CELL * _CELL)
     masses, edges = [], []
     for y0 in range(0, h - 1, step):
@@ -51,17 +55,41 @@ def line_width(coverage: np.ndarray) -> float:
         np.sqrt(gx, out=gx)
         for values, out in ((blk[:-1, :-1], masses), (gx, edges)):
             r = values.shape[0]
-            padded = np.zeros((-(-r // _CELL) * _CELL, cw * _CELL), np.float32)
+            padded = np.zeros((-(-r // _SUB) * _SUB, cw * _SUB), np.float32)
             padded[:r, :w - 1] = values
-            out.append(padded.reshape(-1, _CELL, cw, _CELL).sum(axis=(1, 3), dtype=np.float64).ravel())
-    mass, edge = np.concatenate(masses), np.concatenate(edges)
-    keep = edge > 0  # the inside of a filled region has no edges; weights favour long edges
-    if not keep.any():
-        return 0.0
-    widths, weights = 2.0 * mass[keep] / edge[keep], edge[keep]
-    order = np.argsort(widths)
+            rows = padded.reshape(-1, _SUB, cw * _SUB).sum(axis=1)  # rows first: contiguous, 5x faster
+            out.append(rows.reshape(-1, cw, _SUB).sum(axis=2, dtype=np.float64))
+    n = _CELL // _SUB
+    mass, edge = (_integral(np.concatenate(a), n) for a in (masses, edges))  # of the 8 px squares
+    readings = []
+    for oy in range(n):
+        for ox in range(n):
+            grid = [_cells(a, oy, ox, n) for a in (mass, edge)]
+            keep = grid[1] > 0  # the inside of a filled region has no edges; weights favour long edges
+            if keep.any():
+                readings.append(_weighted_median(2.0 * grid[0][keep] / grid[1][keep], grid[1][keep]))
+    return float(np.mean(readings)) if readings else 0.0
+
+
+def _integral(sub: np.ndarray, n: int) -> np.ndarray:
+    """Summed-area table of `sub` with n squares of zeros all round (`_cells` reads it)."""
+    p = np.zeros((sub.shape[0] + 2 * n + 1, sub.shape[1] + 2 * n + 1))
+    p[n + 1:n + 1 + sub.shape[0], n + 1:n + 1 + sub.shape[1]] = sub
+    return p.cumsum(axis=0).cumsum(axis=1)
+
+
+def _cells(table: np.ndarray, oy: int, ox: int, n: int) -> np.ndarray:
+    """Sums over cells of n x n squares, the grid starting (oy, ox) squares before the frame's
+    first, from an `_integral` table."""
+    ys, xs = np.arange(n - oy, table.shape[0], n), np.arange(n - ox, table.shape[1], n)
+    c = table[np.ix_(ys, xs)]
+    return (c[1:, 1:] - c[:-1, 1:] - c[1:, :-1] + c[:-1, :-1]).ravel()
+
+
+def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
+    order = np.argsort(values)
     cum = np.cumsum(weights[order])
-    return float(widths[order][np.searchsorted(cum, 0.5 * cum[-1])])
+    return float(values[order][np.searchsorted(cum, 0.5 * cum[-1])])
 
 
 def resize(img: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
