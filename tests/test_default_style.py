@@ -14,7 +14,7 @@ from training.probes import make_probes, score_probes  # noqa: E402
 from training.realmetrics import real_metrics, shift_change  # noqa: E402
 
 ANTI_ALIASED = [f"figure_t{t}_720p_s8" for t in (1, 2, 3, 5, 8, 12)]
-ALIASED = ["architecture_t3_720p_s1", "architecture_t8_720p_s1"]
+ALIASED = ["architecture_t3_720p_s1", "architecture_t8_720p_s1", "figure_t2_720p_s1"]
 
 
 @pytest.fixture(scope="module")
@@ -46,12 +46,14 @@ def test_real_lines_stay_solid_dark_and_about_as_wide(client, default_style, nam
 
 
 @pytest.mark.parametrize("thick_thin", [0.0, None], ids=["network", "as_applied"])
-@pytest.mark.parametrize("name", [ANTI_ALIASED[0], ANTI_ALIASED[2], ANTI_ALIASED[4]])
+@pytest.mark.parametrize("name", [ANTI_ALIASED[0], ANTI_ALIASED[2], ANTI_ALIASED[4], ALIASED[2]])
 def test_moving_the_frame_moves_the_lines_and_changes_nothing_else(client, default_style, name, thick_thin) -> None:
     """Shift stability (a slow camera pan): refine(shift(x)) against shift(refine(x)), 1-7 px,
     held to issue 13's bar of 1.5 %, without the thick-thin and as applied (with the style's own).
 
-    This style: 1.17 / 0.24 / 0.64 % on the 1 / 3 / 8 px crops, 1.40 / 0.71 / 0.67 % as applied.
+    This style: 1.17 / 0.24 / 0.64 % on the 1 / 3 / 8 px crops, 1.40 / 0.71 / 0.67 % as applied;
+    0.56 % and 1.01 % on the aliased 2 px crop (2.35 % as applied while the frame's line width
+    was read on one grid of cells: core/linewidth.py).
     The style before it changed 1.72 % of the 1 px crop's ink (the test then held that crop to
     2 %); its fine-tune priced the shift change 2.5x as much (training/README.md, "Fine-tuning the
     default").
@@ -73,17 +75,22 @@ def test_as_applied_with_its_thick_thin_lines_stay_solid_dark_and_about_as_wide(
     assert 0.7 <= r["width_ratio"] <= 1.5, r
 
 
-@pytest.mark.parametrize("name", [ANTI_ALIASED[4], ANTI_ALIASED[5]])
+@pytest.mark.parametrize("name", [ANTI_ALIASED[4], ANTI_ALIASED[5], ALIASED[2]])
 def test_thick_thin_varies_the_width_along_strokes_and_keeps_them_solid(client, default_style, name) -> None:
     """Thick-thin 1 (core/nib.py) over the default as applied: the width variation issue 13
-    asks for (median CV >= 0.12; on these crops 0.21 / 0.20 at 8 / 12 px, 0.10 / 0.06 without),
-    with the lines still solid, dark and about as wide."""
+    asks for (median CV >= 0.12; on these crops 0.21 / 0.20 at 8 / 12 px, 0.10 / 0.06 without;
+    0.30 on the aliased 2 px crop, 0.09 without), with the lines still solid, dark and about as
+    wide. Whole-pixel 2 px lines' thin sides and free ends lose a row: there the nib before
+    only thickened them (CV 0.14, and 2 px in from a free end still 0.74 of the stroke's
+    width, against 0.59 now)."""
     _, x = crops()[name]
     plain = real_metrics(x, client.refine(x, default_style))
     r = real_metrics(x, client.refine(x, default_style, thick_thin=1.0))
     assert r["width_cv"] >= 0.12 and r["width_cv"] >= 1.5 * plain["width_cv"], (r, plain)
     assert r["darkness_kept"] >= 0.95 and r["hollow"] <= 0.01, r
     assert 0.7 <= r["width_ratio"] <= 1.5 and r["recall"] >= 0.98, r
+    if name in ALIASED:
+        assert r["width_cv"] >= 0.2 and r["taper"] <= 0.6 and r["tip_taper"] <= 0.7, r
 
 
 def test_held_out_probe_specks_go_and_gaps_close(client, default_style) -> None:

@@ -188,15 +188,34 @@ def test_hard_edged_tells_whole_pixel_lines_from_anti_aliased_ones() -> None:
         assert nib.hard_edged(x) == name.endswith("_s1"), name
 
 
-def test_whole_pixel_lines_under_2_5_px_are_not_thinned() -> None:
-    """On a hard-edged frame a 2 px line is not thinned (it would straddle its two pixel rows
-    at about half coverage: grey), only thickened; anti-aliased frames' 2 px lines are."""
+def test_whole_pixel_lines_under_2_5_px_are_thinned_a_row_at_a_time() -> None:
+    """On a hard-edged frame a 2 px line's thin sides lose a row: the row its centerline lies
+    on stays solid, where thinning about the middle would leave both rows at about half
+    coverage (grey); the ring stays one line, a lone 2 x 2 dot stays, and free ends narrow.
+    Anti-aliased frames' 2 px lines and wider lines are thinned about the middle."""
+    import cv2
+
+    from training.prepare import centerline
+
     x = (ring(2.0) > 0.5).astype(np.float32)
     hard = draw_nib(x, 2.0, 1.0, hard_edges=True)
-    assert np.all(hard >= x - 1e-6) and hard.sum() > 1.1 * x.sum()
+    core = centerline(x)
+    assert hard[core].mean() > 0.99 and np.mean(hard[core] < 0.9) < 0.01
+    widths = [width_at(hard, a) for a in range(0, 360, 5)]
+    assert min(widths) < 1.2 and max(widths) > 2.8  # thin sides of one row, thick ones of three
+    assert cv2.connectedComponents((hard > 0.5).astype(np.uint8), connectivity=8)[0] == 2  # paper + the ring
     soft = draw_nib(x, 2.0, 1.0)
-    assert np.mean(soft[x == 1.0] < 0.7) > 0.1  # thinned sides: pixels of the line gone grey
-    y = (ring(4.0) > 0.5).astype(np.float32)  # wider lines are thinned either way
+    assert np.mean(soft[core] < 0.7) > 0.1  # thinned about the middle: the core gone grey
+
+    stroke = np.zeros((120, 120), np.float32)
+    stroke[20:100, 60:62] = 1.0  # a vertical line (thickened by the nib) with two free ends
+    stroke[10:12, 10:12] = 1.0
+    out = draw_nib(stroke, 2.0, 1.0, hard_edges=True)
+    across = out.sum(axis=1)
+    assert across[21] < 0.7 * across[60] and across[98] < 0.7 * across[60]
+    assert np.all(out[10:12, 10:12] == 1.0)
+
+    y = (ring(4.0) > 0.5).astype(np.float32)  # wider lines are thinned about the middle either way
     assert np.array_equal(draw_nib(y, 4.0, 1.0, hard_edges=True), draw_nib(y, 4.0, 1.0))
 
 

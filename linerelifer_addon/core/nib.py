@@ -9,8 +9,10 @@ degrees, as the training targets), and each edge moves by
 (factor - 1) x the frame's line width / 2, read off a box-blurred copy as a signed distance.
 Thickening fades where a wider box holds less ink than beside a lone line (free ends) or
 more (between close lines), and leaves gaps between lines at least a quarter of the line
-width; thinning stops at 1 px. Every step is
-a sum over a window, so moving the frame moves the result. Only numpy: runs in Blender too.
+width; thinning stops at 1 px. Lines of whole pixels (an aliased render) under 2.5 px wide
+get their thin sides and free ends in whole pixels instead: a row peeled off. Every step is
+a sum over a window or a rule on a pixel's neighbours, so moving the frame moves the result.
+Only numpy: runs in Blender too.
 """
 from __future__ import annotations
 
@@ -29,7 +31,11 @@ NIB_RANGE = (0.55, 1.7)
 MAX_LINE_WIDTH = 64.0  # px: wider "lines" are filled regions or shading (a soft gradient read 1159 px)
 MAX_THICK_THIN = 1.0  # NIB_RANGE itself: a wider range greys and hollows lines (tests/test_nib.py)
 HARD_EDGED = 0.1  # at most this share of a frame's ink edges part-covered: its lines are whole pixels
-HARD_THIN_BELOW = 2.5  # px: such frames whose lines read narrower than this are not thinned
+HARD_THIN_BELOW = 2.5  # px: such frames whose lines read narrower than this are thinned a whole row at a time
+# On those, thickening fades out where a box holds under PEEL_FADE[1] of a lone line's ink (free
+# ends) and is gone at PEEL_FADE[0]; ends are peeled from PEEL_END[1] of it, wholly from PEEL_END[0]
+PEEL_FADE = (0.6, 0.9)
+PEEL_END = (0.6, 0.95)
 MAX_THREADS = 4
 _BAND_PIXELS = 1 << 18  # frames are drawn in bands of rows of about this many pixels (cache, threads)
 _EMPTY = 1e-3  # coverage up to this is paper: bands and columns farther than the nib's reach from more are left as they are
@@ -66,9 +72,10 @@ def draw_nib(coverage: np.ndarray, line_width: float, amount: float, hard_edges:
     `line_width` px (the frame's, as `linewidth.line_width` reads the input): a new float32
     array, or the input as float32 when there is nothing to do (no lines, or none under
     MAX_LINE_WIDTH: the work grows with the width). `hard_edges`: the input's lines are whole
-    pixels (`hard_edged`), so with `line_width` under HARD_THIN_BELOW px nothing is thinned: a 2 px line of
+    pixels (`hard_edged`), so with `line_width` under HARD_THIN_BELOW px thin sides and free
+    ends lose a whole row (`_peel_rows`) instead of thinning about the middle: a 2 px line of
     whole pixels thinned to 1.1 px straddles its two rows at 0.55, grey (aliased 2 px renders'
-    darkness 0.940 thinned, 0.992 not)."""
+    darkness 0.940 thinned so, 0.986 peeled)."""
     check_thick_thin(amount)
     coverage = np.asarray(coverage, np.float32)
     if (amount == 0.0 or not (np.isfinite(line_width) and 0 < line_width <= MAX_LINE_WIDTH)
@@ -77,7 +84,7 @@ def draw_nib(coverage: np.ndarray, line_width: float, amount: float, hard_edges:
     w = max(float(line_width), 1.0)
     lo, hi = nib_range(amount)
     reach, radii = _reach(w, lo, hi)
-    thinnest = w if hard_edges and w < HARD_THIN_BELOW else 1.0  # px
+    whole = hard_edges and w < HARD_THIN_BELOW
     h, wd = coverage.shape
     band = max(32, 4 * reach, _BAND_PIXELS // max(wd, 1))  # a band reads `reach` rows more each side
     out = coverage.copy()
@@ -91,7 +98,7 @@ def draw_nib(coverage: np.ndarray, line_width: float, amount: float, hard_edges:
         if inked.size == 0:
             return
         c0, c1 = max(0, int(inked[0]) - reach), min(wd, int(inked[-1]) + 1 + reach)
-        part = _nib(coverage[s0:s1, c0:c1], w, lo, hi, radii, thinnest)
+        part = _nib(coverage[s0:s1, c0:c1], w, lo, hi, radii, whole)
         out[y0:y1, c0:c1] = part[y0 - s0:y1 - s0]
 
     starts = range(0, h, band)
@@ -173,7 +180,7 @@ def _factor(y: np.ndarray, lo: float, hi: float, r: int
 
 
 def _nib(y: np.ndarray, w: float, lo: float, hi: float, radii: tuple[int, int, int],
-         thinnest: float) -> np.ndarray:
+         whole: bool) -> np.ndarray:
     a, r, rb = radii
     boxes = {a: box_mean(y, a)}  # the edge boxes' radii often equal a
     factor, axis, normal2 = _factor(boxes[a], lo, hi, r)
@@ -181,7 +188,14 @@ def _nib(y: np.ndarray, w: float, lo: float, hi: float, radii: tuple[int, int, i
     # about 1 beside a lone straight line at any angle (a slanted line runs longer through the box)
     ink = box_mean(y, rb) * np.float32((2 * rb + 1) / w) * axis
     grow = np.clip(ink, 0.0, 1.0) * np.clip(2.0 - ink, 0.0, 1.0)
-    delta = np.where(delta > 0, delta * grow, np.maximum(delta, np.float32((min(thinnest, w) - w) / 2)))
+    if whole:  # thinned by rows below; thickening stays off free ends, which taper there
+        grow *= np.clip((ink - np.float32(PEEL_FADE[0])) / np.float32(PEEL_FADE[1] - PEEL_FADE[0]), 0.0, 1.0)
+        thin = np.clip(-delta / np.float32(max((w - 1.0) / 2, 0.25)), 0.0, 1.0)  # of the row to peel
+        thin = np.maximum(thin, np.clip((np.float32(PEEL_END[1]) - ink) / np.float32(PEEL_END[1] - PEEL_END[0]),
+                                        0.0, 1.0))
+        delta = np.where(delta > 0, delta * grow, np.float32(0.0))
+    else:
+        delta = np.where(delta > 0, delta * grow, np.maximum(delta, np.float32((1.0 - w) / 2)))
     # each direction reads a box of its own size: a box wider than the line reads its core as
     # near an edge (a thinned 3 px line would go grey instead of thinner); past NIB_RANGE the
     # boxes would reach across the lines, which is why thick_thin stops at 1
@@ -211,7 +225,27 @@ def _nib(y: np.ndarray, w: float, lo: float, hi: float, radii: tuple[int, int, i
                 out = np.where((move > 0) & (y > 0.1), np.maximum(out, np.minimum(line, y + move)), out)
             else:
                 out = np.where(move < 0, np.minimum(out, np.maximum(line, y + move)), out)
+    if whole:
+        out = np.where(_peel_rows(out > 0.5), out * (np.float32(1.0) - thin), out)
     return _keep_slits(out, y, normal2, w, hi)
+
+
+def _peel_rows(mask: np.ndarray) -> np.ndarray:
+    """The pixels of `mask` that thinning a whole-pixel line by one row takes: those on its
+    lower and right edges that can go without cutting the line (Zhang-Suen thinning's first
+    rule, which training/prepare.py's centerline peels first, so a 2 px line keeps the row its
+    centerline lies on: it has no middle row). Pixels whose neighbourhood would lose all its
+    ink (a 2 x 2 dot, which the rule takes whole) stay."""
+    p = np.pad(mask, 1)
+    h, w = mask.shape
+    n = [p[0:h, 1:w + 1], p[0:h, 2:], p[1:h + 1, 2:], p[2:, 2:], p[2:, 1:w + 1], p[2:, 0:w], p[1:h + 1, 0:w],
+         p[0:h, 0:w]]  # N, NE, E, SE, S, SW, W, NW
+    count = sum(a.astype(np.int8) for a in n)
+    rises = sum((~n[i] & n[(i + 1) % 8]).astype(np.int8) for i in range(8))  # paper to ink, going round
+    north, east, south, west = n[0], n[2], n[4], n[6]
+    peel = (mask & (count >= 3) & (count <= 6) & (rises == 1)
+            & ~(north & east & south) & ~(east & south & west))
+    return peel & (box_mean((mask & ~peel).astype(np.float32), 1) > 0)
 
 
 def _keep_slits(out: np.ndarray, y: np.ndarray, normal2: tuple[np.ndarray, np.ndarray], w: float,
