@@ -123,7 +123,7 @@ def evaluate_real(refine: Callable[[np.ndarray], np.ndarray], cache, entries: li
         x = load_pass(cache, e)
         y = _as_image(refine(x.copy()), x.shape)
         r = real_metrics(x, y)
-        if shift and real_group(e) == "720p AA":
+        if shift and real_group(e) in ("720p AA", "720p aliased"):
             # the whole frame moved and refined (a pan), its inkiest 256² window scored
             r["shift_change"] = shift_change(lambda a: _as_image(refine(a), a.shape), x, base=y,
                                              window=_inky_window(x, 256) + (256, 256))
