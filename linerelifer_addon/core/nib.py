@@ -40,7 +40,12 @@ MAX_THREADS = 4
 _BAND_PIXELS = 1 << 18  # frames are drawn in bands of rows of about this many pixels (cache, threads)
 _EMPTY = 1e-3  # coverage up to this is paper: bands and columns farther than the nib's reach from more are left as they are
 SLIT_KEEP = 0.25  # x the line width (at least 2 px): the narrowest gap between lines that thickening leaves
-_READ_EXACT = 4.0  # px: from this line width a box reads a line's edges exactly enough to draw the moved line itself
+_READ_EXACT = (3.5, 4.5)  # px: from about 4 px a box reads a line's edges exactly enough to draw the moved line itself
+# Every width-dependent choice eases in over a range of widths instead of switching at one: a
+# shot whose frames' widths read about a switch would flicker between two looks (a 5 px frame
+# read at 5.61-5.74 px under 1-7 px pans crossed a box radius switch at 5.71: 4.6 % of its ink
+# changed, against 0.5 % elsewhere)
+HARD_EASE = 0.2  # px either side of HARD_THIN_BELOW
 
 
 def check_thick_thin(amount: float) -> None:
@@ -84,7 +89,8 @@ def draw_nib(coverage: np.ndarray, line_width: float, amount: float, hard_edges:
     w = max(float(line_width), 1.0)
     lo, hi = nib_range(amount)
     reach, radii = _reach(w, lo, hi)
-    whole = hard_edges and w < HARD_THIN_BELOW
+    # how far the frame's lines are drawn as whole pixels: 1 below HARD_THIN_BELOW, easing to 0
+    whole = float(np.clip((HARD_THIN_BELOW + HARD_EASE - w) / (2 * HARD_EASE), 0.0, 1.0)) if hard_edges else 0.0
     h, wd = coverage.shape
     band = max(32, 4 * reach, _BAND_PIXELS // max(wd, 1))  # a band reads `reach` rows more each side
     out = coverage.copy()
@@ -98,7 +104,10 @@ def draw_nib(coverage: np.ndarray, line_width: float, amount: float, hard_edges:
         if inked.size == 0:
             return
         c0, c1 = max(0, int(inked[0]) - reach), min(wd, int(inked[-1]) + 1 + reach)
-        part = _nib(coverage[s0:s1, c0:c1], w, lo, hi, radii, whole)
+        src = coverage[s0:s1, c0:c1]
+        part = _nib(src, w, lo, hi, radii, whole > 0)
+        if 0 < whole < 1:
+            part = np.float32(whole) * part + np.float32(1 - whole) * _nib(src, w, lo, hi, radii, False)
         out[y0:y1, c0:c1] = part[y0 - s0:y1 - s0]
 
     starts = range(0, h, band)
@@ -133,33 +142,49 @@ def _threads() -> int:
     return max(1, min(cpus, MAX_THREADS))
 
 
-def _reach(w: float, lo: float, hi: float) -> tuple[int, tuple[int, int, int]]:
-    """(how far a pixel's result looks, px; the box radii: edge move, direction, ink guard)."""
-    a = int(math.ceil(max(hi - 1.0, 1.0 - lo, 0.0) * w / 2))
-    r = 2 * max(1, int(round(max(2.0, 0.75 * w) / 2)))
-    rb = max(a + 1, int(math.ceil(w)))
+def _reach(w: float, lo: float, hi: float) -> tuple[int, tuple[float, float, float]]:
+    """(how far a pixel's result looks, px; the box radii, which grow with w without steps: edge
+    move, direction, ink guard)."""
+    a = _edge_radius(max(hi - 1.0, 1.0 - lo, 0.0), w)
+    r = max(2.0, 0.75 * w)
+    rb = max(a + 1.0, w + 0.5)
     keep = int(math.ceil(max(hi - 1.0, 0.0) * w / 2 + max(2.0, SLIT_KEEP * w))) + 1  # _keep_slits' look
-    return max(a + r + 2, rb, keep) + 2, (a, r, rb)
+    return max(math.ceil(a) + math.ceil(r) + 2, math.ceil(rb), keep) + 2, (a, r, rb)
 
 
-def box_mean(a: np.ndarray, r: int) -> np.ndarray:
-    """Mean over a (2r+1)² square, edges clamped: shifted sums (faster than cumulative sums for
-    the few-pixel boxes here)."""
-    if r <= 0:
+def _edge_radius(extent: float, w: float) -> float:
+    """Radius of the box that reads an edge moved by up to extent x w / 2 px (a box of radius k
+    reads edges up to k + 1/2 px off exactly); wider, a thinned line's core reads as near an edge."""
+    return extent * w / 2 + 0.25
+
+
+def box_mean(a: np.ndarray, r: float) -> np.ndarray:
+    """Mean over a square of side 2r+1, edges clamped; a fractional r weighs the outermost ring
+    of pixels by its fraction, so the mean changes smoothly with r (and an edge inside the box
+    still reads at the same distance). Shifted sums: faster than cumulative sums for the
+    few-pixel boxes here."""
+    n = int(math.floor(r + 1e-6))
+    f = np.float32(r - n) if r - n > 1e-6 else np.float32(0.0)
+    if n <= 0 and not f:
         return np.array(a, np.float32)
+    m = n + (1 if f else 0)
     h, w = a.shape
-    p = np.pad(np.asarray(a, np.float32), r, mode="edge")
-    rows = p[0:h].copy()
-    for i in range(1, 2 * r + 1):
+    p = np.pad(np.asarray(a, np.float32), m, mode="edge")
+    rows = p[m - n:m - n + h].copy()
+    for i in range(m - n + 1, m + n + 1):
         rows += p[i:i + h]
-    out = rows[:, 0:w].copy()
-    for j in range(1, 2 * r + 1):
+    if f:
+        rows += f * (p[0:h] + p[2 * m:2 * m + h])
+    out = rows[:, m - n:m - n + w].copy()
+    for j in range(m - n + 1, m + n + 1):
         out += rows[:, j:j + w]
-    out *= np.float32(1.0 / (2 * r + 1) ** 2)
+    if f:
+        out += f * (rows[:, 0:w] + rows[:, 2 * m:2 * m + w])
+    out *= np.float32(1.0 / (2 * n + 1 + 2 * float(f)) ** 2)
     return out
 
 
-def _factor(y: np.ndarray, lo: float, hi: float, r: int
+def _factor(y: np.ndarray, lo: float, hi: float, r: float
             ) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]:
     """Per-pixel width factor from the structure tensor's direction (boxes of radius r), the
     range's middle where the direction is unclear (corners, junctions, ends); how much
@@ -179,7 +204,7 @@ def _factor(y: np.ndarray, lo: float, hi: float, r: int
     return np.float32((lo + hi) / 2) + np.float32(hi - lo) * across, axis, (jxx - jyy, 2 * jxy)
 
 
-def _nib(y: np.ndarray, w: float, lo: float, hi: float, radii: tuple[int, int, int],
+def _nib(y: np.ndarray, w: float, lo: float, hi: float, radii: tuple[float, float, float],
          whole: bool) -> np.ndarray:
     a, r, rb = radii
     boxes = {a: box_mean(y, a)}  # the edge boxes' radii often equal a
@@ -202,9 +227,9 @@ def _nib(y: np.ndarray, w: float, lo: float, hi: float, radii: tuple[int, int, i
     out = y.copy()
     moved = []
     for sign, extent in ((1.0, hi - 1.0), (-1.0, 1.0 - lo)):
-        k = int(math.ceil(max(extent, 0.0) * w / 2))
-        if k == 0:
+        if extent <= 0:
             continue
+        k = _edge_radius(extent, w)
         if k not in boxes:
             boxes[k] = box_mean(y, k)
         base = (boxes[k] - np.float32(0.5)) * np.float32(2 * k + 1) + np.float32(0.5)
@@ -213,7 +238,9 @@ def _nib(y: np.ndarray, w: float, lo: float, hi: float, radii: tuple[int, int, i
         out += line - np.clip(base, 0.0, 1.0)
         moved.append((sign, move, line))
     np.clip(out, 0.0, 1.0, out=out)
-    if w >= _READ_EXACT:
+    exact = float(np.clip((w - _READ_EXACT[0]) / (_READ_EXACT[1] - _READ_EXACT[0]), 0.0, 1.0))
+    if exact > 0:
+        drawn = out
         # Only the change is added to y, so that unmoved paper stays as it was (slits), but
         # where y's own edge sits off the box's reading of it (curves, steep edges), a
         # thickened line kept a light streak along its old edge and a thinned one a grey trace
@@ -225,6 +252,8 @@ def _nib(y: np.ndarray, w: float, lo: float, hi: float, radii: tuple[int, int, i
                 out = np.where((move > 0) & (y > 0.1), np.maximum(out, np.minimum(line, y + move)), out)
             else:
                 out = np.where(move < 0, np.minimum(out, np.maximum(line, y + move)), out)
+        if exact < 1:
+            out = np.float32(exact) * out + np.float32(1 - exact) * drawn
     if whole:
         out = np.where(_peel_rows(out > 0.5), out * (np.float32(1.0) - thin), out)
     return _keep_slits(out, y, normal2, w, hi)
