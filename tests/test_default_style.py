@@ -52,8 +52,8 @@ def test_moving_the_frame_moves_the_lines_and_changes_nothing_else(client, defau
     held to issue 13's bar of 1.5 %, without the thick-thin and as applied (with the style's own).
 
     This style: 1.17 / 0.24 / 0.64 % on the 1 / 3 / 8 px crops, 1.40 / 0.71 / 0.67 % as applied;
-    0.56 % and 0.97 % on the aliased 2 px crop (2.35 % as applied while the frame's line width
-    was read on one grid of cells: core/linewidth.py).
+    0.56 % and 0.97 % on the aliased 2 px crop (the nib before its whole-pixel thin sides: 1.05 %
+    as applied; with them but the line width read on one grid of cells, 2.35 %).
     The style before it changed 1.72 % of the 1 px crop's ink (the test then held that crop to
     2 %); its fine-tune priced the shift change 2.5x as much (training/README.md, "Fine-tuning the
     default").

@@ -120,8 +120,14 @@ def test_bands_of_rows_draw_what_the_whole_frame_draws(monkeypatch) -> None:
     lines, _ = parallel_lines(125.0, 6.0, 3.0)
     x[:160, :160] = np.maximum(x[:160, :160], lines)  # a slanted slit the guard looks across
     whole = draw_nib(x, 6.0, 1.0)
+    thin = np.zeros_like(x)
+    for r0 in range(8, 300, 23):  # whole-pixel 2 px lines, rows peeled off their thin sides
+        thin[r0:r0 + 2, 10:240] = 1.0
+    thin[40:180, 60:200] = np.maximum(thin[40:180, 60:200], (ring(2.0, radius=60) > 0.5)[:140, :140])
+    thin_whole = draw_nib(thin, 2.0, 1.0, hard_edges=True)
     monkeypatch.setattr(nib, "_BAND_PIXELS", 64 * 256)  # bands of 64 rows
     assert np.array_equal(draw_nib(x, 6.0, 1.0), whole)
+    assert np.array_equal(draw_nib(thin, 2.0, 1.0, hard_edges=True), thin_whole)
 
 
 def parallel_lines(angle_deg: float, width: float, gap: float, size: int = 160) -> tuple[np.ndarray, np.ndarray]:
@@ -191,7 +197,8 @@ def test_hard_edged_tells_whole_pixel_lines_from_anti_aliased_ones() -> None:
 def test_whole_pixel_lines_under_2_5_px_are_thinned_a_row_at_a_time() -> None:
     """On a hard-edged frame a 2 px line's thin sides lose a row: the row its centerline lies
     on stays solid, where thinning about the middle would leave both rows at about half
-    coverage (grey); the ring stays one line, a lone 2 x 2 dot stays, and free ends narrow.
+    coverage (grey); the ring stays one line, a lone 2 x 2 dot and a 2 x 3 dash stay, and free
+    ends narrow.
     Anti-aliased frames' 2 px lines and wider lines are thinned about the middle."""
     import cv2
 
@@ -210,10 +217,11 @@ def test_whole_pixel_lines_under_2_5_px_are_thinned_a_row_at_a_time() -> None:
     stroke = np.zeros((120, 120), np.float32)
     stroke[20:100, 60:62] = 1.0  # a vertical line (thickened by the nib) with two free ends
     stroke[10:12, 10:12] = 1.0
+    stroke[105:107, 10:13] = 1.0  # a dash: the peeling rule alone kept one of its 6 pixels
     out = draw_nib(stroke, 2.0, 1.0, hard_edges=True)
     across = out.sum(axis=1)
     assert across[21] < 0.7 * across[60] and across[98] < 0.7 * across[60]
-    assert np.all(out[10:12, 10:12] == 1.0)
+    assert np.all(out[10:12, 10:12] == 1.0) and np.all(out[105:107, 10:13] >= 0.99)
 
     y = (ring(4.0) > 0.5).astype(np.float32)  # wider lines are thinned about the middle either way
     assert np.array_equal(draw_nib(y, 4.0, 1.0, hard_edges=True), draw_nib(y, 4.0, 1.0))

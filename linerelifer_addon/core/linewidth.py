@@ -65,7 +65,9 @@ def line_width(coverage: np.ndarray) -> float:
     for oy in range(n):
         for ox in range(n):
             grid = [_cells(a, oy, ox, n) for a in (mass, edge)]
-            keep = grid[1] > 0  # the inside of a filled region has no edges; weights favour long edges
+            # a filled region's inside has no edges (the table's rounding leaves ~1e-10 there);
+            # the weights favour long edges
+            keep = grid[1] > 1e-6
             if keep.any():
                 readings.append(_weighted_median(2.0 * grid[0][keep] / grid[1][keep], grid[1][keep]))
     return float(np.mean(readings)) if readings else 0.0

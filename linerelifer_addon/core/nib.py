@@ -31,7 +31,8 @@ NIB_RANGE = (0.55, 1.7)
 MAX_LINE_WIDTH = 64.0  # px: wider "lines" are filled regions or shading (a soft gradient read 1159 px)
 MAX_THICK_THIN = 1.0  # NIB_RANGE itself: a wider range greys and hollows lines (tests/test_nib.py)
 HARD_EDGED = 0.1  # at most this share of a frame's ink edges part-covered: its lines are whole pixels
-HARD_THIN_BELOW = 2.5  # px: such frames whose lines read narrower than this are thinned a whole row at a time
+HARD_THIN_BELOW = 2.5  # px: such frames whose lines read narrower than this are thinned by fading a pixel row
+# (wholly from HARD_THIN_BELOW - HARD_EASE, not at all from HARD_THIN_BELOW + HARD_EASE)
 # On those, thickening fades out where a box holds under PEEL_FADE[1] of a lone line's ink (free
 # ends) and is gone at PEEL_FADE[0]; ends are peeled from PEEL_END[1] of it, wholly from PEEL_END[0]
 PEEL_FADE = (0.6, 0.9)
@@ -89,7 +90,7 @@ def draw_nib(coverage: np.ndarray, line_width: float, amount: float, hard_edges:
     w = max(float(line_width), 1.0)
     lo, hi = nib_range(amount)
     reach, radii = _reach(w, lo, hi)
-    # how far the frame's lines are drawn as whole pixels: 1 below HARD_THIN_BELOW, easing to 0
+    # how far the frame's lines are thinned by rows: 1 up to HARD_THIN_BELOW - HARD_EASE, 0 from + HARD_EASE
     whole = float(np.clip((HARD_THIN_BELOW + HARD_EASE - w) / (2 * HARD_EASE), 0.0, 1.0)) if hard_edges else 0.0
     h, wd = coverage.shape
     band = max(32, 4 * reach, _BAND_PIXELS // max(wd, 1))  # a band reads `reach` rows more each side
@@ -149,12 +150,14 @@ def _reach(w: float, lo: float, hi: float) -> tuple[int, tuple[float, float, flo
     r = max(2.0, 0.75 * w)
     rb = max(a + 1.0, w + 0.5)
     keep = int(math.ceil(max(hi - 1.0, 0.0) * w / 2 + max(2.0, SLIT_KEEP * w))) + 1  # _keep_slits' look
-    return max(math.ceil(a) + math.ceil(r) + 2, math.ceil(rb), keep) + 2, (a, r, rb)
+    return max(math.ceil(a) + math.ceil(r) + 2, math.ceil(rb), keep) + 4, (a, r, rb)  # + `_peel_rows`' look
 
 
 def _edge_radius(extent: float, w: float) -> float:
-    """Radius of the box that reads an edge moved by up to extent x w / 2 px (a box of radius k
-    reads edges up to k + 1/2 px off exactly); wider, a thinned line's core reads as near an edge."""
+    """Radius of the box that reads an edge moved by up to extent x w / 2 px; wider, a thinned
+    line's core reads as near an edge. A box of radius n + f (n whole) reads an edge up to
+    n + 1/2 px off exactly and one farther off up to (1 - f) x that excess too near, so the
+    outermost pixel a move reaches can get a little too much or too little ink."""
     return extent * w / 2 + 0.25
 
 
@@ -260,11 +263,13 @@ def _nib(y: np.ndarray, w: float, lo: float, hi: float, radii: tuple[float, floa
 
 
 def _peel_rows(mask: np.ndarray) -> np.ndarray:
-    """The pixels of `mask` that thinning a whole-pixel line by one row takes: those on its
+    """The pixels of `mask` that thinning a whole-pixel line by one row fades: those on its
     lower and right edges that can go without cutting the line (Zhang-Suen thinning's first
     rule, which training/prepare.py's centerline peels first, so a 2 px line keeps the row its
-    centerline lies on: it has no middle row). Pixels whose neighbourhood would lose all its
-    ink (a 2 x 2 dot, which the rule takes whole) stay."""
+    centerline lies on: it has no middle row). Pieces the rule would take (nearly) whole stay:
+    a pixel with fewer than 3 unpeeled ones in its 7 x 7 neighbourhood is kept (2 x 2 dots and
+    2 x 3 dashes kept only one pixel or none; a 2 x 4 dash stays, a 2 x 5 one keeps its middle
+    3 px whole)."""
     p = np.pad(mask, 1)
     h, w = mask.shape
     n = [p[0:h, 1:w + 1], p[0:h, 2:], p[1:h + 1, 2:], p[2:, 2:], p[2:, 1:w + 1], p[2:, 0:w], p[1:h + 1, 0:w],
@@ -274,7 +279,7 @@ def _peel_rows(mask: np.ndarray) -> np.ndarray:
     north, east, south, west = n[0], n[2], n[4], n[6]
     peel = (mask & (count >= 3) & (count <= 6) & (rises == 1)
             & ~(north & east & south) & ~(east & south & west))
-    return peel & (box_mean((mask & ~peel).astype(np.float32), 1) > 0)
+    return peel & (box_mean((mask & ~peel).astype(np.float32), 3) * np.float32(49) > 2.5)
 
 
 def _keep_slits(out: np.ndarray, y: np.ndarray, normal2: tuple[np.ndarray, np.ndarray], w: float,
