@@ -91,7 +91,7 @@ def draw_nib(coverage: np.ndarray, line_width: float, amount: float, hard_edges:
     lo, hi = nib_range(amount)
     reach, radii = _reach(w, lo, hi)
     # how far the frame's lines are thinned by rows: 1 up to HARD_THIN_BELOW - HARD_EASE, 0 from + HARD_EASE
-    whole = float(np.clip((HARD_THIN_BELOW + HARD_EASE - w) / (2 * HARD_EASE), 0.0, 1.0)) if hard_edges else 0.0
+    whole = float(_ease(w, HARD_THIN_BELOW + HARD_EASE, HARD_THIN_BELOW - HARD_EASE)) if hard_edges else 0.0
     h, wd = coverage.shape
     band = max(32, 4 * reach, _BAND_PIXELS // max(wd, 1))  # a band reads `reach` rows more each side
     out = coverage.copy()
@@ -217,10 +217,9 @@ def _nib(y: np.ndarray, w: float, lo: float, hi: float, radii: tuple[float, floa
     ink = box_mean(y, rb) * np.float32((2 * rb + 1) / w) * axis
     grow = np.clip(ink, 0.0, 1.0) * np.clip(2.0 - ink, 0.0, 1.0)
     if whole:  # thinned by rows below; thickening stays off free ends, which taper there
-        grow *= np.clip((ink - np.float32(PEEL_FADE[0])) / np.float32(PEEL_FADE[1] - PEEL_FADE[0]), 0.0, 1.0)
+        grow *= _ease(ink, *PEEL_FADE)
         thin = np.clip(-delta / np.float32(max((w - 1.0) / 2, 0.25)), 0.0, 1.0)  # of the row to peel
-        thin = np.maximum(thin, np.clip((np.float32(PEEL_END[1]) - ink) / np.float32(PEEL_END[1] - PEEL_END[0]),
-                                        0.0, 1.0))
+        thin = np.maximum(thin, _ease(ink, PEEL_END[1], PEEL_END[0]))
         delta = np.where(delta > 0, delta * grow, np.float32(0.0))
     else:
         delta = np.where(delta > 0, delta * grow, np.maximum(delta, np.float32((1.0 - w) / 2)))
@@ -241,7 +240,7 @@ def _nib(y: np.ndarray, w: float, lo: float, hi: float, radii: tuple[float, floa
         out += line - np.clip(base, 0.0, 1.0)
         moved.append((sign, move, line))
     np.clip(out, 0.0, 1.0, out=out)
-    exact = float(np.clip((w - _READ_EXACT[0]) / (_READ_EXACT[1] - _READ_EXACT[0]), 0.0, 1.0))
+    exact = float(_ease(w, *_READ_EXACT))
     if exact > 0:
         drawn = out
         # Only the change is added to y, so that unmoved paper stays as it was (slits), but
@@ -260,6 +259,12 @@ def _nib(y: np.ndarray, w: float, lo: float, hi: float, radii: tuple[float, floa
     if whole:
         out = np.where(_peel_rows(out > 0.5), out * (np.float32(1.0) - thin), out)
     return _keep_slits(out, y, normal2, w, hi)
+
+
+def _ease(x, start: float, end: float):
+    """0 at `start`, 1 at `end`, linear between and clipped (either way round); float32 arrays
+    stay float32."""
+    return np.clip((x - start) / (end - start), 0.0, 1.0)
 
 
 def _peel_rows(mask: np.ndarray) -> np.ndarray:
