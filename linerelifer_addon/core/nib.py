@@ -10,7 +10,7 @@ degrees, as the training targets), and each edge moves by
 Thickening fades where a wider box holds less ink than beside a lone line (free ends) or
 more (between close lines), and leaves gaps between lines at least a quarter of the line
 width; thinning stops at 1 px. Lines of whole pixels (an aliased render) under 2.5 px wide
-get their thin sides and free ends in whole pixels instead: a row peeled off. Every step is
+get their thin sides and free ends by fading one pixel row instead. Every step is
 a sum over a window or a rule on a pixel's neighbours, so moving the frame moves the result.
 Only numpy: runs in Blender too.
 """
@@ -79,7 +79,7 @@ def draw_nib(coverage: np.ndarray, line_width: float, amount: float, hard_edges:
     array, or the input as float32 when there is nothing to do (no lines, or none under
     MAX_LINE_WIDTH: the work grows with the width). `hard_edges`: the input's lines are whole
     pixels (`hard_edged`), so with `line_width` under HARD_THIN_BELOW px thin sides and free
-    ends lose a whole row (`_peel_rows`) instead of thinning about the middle: a 2 px line of
+    ends fade one pixel row (`_peel_rows`) instead of thinning about the middle: a 2 px line of
     whole pixels thinned to 1.1 px straddles its two rows at 0.55, grey (aliased 2 px renders'
     darkness 0.940 thinned so, 0.986 peeled)."""
     check_thick_thin(amount)
