@@ -85,6 +85,40 @@ def test_off_leaves_the_lines_and_blank_paper_stays_blank() -> None:
     assert np.array_equal(draw_nib(shading, 1159.0, 1.0), shading)
 
 
+def swelling_line(width: float, swell: float, length: int = 240, period: float = 60.0) -> np.ndarray:
+    """A horizontal anti-aliased line whose width runs width x (1 +- swell) along it (a
+    sine of `period` px), as Freestyle's noise thickness modifier draws; swell 0: uniform."""
+    s = 4
+    yy, xx = np.mgrid[0:80 * s, 0:length * s]
+    half = width / 2 * (1 + swell * np.sin(2 * np.pi * (xx + 0.5) / s / period))
+    inked = (np.abs((yy + 0.5) / s - 40.0) <= half) & ((xx + 0.5) / s >= 20) & ((xx + 0.5) / s <= length - 20)
+    return inked.astype(np.float32).reshape(80, s, length, s).mean(axis=(1, 3))
+
+
+@pytest.mark.parametrize("w, swell, least", [(3.0, 0.35, 1.2), (5.0, 0.25, 1.3)])
+def test_the_renders_own_thick_and_thin_is_drawn_too(w, swell, least) -> None:
+    """Given the render it refined (`source`), the nib widens and narrows lines where the
+    render's own did (a noise modifier's variation 0.14 came out of the network 0.10). Over a
+    line the network drew evenly, from a render whose crests are 2.0x / 1.5x as wide as its
+    troughs (3 / 5 px), the crests come out 1.25x / 1.35x as wide (1.00 without the source):
+    the local width reads thin lines' swelling short. A uniform render changes nothing:
+    readings within OWN_NOISE are the reading's own noise."""
+    even, render = swelling_line(w, 0.0), swelling_line(w, swell)
+    cols = lambda img, phase: img[:, [c for c in range(35, 220) if abs((c + 0.5) % 60 - phase) < 4]].sum(axis=0).mean()
+    for source in (None, render):
+        y = draw_nib(even, w, 1.0, source=source)
+        ratio = cols(y, 15.0) / cols(y, 45.0)  # the sine's crest over its trough
+        if source is None:
+            assert abs(ratio - 1.0) < 0.02, ratio
+        else:
+            assert ratio >= least, ratio
+            assert cols(y, 45.0) >= 0.8 * cols(render, 45.0)  # narrower, but not thinner than the render's trough
+    x = ring(w)
+    assert np.array_equal(draw_nib(x, w, 1.0, source=x), draw_nib(x, w, 1.0))
+    with pytest.raises(ValueError, match="source"):
+        draw_nib(even, w, 1.0, source=render[:, :100])
+
+
 @pytest.mark.parametrize("w", [1.0, 1.5, 2.0])
 def test_thin_sides_stop_near_one_pixel(w) -> None:
     """0.55 x the width would take 1-2 px lines under a pixel; they stop near 1 px (the edge
@@ -99,14 +133,17 @@ def test_thin_sides_stop_near_one_pixel(w) -> None:
 
 
 def test_moving_the_frame_moves_the_result() -> None:
-    x = np.zeros((180, 220), np.float32)
+    x = np.zeros((180, 260), np.float32)
     x[:140, 40:180] = ring(5.0, radius=45, size=140)
-    y = draw_nib(x, 5.0, 1.0)
-    for dy, dx in ((4, 6), (3, 3), (1, 0)):
-        s = np.zeros_like(x)
-        s[dy:, dx:] = x[:x.shape[0] - dy, :x.shape[1] - dx]
-        moved = draw_nib(s, 5.0, 1.0)[dy:, dx:]
-        assert np.abs(moved - y[:y.shape[0] - dy, :y.shape[1] - dx]).max() < 1e-5, (dy, dx)
+    source = x.copy()
+    source[100:180, :240] = np.maximum(source[100:180, :240], swelling_line(5.0, 0.3))  # its own thick and thin
+    x[100:180, :240] = np.maximum(x[100:180, :240], swelling_line(5.0, 0.0))
+    shift = lambda a, dy, dx: np.pad(a, ((dy, 0), (dx, 0)))[:a.shape[0], :a.shape[1]]
+    for src in (None, source):
+        y = draw_nib(x, 5.0, 1.0, source=src)
+        for dy, dx in ((4, 6), (3, 3), (1, 0)):
+            moved = draw_nib(shift(x, dy, dx), 5.0, 1.0, source=None if src is None else shift(src, dy, dx))[dy:, dx:]
+            assert np.abs(moved - y[:y.shape[0] - dy, :y.shape[1] - dx]).max() < 1e-5, (dy, dx)
 
 
 def test_bands_of_rows_draw_what_the_whole_frame_draws(monkeypatch) -> None:
@@ -119,14 +156,19 @@ def test_bands_of_rows_draw_what_the_whole_frame_draws(monkeypatch) -> None:
     x[150:290, 100:240] = np.maximum(x[150:290, 100:240], ring(6.0, radius=55))  # slants, anti-aliased
     lines, _ = parallel_lines(125.0, 6.0, 3.0)
     x[:160, :160] = np.maximum(x[:160, :160], lines)  # a slanted slit the guard looks across
-    whole = draw_nib(x, 6.0, 1.0)
     thin = np.zeros_like(x)
     for r0 in range(8, 300, 23):  # whole-pixel 2 px lines, rows peeled off their thin sides
         thin[r0:r0 + 2, 10:240] = 1.0
     thin[40:180, 60:200] = np.maximum(thin[40:180, 60:200], (ring(2.0, radius=60) > 0.5)[:140, :140])
     thin_whole = draw_nib(thin, 2.0, 1.0, hard_edges=True)
+    source = x.copy()  # a render with thick and thin of its own: its widths are read in bands too
+    source[200:280, :240] = np.maximum(source[200:280, :240], swelling_line(6.0, 0.3))
+    x[200:280, :240] = np.maximum(x[200:280, :240], swelling_line(6.0, 0.0))
+    whole, own = draw_nib(x, 6.0, 1.0), draw_nib(x, 6.0, 1.0, source=source)
+    assert not np.array_equal(own, whole)
     monkeypatch.setattr(nib, "_BAND_PIXELS", 64 * 256)  # bands of 64 rows
     assert np.array_equal(draw_nib(x, 6.0, 1.0), whole)
+    assert np.array_equal(draw_nib(x, 6.0, 1.0, source=source), own)
     assert np.array_equal(draw_nib(thin, 2.0, 1.0, hard_edges=True), thin_whole)
 
 

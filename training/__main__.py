@@ -222,7 +222,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             def nibbed(x, e=engine, nw=nw, g=gain, t=tt):
                 width = line_width(x)
                 refined = refine_at_width(x, nw, lambda a: e.refine(a, skip_blank=False), edge_gain=g, width=width)
-                return draw_nib(refined, width, t, hard_edges=hard_edged(x))
+                return draw_nib(refined, width, t, hard_edges=hard_edged(x), source=x)
 
             refiners[f"{info.name} + thick-thin {tt:g}"] = nibbed
     rows = {}

@@ -321,7 +321,7 @@ class WorkerClient:
                 return refined
             if cancel is not None and cancel.is_set():
                 raise Cancelled("refinement cancelled")
-            return draw_nib(refined, width, thick_thin, hard_edges=hard_edged(coverage))
+            return draw_nib(refined, width, thick_thin, hard_edges=hard_edged(coverage), source=coverage)
         out = np.zeros((h, w), np.float32)
         with self._lock:
             self._ensure()

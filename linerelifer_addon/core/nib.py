@@ -10,7 +10,9 @@ degrees, as the training targets), and each edge moves by
 Thickening fades where a wider box holds less ink than beside a lone line (free ends) or
 more (between close lines), and leaves gaps between lines at least a quarter of the line
 width; thinning stops at 1 px. Lines of whole pixels (an aliased render) under 2.5 px wide
-get their thin sides and free ends by fading one pixel row instead. Every step is
+get their thin sides and free ends by fading one pixel row instead. Given the render it
+refined, the factor also follows the render's own thick and thin (Freestyle's thickness
+modifiers), which the network evens out in part. Every step is
 a sum over a window or a rule on a pixel's neighbours, so moving the frame moves the result.
 Only numpy: runs in Blender too.
 """
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -47,6 +50,19 @@ _READ_EXACT = (3.5, 4.5)  # px: from about 4 px a box reads a line's edges exact
 # read at 5.61-5.74 px under 1-7 px pans crossed a box radius switch at 5.71: 4.6 % of its ink
 # changed, against 0.5 % elsewhere)
 HARD_EASE = 0.2  # px either side of HARD_THIN_BELOW
+# The render's own thick and thin (Freestyle's thickness modifiers), which the network draws
+# only about two thirds of (a noise modifier's width variation 0.14 came out 0.10): the nib
+# widens and narrows lines by the render's local width over the frame's as well, for
+# deviations past OWN_NOISE (uniform lines read within 0.95-1.06 between quartiles, a noise
+# modifier's 0.86-1.17), at most to OWN_RANGE, and not at all for readings past OWN_OTHER[1]
+# (from OWN_OTHER[0]): lines of another width, which the network keeps itself, or fills
+OWN_NOISE = 1.08
+OWN_RANGE = (0.77, 1.3)
+OWN_OTHER = (1.6, 2.0)
+# only cores whose box holds at least this share of the frame's median line length count: at
+# free ends and gaps the end's edge reads as a narrower line (the held-out probes' 4 px gaps:
+# 83 of 88 gaps closed with them, 85 without)
+OWN_THROUGH = 0.8
 
 
 def check_thick_thin(amount: float) -> None:
@@ -73,11 +89,14 @@ def nib_range(amount: float) -> tuple[float, float]:
     return 1.0 + amount * (NIB_RANGE[0] - 1.0), 1.0 + amount * (NIB_RANGE[1] - 1.0)
 
 
-def draw_nib(coverage: np.ndarray, line_width: float, amount: float, hard_edges: bool = False) -> np.ndarray:
+def draw_nib(coverage: np.ndarray, line_width: float, amount: float, hard_edges: bool = False,
+             source: np.ndarray | None = None) -> np.ndarray:
     """`coverage` (refined lines, 0..1) with thick-thin `amount` drawn for lines of
     `line_width` px (the frame's, as `linewidth.line_width` reads the input): a new float32
     array, or the input as float32 when there is nothing to do (no lines, or none under
-    MAX_LINE_WIDTH: the work grows with the width). `hard_edges`: the input's lines are whole
+    MAX_LINE_WIDTH: the work grows with the width). `source`: the input coverage it was
+    refined from (same shape), whose own thick and thin is then drawn too (`_own_widths`),
+    scaled by `amount`. `hard_edges`: the input's lines are whole
     pixels (`hard_edged`), so with `line_width` under HARD_THIN_BELOW px thin sides and free
     ends fade one pixel row (`_peel_rows`) instead of thinning about the middle: a 2 px line of
     whole pixels thinned to 1.1 px straddles its two rows at 0.55, grey (aliased 2 px renders'
@@ -92,9 +111,19 @@ def draw_nib(coverage: np.ndarray, line_width: float, amount: float, hard_edges:
     reach, radii = _reach(w, lo, hi)
     # how far the frame's lines are thinned by rows: 1 up to HARD_THIN_BELOW - HARD_EASE, 0 from + HARD_EASE
     whole = float(_ease(w, HARD_THIN_BELOW + HARD_EASE, HARD_THIN_BELOW - HARD_EASE)) if hard_edges else 0.0
+    if source is not None:  # the render's widths at the edge boxes' pixels come from cores a line width off
+        reach = max(reach, int(math.ceil(radii[0] + w)) + 2)
     h, wd = coverage.shape
     band = max(32, 4 * reach, _BAND_PIXELS // max(wd, 1))  # a band reads `reach` rows more each side
     out = coverage.copy()
+    own = None
+    if source is not None:  # the render's own widths, read in bands as the nib draws
+        source = np.asarray(source, np.float32)
+        if source.shape != coverage.shape:
+            raise ValueError(f"source of shape {source.shape} is not the refined lines' {coverage.shape}")
+        own = _OwnReading(source, w, band)
+        if not own.found:
+            own = None
 
     def draw_band(y0: int) -> None:
         # rows y0..y0+band, read with `reach` rows and columns of context, and only between
@@ -106,18 +135,25 @@ def draw_nib(coverage: np.ndarray, line_width: float, amount: float, hard_edges:
             return
         c0, c1 = max(0, int(inked[0]) - reach), min(wd, int(inked[-1]) + 1 + reach)
         src = coverage[s0:s1, c0:c1]
-        part = _nib(src, w, lo, hi, radii, whole > 0)
+        own_part = None if own is None else _own_widths(*own.window(s0, s1, c0, c1), w, amount)
+        part = _nib(src, w, lo, hi, radii, whole > 0, own_part)
         if 0 < whole < 1:
-            part = np.float32(whole) * part + np.float32(1 - whole) * _nib(src, w, lo, hi, radii, False)
+            part = np.float32(whole) * part + np.float32(1 - whole) * _nib(src, w, lo, hi, radii, False, own_part)
         out[y0:y1, c0:c1] = part[y0 - s0:y1 - s0]
 
+    _in_bands(draw_band, h, band)
+    return out
+
+
+def _in_bands(work: Callable[[int], None], h: int, band: int) -> None:
+    """work(y0) for the bands of rows from each y0; numpy lets go of the GIL in its loops, so
+    bands run side by side."""
     starts = range(0, h, band)
     if len(starts) == 1:
-        draw_band(0)
-    else:  # numpy lets go of the GIL in its loops, so bands draw side by side
+        work(0)
+    else:
         with ThreadPoolExecutor(min(len(starts), _threads())) as pool:
-            list(pool.map(draw_band, starts))
-    return out
+            list(pool.map(work, starts))
 
 
 def hard_edged(coverage: np.ndarray) -> bool:
@@ -207,11 +243,103 @@ def _factor(y: np.ndarray, lo: float, hi: float, r: float
     return np.float32((lo + hi) / 2) + np.float32(hi - lo) * across, axis, (jxx - jyy, 2 * jxy)
 
 
+class _OwnReading:
+    """The render's own local widths at its lines' cores (`_local_widths`), read in the
+    nib's bands of rows and kept per band as 1-D arrays of the cores' values: full-size
+    copies would cost 1 GB each on a 16k frame. `window` gives them back for a part of the
+    frame, over the frame's median, with the cores that count."""
+
+    def __init__(self, source: np.ndarray, w: float, band: int) -> None:
+        self.source, self.w, self.band = source, w, band
+        h = source.shape[0]
+        n = len(range(0, h, band))
+        self.widths: list[np.ndarray] = [np.zeros(0, np.float32)] * n
+        self.lengths: list[np.ndarray] = [np.zeros(0, np.float32)] * n
+        _in_bands(self._read, h, band)
+        self.found = False
+        lengths = np.concatenate(self.lengths)
+        if lengths.size == 0:
+            return
+        # cores whose box holds about a whole line's length: a free end's (or a gap's) cap
+        # reads as a narrower line
+        floor = np.float32(OWN_THROUGH * np.median(lengths))
+        self.counts = [v >= floor for v in self.lengths]
+        counted = np.concatenate([v[k] for v, k in zip(self.widths, self.counts)])
+        if counted.size:
+            self.median = np.float32(np.median(counted))
+            self.found = True
+
+    def _cores(self, i: int) -> np.ndarray:
+        return self.source[i * self.band:(i + 1) * self.band] > 0.5
+
+    def _read(self, y0: int) -> None:
+        i, h, wd = y0 // self.band, *self.source.shape
+        core = self._cores(i)
+        inked = np.flatnonzero(core.any(axis=0))
+        if inked.size == 0:
+            return
+        context = int(math.ceil(max(2.0, self.w + 0.5))) + 2
+        y1 = min(h, y0 + self.band)
+        s0, s1 = max(0, y0 - context), min(h, y1 + context)
+        c0, c1 = max(0, int(inked[0]) - context), min(wd, int(inked[-1]) + 1 + context)
+        widths, lengths = _local_widths(self.source[s0:s1, c0:c1], self.w)
+        at = core[:, c0:c1]  # every core of the band lies in c0:c1: the same row-major order
+        self.widths[i], self.lengths[i] = widths[y0 - s0:y1 - s0][at], lengths[y0 - s0:y1 - s0][at]
+
+    def window(self, s0: int, s1: int, c0: int, c1: int) -> tuple[np.ndarray, np.ndarray]:
+        """(log widths over the frame's median, cores that count) for rows s0:s1, columns c0:c1."""
+        local = np.zeros((s1 - s0, c1 - c0), np.float32)
+        counts = np.zeros(local.shape, bool)
+        for i in range(s0 // self.band, (s1 - 1) // self.band + 1):
+            if self.widths[i].size == 0:
+                continue
+            r0 = i * self.band
+            core = self._cores(i)
+            values = np.zeros(core.shape, np.float32)
+            values[core] = self.widths[i] - self.median
+            keep = np.zeros(core.shape, bool)
+            keep[core] = self.counts[i]
+            a, b = max(s0, r0), min(s1, r0 + core.shape[0])
+            local[a - s0:b - s0] = values[a - r0:b - r0, c0:c1]
+            counts[a - s0:b - s0] = keep[a - r0:b - r0, c0:c1]
+        return local, counts
+
+
+def _local_widths(source: np.ndarray, w: float) -> tuple[np.ndarray, np.ndarray]:
+    """(log of the local width of the render's lines, per pixel: a box's ink over half its
+    edge length (its gradient's magnitude summed), which junctions and close lines change
+    little; the box's edge length, in proportion to the length of line it holds). Beside a
+    line the box misses its far edge: only its cores' readings are used."""
+    soft = box_mean(source, 1.0)  # a whole-pixel line's staircase reads as a straight edge
+    gx, gy = np.zeros_like(soft), np.zeros_like(soft)
+    gx[:, 1:-1], gy[1:-1] = soft[:, 2:] - soft[:, :-2], soft[2:] - soft[:-2]
+    edge = np.sqrt(gx * gx + gy * gy)
+    rb = max(2.0, w + 0.5)
+    # 2 x ink / (edge / 2): the central differences span 2 px
+    edges = box_mean(edge, rb)
+    return (np.log(np.maximum(np.float32(4.0) * box_mean(source, rb), np.float32(2e-3)) / (edges + np.float32(2e-3))),
+            edges)
+
+
+def _own_widths(local: np.ndarray, core: np.ndarray, w: float, amount: float) -> np.ndarray:
+    """Log of the nib's width factor from the render's own thick and thin: `local` (the
+    cores' log widths over the frame's median) spread from the cores to their edges as the
+    mean over a box of the line's width, then OWN_OTHER, OWN_RANGE and OWN_NOISE, x amount."""
+    r = max(1.0, w)
+    own = box_mean(np.where(core, local, np.float32(0.0)), r) / np.maximum(
+        box_mean(core.astype(np.float32), r), np.float32(1e-3))
+    own *= _ease(np.abs(own), math.log(OWN_OTHER[1]), math.log(OWN_OTHER[0]))
+    np.clip(own, math.log(OWN_RANGE[0]), math.log(OWN_RANGE[1]), out=own)
+    return np.sign(own) * np.maximum(np.abs(own) - np.float32(math.log(OWN_NOISE)), np.float32(0.0)) * np.float32(amount)
+
+
 def _nib(y: np.ndarray, w: float, lo: float, hi: float, radii: tuple[float, float, float],
-         whole: bool) -> np.ndarray:
+         whole: bool, own: np.ndarray | None = None) -> np.ndarray:
     a, r, rb = radii
     boxes = {a: box_mean(y, a)}  # the edge boxes' radii often equal a
     factor, axis, normal2 = _factor(boxes[a], lo, hi, r)
+    if own is not None:
+        factor = factor * np.exp(own)
     delta = (factor - np.float32(1.0)) * np.float32(w / 2)
     # about 1 beside a lone straight line at any angle (a slanted line runs longer through the box)
     ink = box_mean(y, rb) * np.float32((2 * rb + 1) / w) * axis
