@@ -93,6 +93,20 @@ def test_thick_thin_varies_the_width_along_strokes_and_keeps_them_solid(client, 
         assert r["width_cv"] >= 0.2 and r["taper"] <= 0.6 and r["tip_taper"] <= 0.7, r
 
 
+def test_the_renders_own_thick_and_thin_stays(client, default_style) -> None:
+    """Freestyle's noise thickness modifier on a 3 px render (the crop's own width variation
+    0.16): the network alone draws 0.10 of it and so did the nib before it read the render's
+    own widths; as applied now 0.14, with the lines solid, about as wide, and as steady under
+    a pan as issue 13 asks."""
+    _, x = crops()["figure_t3_720p_s8_noise"]
+    refine = lambda a: client.refine(a, default_style, thick_thin=None)
+    r = real_metrics(x, refine(x))
+    assert r["width_cv"] >= 0.12, r
+    assert r["darkness_kept"] >= 0.95 and r["hollow"] <= 0.01 and r["recall"] >= 0.98, r
+    assert 0.7 <= r["width_ratio"] <= 1.5, r
+    assert shift_change(refine, x) <= 0.015
+
+
 def test_held_out_probe_specks_go_and_gaps_close(client, default_style) -> None:
     """Probes from a generator training never samples (training/probes.py): issue 13's bars, 90 %
     of specks removed and 95 % of 1-4 px gaps closed (the style before this one closed 24 %)."""
