@@ -339,7 +339,7 @@ def _nib(y: np.ndarray, w: float, lo: float, hi: float, radii: tuple[float, floa
     boxes = {a: box_mean(y, a)}  # the edge boxes' radii often equal a
     factor, axis, normal2 = _factor(boxes[a], lo, hi, r)
     if own is not None:
-        factor = factor * np.exp(own)
+        factor *= np.exp(own)
     delta = (factor - np.float32(1.0)) * np.float32(w / 2)
     # about 1 beside a lone straight line at any angle (a slanted line runs longer through the box)
     ink = box_mean(y, rb) * np.float32((2 * rb + 1) / w) * axis
