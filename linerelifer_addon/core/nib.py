@@ -13,7 +13,8 @@ width; thinning stops at 1 px. Lines of whole pixels (an aliased render) under 2
 get their thin sides and free ends by fading one pixel row instead. Given the render it
 refined, the factor also follows the render's own thick and thin (Freestyle's thickness
 modifiers), which the network evens out in part. Every step is
-a sum over a window or a rule on a pixel's neighbours, so moving the frame moves the result.
+a sum over a window or a rule on a pixel's neighbours, so moving the frame moves the result
+(but for the frame-wide readings: its line width, and the median of the render's widths).
 Only numpy: runs in Blender too.
 """
 from __future__ import annotations
@@ -53,16 +54,21 @@ HARD_EASE = 0.2  # px either side of HARD_THIN_BELOW
 # The render's own thick and thin (Freestyle's thickness modifiers), which the network draws
 # only about two thirds of (a noise modifier's width variation 0.14 came out 0.10): the nib
 # widens and narrows lines by the render's local width over the frame's as well, for
-# deviations past OWN_NOISE (uniform lines read within 0.95-1.06 between quartiles, a noise
-# modifier's 0.86-1.17), at most to OWN_RANGE, and not at all for readings past OWN_OTHER[1]
-# (from OWN_OTHER[0]): lines of another width, which the network keeps itself, or fills
+# deviations past OWN_NOISE either way (uniform lines read within 0.95-1.06 between quartiles,
+# a noise modifier's 0.86-1.17), clipped to OWN_RANGE before OWN_NOISE is taken off (so at
+# most 1.2x / 0.83x), and not at all for readings past OWN_OTHER[1] (from OWN_OTHER[0]):
+# lines of another width, which the network keeps itself, or fills
 OWN_NOISE = 1.08
 OWN_RANGE = (0.77, 1.3)
 OWN_OTHER = (1.6, 2.0)
 # only cores whose box holds at least this share of the frame's median line length count: at
 # free ends and gaps the end's edge reads as a narrower line (the held-out probes' 4 px gaps:
-# 83 of 88 gaps closed with them, 85 without)
+# 83 of 88 gaps closed with them, 85 without); nor cores whose box is over OWN_LONE ink (a
+# lone line's holds under half: w / (2w + 2)): a fill's, or where lines meet or crowd. A large
+# fill's cores once took the frame's median, and every line read too narrow to count; the
+# lines that meet and crowd read wide (filled slits at 12 px 14.8 % with them, 13.8 % without)
 OWN_THROUGH = 0.8
+OWN_LONE = 0.7
 
 
 def check_thick_thin(amount: float) -> None:
@@ -103,6 +109,10 @@ def draw_nib(coverage: np.ndarray, line_width: float, amount: float, hard_edges:
     darkness 0.940 thinned so, 0.986 peeled)."""
     check_thick_thin(amount)
     coverage = np.asarray(coverage, np.float32)
+    if source is not None:
+        source = np.asarray(source, np.float32)
+        if source.shape != coverage.shape:
+            raise ValueError(f"source of shape {source.shape} is not the refined lines' {coverage.shape}")
     if (amount == 0.0 or not (np.isfinite(line_width) and 0 < line_width <= MAX_LINE_WIDTH)
             or min(coverage.shape) < 4):
         return coverage
@@ -116,14 +126,11 @@ def draw_nib(coverage: np.ndarray, line_width: float, amount: float, hard_edges:
     h, wd = coverage.shape
     band = max(32, 4 * reach, _BAND_PIXELS // max(wd, 1))  # a band reads `reach` rows more each side
     out = coverage.copy()
-    own = None
+    reading = None
     if source is not None:  # the render's own widths, read in bands as the nib draws
-        source = np.asarray(source, np.float32)
-        if source.shape != coverage.shape:
-            raise ValueError(f"source of shape {source.shape} is not the refined lines' {coverage.shape}")
-        own = _OwnReading(source, w, band)
-        if not own.found:
-            own = None
+        reading = _OwnReading(source, w, band)
+        if not reading.found:
+            reading = None
 
     def draw_band(y0: int) -> None:
         # rows y0..y0+band, read with `reach` rows and columns of context, and only between
@@ -135,7 +142,7 @@ def draw_nib(coverage: np.ndarray, line_width: float, amount: float, hard_edges:
             return
         c0, c1 = max(0, int(inked[0]) - reach), min(wd, int(inked[-1]) + 1 + reach)
         src = coverage[s0:s1, c0:c1]
-        own_part = None if own is None else _own_widths(*own.window(s0, s1, c0, c1), w, amount)
+        own_part = None if reading is None else _own_widths(*reading.window(s0, s1, c0, c1), w, amount)
         part = _nib(src, w, lo, hi, radii, whole > 0, own_part)
         if 0 < whole < 1:
             part = np.float32(whole) * part + np.float32(1 - whole) * _nib(src, w, lo, hi, radii, False, own_part)
@@ -247,27 +254,33 @@ class _OwnReading:
     """The render's own local widths at its lines' cores (`_local_widths`), read in the
     nib's bands of rows and kept per band as 1-D arrays of the cores' values: full-size
     copies would cost 1 GB each on a 16k frame. `window` gives them back for a part of the
-    frame, over the frame's median, with the cores that count."""
+    frame, over the frame's median, with the cores that count. The medians are the frame's,
+    like its line width: ink entering or leaving at the frame's edge moves every reading a
+    little."""
 
     def __init__(self, source: np.ndarray, w: float, band: int) -> None:
         self.source, self.w, self.band = source, w, band
         h = source.shape[0]
         n = len(range(0, h, band))
+        # per band, its cores in row-major order: log width, then (once the medians are
+        # known) over the frame's median, NaN where the core does not count
         self.widths: list[np.ndarray] = [np.zeros(0, np.float32)] * n
         self.lengths: list[np.ndarray] = [np.zeros(0, np.float32)] * n
         _in_bands(self._read, h, band)
         self.found = False
         lengths = np.concatenate(self.lengths)
+        lengths = lengths[lengths > 0]
         if lengths.size == 0:
             return
         # cores whose box holds about a whole line's length: a free end's (or a gap's) cap
         # reads as a narrower line
         floor = np.float32(OWN_THROUGH * np.median(lengths))
-        self.counts = [v >= floor for v in self.lengths]
-        counted = np.concatenate([v[k] for v, k in zip(self.widths, self.counts)])
-        if counted.size:
-            self.median = np.float32(np.median(counted))
-            self.found = True
+        counted = np.concatenate([v[k >= floor] for v, k in zip(self.widths, self.lengths)])
+        if counted.size == 0:
+            return
+        median = np.float32(np.median(counted))
+        self.widths = [np.where(k >= floor, v - median, np.float32(np.nan)) for v, k in zip(self.widths, self.lengths)]
+        self.found = True
 
     def _cores(self, i: int) -> np.ndarray:
         return self.source[i * self.band:(i + 1) * self.band] > 0.5
@@ -287,38 +300,39 @@ class _OwnReading:
         self.widths[i], self.lengths[i] = widths[y0 - s0:y1 - s0][at], lengths[y0 - s0:y1 - s0][at]
 
     def window(self, s0: int, s1: int, c0: int, c1: int) -> tuple[np.ndarray, np.ndarray]:
-        """(log widths over the frame's median, cores that count) for rows s0:s1, columns c0:c1."""
-        local = np.zeros((s1 - s0, c1 - c0), np.float32)
-        counts = np.zeros(local.shape, bool)
+        """(log widths over the frame's median, 0 elsewhere; the cores that count) for rows
+        s0:s1, columns c0:c1."""
+        local = np.full((s1 - s0, c1 - c0), np.nan, np.float32)
         for i in range(s0 // self.band, (s1 - 1) // self.band + 1):
             if self.widths[i].size == 0:
                 continue
             r0 = i * self.band
             core = self._cores(i)
-            values = np.zeros(core.shape, np.float32)
-            values[core] = self.widths[i] - self.median
-            keep = np.zeros(core.shape, bool)
-            keep[core] = self.counts[i]
             a, b = max(s0, r0), min(s1, r0 + core.shape[0])
+            values = np.full(core.shape, np.nan, np.float32)
+            values[core] = self.widths[i]
             local[a - s0:b - s0] = values[a - r0:b - r0, c0:c1]
-            counts[a - s0:b - s0] = keep[a - r0:b - r0, c0:c1]
-        return local, counts
+        counted = ~np.isnan(local)
+        local[~counted] = 0.0
+        return local, counted
 
 
 def _local_widths(source: np.ndarray, w: float) -> tuple[np.ndarray, np.ndarray]:
     """(log of the local width of the render's lines, per pixel: a box's ink over half its
     edge length (its gradient's magnitude summed), which junctions and close lines change
-    little; the box's edge length, in proportion to the length of line it holds). Beside a
-    line the box misses its far edge: only its cores' readings are used."""
+    little; the box's edge length over a lone line's crossing it, so about the length of
+    line it holds over the box's side (thin lines' blurred edges read less, 1 px lines about
+    0.3), or 0 where the box is over OWN_LONE ink). Beside a line the box misses its far edge:
+    only its cores' readings are used."""
     soft = box_mean(source, 1.0)  # a whole-pixel line's staircase reads as a straight edge
     gx, gy = np.zeros_like(soft), np.zeros_like(soft)
     gx[:, 1:-1], gy[1:-1] = soft[:, 2:] - soft[:, :-2], soft[2:] - soft[:-2]
     edge = np.sqrt(gx * gx + gy * gy)
     rb = max(2.0, w + 0.5)
     # 2 x ink / (edge / 2): the central differences span 2 px
-    edges = box_mean(edge, rb)
-    return (np.log(np.maximum(np.float32(4.0) * box_mean(source, rb), np.float32(2e-3)) / (edges + np.float32(2e-3))),
-            edges)
+    edges, ink = box_mean(edge, rb), box_mean(source, rb)
+    return (np.log(np.maximum(np.float32(4.0) * ink, np.float32(2e-3)) / (edges + np.float32(2e-3))),
+            np.where(ink <= np.float32(OWN_LONE), edges * np.float32((2 * rb + 1) / 4), np.float32(0.0)))
 
 
 def _own_widths(local: np.ndarray, core: np.ndarray, w: float, amount: float) -> np.ndarray:
