@@ -125,8 +125,9 @@ class LINERELIFER_PG_settings(bpy.types.PropertyGroup):
     thick_thin: FloatProperty(
         name="Thick-Thin", default=1.0, min=0.0, max=1.0, subtype="FACTOR",
         description="A broad nib's thick and thin drawn over the style's lines: 0 off; at 1 strokes rising "
-                    "to the right come out about 1.5x as wide, those falling gently to the right 0.6x. "
-                    "Costs 0.04-0.07 s per 1080p frame",
+                    "to the right come out about 1.5x as wide, those falling gently to the right 0.6x, and "
+                    "lines the render drew wider or narrower (Freestyle thickness modifiers) more so. "
+                    "Costs 0.08-0.12 s per 1080p frame",
     )
     color_mode: EnumProperty(
         name="Line Colour",
