@@ -118,11 +118,9 @@ def draw_nib(coverage: np.ndarray, line_width: float, amount: float, hard_edges:
         return coverage
     w = max(float(line_width), 1.0)
     lo, hi = nib_range(amount)
-    reach, radii = _reach(w, lo, hi)
+    reach, radii = _reach(w, lo, hi, source is not None)
     # how far the frame's lines are thinned by rows: 1 up to HARD_THIN_BELOW - HARD_EASE, 0 from + HARD_EASE
     whole = float(_ease(w, HARD_THIN_BELOW + HARD_EASE, HARD_THIN_BELOW - HARD_EASE)) if hard_edges else 0.0
-    if source is not None:  # the render's widths at the edge boxes' pixels come from cores a line width off
-        reach = max(reach, int(math.ceil(radii[0] + w)) + 2)
     h, wd = coverage.shape
     band = max(32, 4 * reach, _BAND_PIXELS // max(wd, 1))  # a band reads `reach` rows more each side
     out = coverage.copy()
@@ -186,14 +184,18 @@ def _threads() -> int:
     return max(1, min(cpus, MAX_THREADS))
 
 
-def _reach(w: float, lo: float, hi: float) -> tuple[int, tuple[float, float, float]]:
+def _reach(w: float, lo: float, hi: float, own: bool = False) -> tuple[int, tuple[float, float, float]]:
     """(how far a pixel's result looks, px; the box radii, which grow with w without steps: edge
-    move, direction, ink guard)."""
+    move, direction, ink guard). `own`: the render's own widths are read too, and those at the
+    edge boxes' pixels come from cores a line width off."""
     a = _edge_radius(max(hi - 1.0, 1.0 - lo, 0.0), w)
     r = max(2.0, 0.75 * w)
     rb = max(a + 1.0, w + 0.5)
     keep = int(math.ceil(max(hi - 1.0, 0.0) * w / 2 + max(2.0, SLIT_KEEP * w))) + 1  # _keep_slits' look
-    return max(math.ceil(a) + math.ceil(r) + 2, math.ceil(rb), keep) + 4, (a, r, rb)  # + `_peel_rows`' look
+    reach = max(math.ceil(a) + math.ceil(r) + 2, math.ceil(rb), keep) + 4  # + `_peel_rows`' look
+    if own:
+        reach = max(reach, int(math.ceil(a + w)) + 2)
+    return reach, (a, r, rb)
 
 
 def _edge_radius(extent: float, w: float) -> float:
@@ -237,8 +239,7 @@ def _factor(y: np.ndarray, lo: float, hi: float, r: float
     shorter a line in that direction runs through a square than an axis-parallel one
     (max |cos|, |sin|: 1 to 0.71 at 45 degrees); and the lines' normal as twice its angle
     (cos, sin, unnormalised: across a gap it points from one line to the other)."""
-    gx, gy = np.zeros_like(y), np.zeros_like(y)
-    gx[:, 1:-1], gy[1:-1] = y[:, 2:] - y[:, :-2], y[2:] - y[:-2]
+    gx, gy = _gradient(y)
     jxx, jxy, jyy = box_mean(gx * gx, r), box_mean(gx * gy, r), box_mean(gy * gy, r)
     tr = jxx + jyy + np.float32(1e-6)
     # 0.5 x coherence x cos(2 phi - 2 A), phi the gradient's direction: +0.5 for a line running
@@ -291,7 +292,7 @@ class _OwnReading:
         inked = np.flatnonzero(core.any(axis=0))
         if inked.size == 0:
             return
-        context = int(math.ceil(max(2.0, self.w + 0.5))) + 2
+        context = int(math.ceil(_own_radius(self.w))) + 2  # `_local_widths`' look
         y1 = min(h, y0 + self.band)
         s0, s1 = max(0, y0 - context), min(h, y1 + context)
         c0, c1 = max(0, int(inked[0]) - context), min(wd, int(inked[-1]) + 1 + context)
@@ -317,6 +318,19 @@ class _OwnReading:
         return local, counted
 
 
+def _own_radius(w: float) -> float:
+    """Radius of the box `_local_widths` reads a line's local width in: it holds the whole
+    cross-section of a w px line from any of its cores."""
+    return max(2.0, w + 0.5)
+
+
+def _gradient(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Central differences along x and y (over 2 px), 0 in the outermost columns and rows."""
+    gx, gy = np.zeros_like(a), np.zeros_like(a)
+    gx[:, 1:-1], gy[1:-1] = a[:, 2:] - a[:, :-2], a[2:] - a[:-2]
+    return gx, gy
+
+
 def _local_widths(source: np.ndarray, w: float) -> tuple[np.ndarray, np.ndarray]:
     """(log of the local width of the render's lines, per pixel: a box's ink over half its
     edge length (its gradient's magnitude summed), which junctions and close lines change
@@ -324,11 +338,9 @@ def _local_widths(source: np.ndarray, w: float) -> tuple[np.ndarray, np.ndarray]
     line it holds over the box's side (thin lines' blurred edges read less, 1 px lines about
     0.3), or 0 where the box is over OWN_LONE ink). Beside a line the box misses its far edge:
     only its cores' readings are used."""
-    soft = box_mean(source, 1.0)  # a whole-pixel line's staircase reads as a straight edge
-    gx, gy = np.zeros_like(soft), np.zeros_like(soft)
-    gx[:, 1:-1], gy[1:-1] = soft[:, 2:] - soft[:, :-2], soft[2:] - soft[:-2]
+    gx, gy = _gradient(box_mean(source, 1.0))  # a whole-pixel line's staircase reads as a straight edge
     edge = np.sqrt(gx * gx + gy * gy)
-    rb = max(2.0, w + 0.5)
+    rb = _own_radius(w)
     # 2 x ink / (edge / 2): the central differences span 2 px
     edges, ink = box_mean(edge, rb), box_mean(source, rb)
     return (np.log(np.maximum(np.float32(4.0) * ink, np.float32(2e-3)) / (edges + np.float32(2e-3))),
