@@ -149,17 +149,18 @@ def width_along(img: np.ndarray, angle_deg: float, t: float) -> float:
     return float(v.sum() * (u[1] - u[0]))
 
 
-@pytest.mark.parametrize("w", [3.0, 4.0])
+@pytest.mark.parametrize("w", [2.0, 3.0, 4.0])
 @pytest.mark.parametrize("angle", [0.0, 25.0, 45.0])
-def test_free_ends_of_3_to_4_px_lines_come_to_a_point(w, angle) -> None:
+def test_free_ends_of_2_to_4_px_lines_come_to_a_point(w, angle) -> None:
     """Half a line width in from a free end (where the centerline ends) the line is drawn
     thinner than along its middle, not cut off; the middle is drawn as before. Without
-    the tip rule those ends came out 1.18-1.48x the middle's width: blobs."""
+    the tip rule those ends came out 1.18-1.6x the middle's width: blobs."""
     y = draw_nib(segment(w, angle), w, 1.0)
     middle = np.mean([width_along(y, angle, t) for t in (-8.0, 0.0, 8.0)])
     for side in (1, -1):
         end = width_along(y, angle, side * (30.0 - w / 2))
-        assert 0.5 <= end <= 0.65 * middle, (side, end, middle)
+        # (a 2 px line's thin sides are already near the 1 px thinning stops at)
+        assert 0.5 <= end <= max(0.65 * middle, 1.0), (side, end, middle)
     x = segment(w, angle)
     moved = draw_nib(np.pad(x, ((3, 0), (5, 0)))[:100, :100], w, 1.0)[3:, 5:]
     assert np.abs(moved - y[:97, :95]).max() < 1e-5  # moving the frame moves the points
