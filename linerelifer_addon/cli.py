@@ -262,8 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--thick-thin", type=float, default=None,
                    help="a broad nib's thick and thin drawn over the style's lines, 0 (off) to 1, where "
                         "strokes rising to the right come out about 1.5x as wide and those falling gently "
-                        "to the right 0.6x, lines the render drew wider or narrower more so, and free ends of "
-                        "2-5 px lines come to a point (default: the "
+                        "to the right 0.6x, and lines the render drew wider or narrower more so (default: the "
                         "style's own, 1 for the default style, 0 for styles trained from drawings); "
                         "0.08-0.12 s a 1080p frame")
     r.add_argument("--tile", type=int, default=None, help="tile size in pixels (default: chosen per frame)")

@@ -126,8 +126,7 @@ class LINERELIFER_PG_settings(bpy.types.PropertyGroup):
         name="Thick-Thin", default=1.0, min=0.0, max=1.0, subtype="FACTOR",
         description="A broad nib's thick and thin drawn over the style's lines: 0 off; at 1 strokes rising "
                     "to the right come out about 1.5x as wide, those falling gently to the right 0.6x, and "
-                    "lines the render drew wider or narrower (Freestyle thickness modifiers) more so; free "
-                    "ends of 2-5 px lines come to a point. "
+                    "lines the render drew wider or narrower (Freestyle thickness modifiers) more so. "
                     "Costs 0.08-0.12 s per 1080p frame",
     )
     color_mode: EnumProperty(

@@ -9,8 +9,7 @@ degrees, as the training targets), and each edge moves by
 (factor - 1) x the frame's line width / 2, read off a box-blurred copy as a signed distance.
 Thickening fades where a wider box holds less ink than beside a lone line (free ends) or
 more (between close lines), and leaves gaps between lines at least a quarter of the line
-width; thinning stops at 1 px. Free ends of 2-5 px lines thin towards 1 px over about twice the
-line width (`_tips`). Lines of whole pixels (an aliased render) under 2.5 px wide
+width; thinning stops at 1 px. Lines of whole pixels (an aliased render) under 2.5 px wide
 get their thin sides and free ends by fading one pixel row instead. Given the render it
 refined, the factor also follows the render's own thick and thin (Freestyle's thickness
 modifiers), which the network evens out in part. Every step is
@@ -70,18 +69,6 @@ OWN_OTHER = (1.6, 2.0)
 # lines that meet and crowd read wide (filled slits at 12 px 14.8 % with them, 13.8 % without)
 OWN_THROUGH = 0.8
 OWN_LONE = 0.7
-# Free ends of lines about 2-5 px wide come to a point: within TIP_REACH x the width (+ 1 px)
-# of an end, a box of that radius holds less line than beside a lone line, and from TIP_EASE[0]
-# of it down to TIP_EASE[1] the line thins towards 1 px (before, those ends came out wider than
-# the line: the thinning by direction stopped short of them). Line length, read from its edges,
-# not ink: a line thinned by Freestyle's along-stroke modifier is as long (read by ink, 6.3 % of
-# its cores went hollow), and one the network joined across a gap has no end (held-out probes:
-# 85 of 88 gaps closed either way). Thinner lines have no room to thin, and thicker ones the
-# network tapers itself once scaled (read from 8 px on, the long thinning counted as hollow
-# cores: 8.4 %); eased in over TIP_WIDTHS (none, all, all, none)
-TIP_REACH = 2.0
-TIP_EASE = (0.9, 0.55)
-TIP_WIDTHS = (1.6, 2.0, 4.0, 5.0)
 
 
 def check_thick_thin(amount: float) -> None:
@@ -208,8 +195,6 @@ def _reach(w: float, lo: float, hi: float, own: bool = False) -> tuple[int, tupl
     reach = max(math.ceil(a) + math.ceil(r) + 2, math.ceil(rb), keep) + 4  # + `_peel_rows`' look
     if own:
         reach = max(reach, int(math.ceil(a + w)) + 2)
-    if _tip_share(w, 1.0) > 0:
-        reach = max(reach, int(math.ceil(_tip_radius(w))) + 3)  # `_tips`' box and its differences
     return reach, (a, r, rb)
 
 
@@ -392,10 +377,6 @@ def _nib(y: np.ndarray, w: float, lo: float, hi: float, radii: tuple[float, floa
         delta = np.where(delta > 0, delta * grow, np.float32(0.0))
     else:
         delta = np.where(delta > 0, delta * grow, np.maximum(delta, np.float32((1.0 - w) / 2)))
-        share = _tip_share(w, (1.0 - lo) / (1.0 - NIB_RANGE[0]))
-        if share > 0:  # free ends thin towards 1 px, whatever the nib would draw there
-            tip = _tips(y, w, axis) * np.float32(share)
-            delta = np.maximum(delta * (np.float32(1.0) - tip) - tip * np.float32(w / 2), np.float32((1.0 - w) / 2))
     # each direction reads a box of its own size: a box wider than the line reads its core as
     # near an edge (a thinned 3 px line would go grey instead of thinner); past NIB_RANGE the
     # boxes would reach across the lines, which is why thick_thin stops at 1
@@ -432,34 +413,6 @@ def _nib(y: np.ndarray, w: float, lo: float, hi: float, radii: tuple[float, floa
     if whole:
         out = np.where(_peel_rows(out > 0.5), out * (np.float32(1.0) - thin), out)
     return _keep_slits(out, y, normal2, w, hi)
-
-
-def _tip_share(w: float, amount: float) -> float:
-    """How much of the free ends' thinning lines of w px get at a thick-thin amount (TIP_WIDTHS)."""
-    a, b, c, d = TIP_WIDTHS
-    return amount * float(_ease(w, a, b)) * float(_ease(w, d, c))
-
-
-def _tip_radius(w: float) -> float:
-    return TIP_REACH * w + 1.0
-
-
-def _tips(y: np.ndarray, w: float, axis: np.ndarray) -> np.ndarray:
-    """0 along a line, rising to 1 towards its free end: the length of line a box of
-    `_tip_radius` holds over a lone straight line's through it, eased over TIP_EASE. The length
-    from the crossings along rows and columns (forward differences' total variation: any
-    anti-aliased edge's steps add up to 1), which a straight line makes 2 x (|cos| + |sin|) of
-    its direction per px; it runs side / max(|cos|, |sin|) through the box (`axis`), and towards
-    45 degrees a box off its middle holds up to w / sqrt(2) px less of each edge. Read so,
-    straight lines hold 0.99-1.07 at any angle, rings of radius 25 px at least 0.84."""
-    gx, gy = np.zeros_like(y), np.zeros_like(y)
-    gx[:, :-1], gy[:-1] = y[:, 1:] - y[:, :-1], y[1:] - y[:-1]
-    r = _tip_radius(w)
-    side = np.float32(2 * r + 1)
-    other = np.sqrt(np.maximum(np.float32(1.0) - axis * axis, np.float32(0.0))) / axis  # min / max of |cos|, |sin|
-    corner = (np.float32(1.0) - axis) * np.float32(math.sqrt(0.5) / (1 - math.sqrt(0.5)) * w) / side
-    length = box_mean(np.abs(gx) + np.abs(gy), r) * (side / 2) / ((np.float32(1.0) + other) * (np.float32(1.0) - corner))
-    return _ease(length, *TIP_EASE)
 
 
 def _ease(x, start: float, end: float):
