@@ -263,32 +263,31 @@ class _OwnReading:
         self.source, self.w, self.band = source, w, band
         h = source.shape[0]
         n = len(range(0, h, band))
-        # per band, its cores in row-major order: log width, then (once the medians are
-        # known) over the frame's median, NaN where the core does not count
+        # per band, its cores in row-major order: where they lie (flat, in the band's rows),
+        # their log width, then (once the medians are known) over the frame's median, NaN
+        # where the core does not count
+        self.cores: list[np.ndarray] = [np.zeros(0, np.int64)] * n
         self.widths: list[np.ndarray] = [np.zeros(0, np.float32)] * n
-        self.lengths: list[np.ndarray] = [np.zeros(0, np.float32)] * n
-        _in_bands(self._read, h, band)
+        lengths: list[np.ndarray] = [np.zeros(0, np.float32)] * n
+        _in_bands(lambda y0: self._read(y0, lengths), h, band)
         self.found = False
-        lengths = np.concatenate(self.lengths)
-        lengths = lengths[lengths > 0]
-        if lengths.size == 0:
+        found = np.concatenate(lengths)
+        found = found[found > 0]
+        if found.size == 0:
             return
         # cores whose box holds about a whole line's length: a free end's (or a gap's) cap
         # reads as a narrower line
-        floor = np.float32(OWN_THROUGH * np.median(lengths))
-        counted = np.concatenate([v[k >= floor] for v, k in zip(self.widths, self.lengths)])
+        floor = np.float32(OWN_THROUGH * np.median(found))
+        counted = np.concatenate([v[k >= floor] for v, k in zip(self.widths, lengths)])
         if counted.size == 0:
             return
         median = np.float32(np.median(counted))
-        self.widths = [np.where(k >= floor, v - median, np.float32(np.nan)) for v, k in zip(self.widths, self.lengths)]
+        self.widths = [np.where(k >= floor, v - median, np.float32(np.nan)) for v, k in zip(self.widths, lengths)]
         self.found = True
 
-    def _cores(self, i: int) -> np.ndarray:
-        return self.source[i * self.band:(i + 1) * self.band] > 0.5
-
-    def _read(self, y0: int) -> None:
+    def _read(self, y0: int, lengths: list[np.ndarray]) -> None:
         i, h, wd = y0 // self.band, *self.source.shape
-        core = self._cores(i)
+        core = self.source[y0:y0 + self.band] > 0.5
         inked = np.flatnonzero(core.any(axis=0))
         if inked.size == 0:
             return
@@ -296,23 +295,21 @@ class _OwnReading:
         y1 = min(h, y0 + self.band)
         s0, s1 = max(0, y0 - context), min(h, y1 + context)
         c0, c1 = max(0, int(inked[0]) - context), min(wd, int(inked[-1]) + 1 + context)
-        widths, lengths = _local_widths(self.source[s0:s1, c0:c1], self.w)
+        widths, box_lengths = _local_widths(self.source[s0:s1, c0:c1], self.w)
         at = core[:, c0:c1]  # every core of the band lies in c0:c1: the same row-major order
-        self.widths[i], self.lengths[i] = widths[y0 - s0:y1 - s0][at], lengths[y0 - s0:y1 - s0][at]
+        self.cores[i] = np.flatnonzero(core)
+        self.widths[i], lengths[i] = widths[y0 - s0:y1 - s0][at], box_lengths[y0 - s0:y1 - s0][at]
 
     def window(self, s0: int, s1: int, c0: int, c1: int) -> tuple[np.ndarray, np.ndarray]:
         """(log widths over the frame's median, 0 elsewhere; the cores that count) for rows
         s0:s1, columns c0:c1."""
         local = np.full((s1 - s0, c1 - c0), np.nan, np.float32)
+        wd = self.source.shape[1]
         for i in range(s0 // self.band, (s1 - 1) // self.band + 1):
-            if self.widths[i].size == 0:
-                continue
-            r0 = i * self.band
-            core = self._cores(i)
-            a, b = max(s0, r0), min(s1, r0 + core.shape[0])
-            values = np.full(core.shape, np.nan, np.float32)
-            values[core] = self.widths[i]
-            local[a - s0:b - s0] = values[a - r0:b - r0, c0:c1]
+            rows, cols = np.divmod(self.cores[i], wd)
+            rows += i * self.band
+            inside = (rows >= s0) & (rows < s1) & (cols >= c0) & (cols < c1)
+            local[rows[inside] - s0, cols[inside] - c0] = self.widths[i][inside]
         counted = ~np.isnan(local)
         local[~counted] = 0.0
         return local, counted
