@@ -9,13 +9,12 @@ degrees, as the training targets), and each edge moves by
 (factor - 1) x the frame's line width / 2, read off a box-blurred copy as a signed distance.
 Thickening fades where a wider box holds less ink than beside a lone line (free ends) or
 more (between close lines), and leaves gaps between lines at least a quarter of the line
-width; thinning stops at 1 px; free ends of lines up to 6 px are drawn no wider than the line
-they end. Lines of whole pixels (an aliased render) under 2.5 px wide get their thin sides and
-free ends by fading one pixel row instead. Given the render it refined, the factor also follows
-the render's own thick and thin (Freestyle's thickness modifiers), which the network evens out
-in part. Every step is a sum over a window or a rule on a pixel's neighbours, so moving the
-frame moves the result (but for the frame-wide readings: its line width, and the median of the
-render's widths).
+width; thinning stops at 1 px. Lines of whole pixels (an aliased render) under 2.5 px wide
+get their thin sides and free ends by fading one pixel row instead. Given the render it
+refined, the factor also follows the render's own thick and thin (Freestyle's thickness
+modifiers), which the network evens out in part. Every step is
+a sum over a window or a rule on a pixel's neighbours, so moving the frame moves the result
+(but for the frame-wide readings: its line width, and the median of the render's widths).
 Only numpy: runs in Blender too.
 """
 from __future__ import annotations
@@ -70,16 +69,6 @@ OWN_OTHER = (1.6, 2.0)
 # lines that meet and crowd read wide (filled slits at 12 px 14.8 % with them, 13.8 % without)
 OWN_THROUGH = 0.8
 OWN_LONE = 0.7
-# Free ends take the body's width factor where it is narrower (`_ends_as_body`): from a box
-# holding END_INK[0] of a lone line's ink (wholly from END_INK[1]), the body read in a box of
-# END_REACH x the direction's radius, at most END_PAST px more than it; for frames whose lines
-# read up to END_WIDTHS[0] px, not at all from END_WIDTHS[1]. Its boxes widen the bands'
-# reach: on a 1080p frame of 12 px lines it cost 30 ms more end to end (0.40 -> 0.43 s),
-# on the slowest of the bench's frames, and there it is left out
-END_INK = (0.9, 0.7)
-END_REACH = 2.0
-END_PAST = 2.0
-END_WIDTHS = (6.0, 8.0)
 
 
 def check_thick_thin(amount: float) -> None:
@@ -203,24 +192,10 @@ def _reach(w: float, lo: float, hi: float, own: bool = False) -> tuple[int, tupl
     r = max(2.0, 0.75 * w)
     rb = max(a + 1.0, w + 0.5)
     keep = int(math.ceil(max(hi - 1.0, 0.0) * w / 2 + max(2.0, SLIT_KEEP * w))) + 1  # _keep_slits' look
-    # the factor: gradient, edge box, direction box and `_ends_as_body`'s box of the body
-    look = math.ceil(a) + math.ceil(r) + (math.ceil(_body_radius(r)) if _ends_share(w) > 0 else 0) + 2
-    reach = max(look, math.ceil(rb) + 1, keep) + 4  # + `_peel_rows`' look
+    reach = max(math.ceil(a) + math.ceil(r) + 2, math.ceil(rb), keep) + 4  # + `_peel_rows`' look
     if own:
         reach = max(reach, int(math.ceil(a + w)) + 2)
     return reach, (a, r, rb)
-
-
-def _ends_share(w: float) -> float:
-    """How much of `_ends_as_body` a frame whose lines read w px wide gets: 1 up to
-    END_WIDTHS[0], 0 from END_WIDTHS[1], eased between."""
-    return float(_ease(w, END_WIDTHS[1], END_WIDTHS[0]))
-
-
-def _body_radius(r: float) -> float:
-    """Radius of the box `_ends_as_body` reads a line's body in, around a free end: the
-    direction's box reaches r into the body, and this a little past it."""
-    return min(END_REACH * r, r + END_PAST)
 
 
 def _edge_radius(extent: float, w: float) -> float:
@@ -258,62 +233,22 @@ def box_mean(a: np.ndarray, r: float) -> np.ndarray:
 
 
 def _factor(y: np.ndarray, lo: float, hi: float, r: float
-            ) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray], np.ndarray]:
+            ) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]:
     """Per-pixel width factor from the structure tensor's direction (boxes of radius r), the
     range's middle where the direction is unclear (corners, junctions, ends); how much
     shorter a line in that direction runs through a square than an axis-parallel one
-    (max |cos|, |sin|: 1 to 0.71 at 45 degrees); the lines' normal as twice its angle
-    (cos, sin, unnormalised: across a gap it points from one line to the other); and the
-    direction's coherence (0 unclear to 1 one straight edge)."""
+    (max |cos|, |sin|: 1 to 0.71 at 45 degrees); and the lines' normal as twice its angle
+    (cos, sin, unnormalised: across a gap it points from one line to the other)."""
     gx, gy = _gradient(y)
     jxx, jxy, jyy = box_mean(gx * gx, r), box_mean(gx * gy, r), box_mean(gy * gy, r)
-    d, e = jxx - jyy, np.float32(2.0) * jxy  # the normal's double angle, unnormalised
-    tr = jxx + jyy
-    tr += np.float32(1e-6)
-    spread2 = d * d
-    spread2 += e * e
+    tr = jxx + jyy + np.float32(1e-6)
     # 0.5 x coherence x cos(2 phi - 2 A), phi the gradient's direction: +0.5 for a line running
-    # across the nib's angle (thickest), -0.5 along it; scaled to the factor
-    c2, s2 = math.cos(2 * NIB_ANGLE), math.sin(2 * NIB_ANGLE)
-    factor = d * np.float32(0.5 * (hi - lo) * c2) + e * np.float32(0.5 * (hi - lo) * s2)
-    factor /= tr
-    factor += np.float32((lo + hi) / 2)
-    axis = np.abs(d) / np.sqrt(spread2 + np.float32(1e-12))
-    axis += np.float32(1.0)
-    axis *= np.float32(0.5)
-    return factor, np.sqrt(axis, out=axis), (d, e), np.sqrt(spread2, out=spread2) / tr
-
-
-def _ends_as_body(factor: np.ndarray, y: np.ndarray, yb: np.ndarray, coherence: np.ndarray,
-                  ink: np.ndarray, mid: float, r: float, amount: float = 1.0) -> np.ndarray:
-    """`factor` no wider at free ends than the line's body: where a line ends its direction is
-    unclear, so the factor falls towards the range's middle, and a line thinned along its
-    length (the nib's thin side) came out 1.2-1.6x as wide half a line width in from its end
-    as in its middle. Where the box holds less ink than beside a lone line (`ink` under
-    END_INK[0]), the factor takes the body's (its mean over a box of `_body_radius`, weighted
-    by the direction's coherence to the 8th, on the lines' cores) if that is narrower, but only
-    on edges that run along the body: the ink reading falls towards the end, so an edge facing
-    the way it falls is the end's own, which does not move in (the line keeps its length).
-    `amount` (0..1) scales how far the factor moves."""
-    # ends, gaps and short pieces: 3-8 % of a band's pixels on real frames of 1-3 px lines
-    at = np.flatnonzero((ink < np.float32(END_INK[0])) & (yb > np.float32(_EMPTY)))
-    if at.size == 0:
-        return factor
-    c2 = coherence * coherence
-    c2 *= c2
-    weight = c2 * c2 * _ease(yb, 0.3, 0.7)
-    k = _body_radius(r)
-    lead = box_mean((factor - np.float32(mid)) * weight, k).ravel()[at]
-    total = box_mean(weight, k).ravel()[at] + np.float32(1e-3)  # no weight: the range's middle, as before
-    gx, gy = (g.ravel()[at] for g in _gradient(y))
-    ix, iy = (g.ravel()[at] for g in _gradient(ink))
-    # cos^2 of the angle between the edge's normal and the way the ink reading falls
-    along = (gx * ix + gy * iy) ** 2 / ((gx * gx + gy * gy) * (ix * ix + iy * iy) + np.float32(1e-12))
-    share = _ease(ink.ravel()[at], *END_INK) * np.float32(amount) * (np.float32(1.0) - np.clip(along, 0.0, 1.0))
-    here = factor.ravel()[at]
-    out = factor.copy()
-    out.ravel()[at] = here + share * np.minimum(np.float32(mid) + lead / total - here, np.float32(0.0))
-    return out
+    # across the nib's angle (thickest), -0.5 along it
+    c2, s2 = np.float32(math.cos(2 * NIB_ANGLE)), np.float32(2 * math.sin(2 * NIB_ANGLE))
+    across = np.float32(0.5) * ((jxx - jyy) * c2 + jxy * s2) / tr
+    cos2 = np.abs(jxx - jyy) / np.sqrt((jxx - jyy) ** 2 + 4 * jxy * jxy + np.float32(1e-12))
+    axis = np.sqrt((np.float32(1.0) + cos2) / 2)
+    return np.float32((lo + hi) / 2) + np.float32(hi - lo) * across, axis, (jxx - jyy, 2 * jxy)
 
 
 class _OwnReading:
@@ -425,15 +360,12 @@ def _nib(y: np.ndarray, w: float, lo: float, hi: float, radii: tuple[float, floa
          whole: bool, own: np.ndarray | None = None) -> np.ndarray:
     a, r, rb = radii
     boxes = {a: box_mean(y, a)}  # the edge boxes' radii often equal a
-    factor, axis, normal2, coherence = _factor(boxes[a], lo, hi, r)
-    # about 1 beside a lone straight line at any angle (a slanted line runs longer through the box)
-    ink = box_mean(y, rb) * np.float32((2 * rb + 1) / w) * axis
-    ends = _ends_share(w)
-    if ends > 0:
-        factor = _ends_as_body(factor, y, boxes[a], coherence, ink, (lo + hi) / 2, r, ends)
+    factor, axis, normal2 = _factor(boxes[a], lo, hi, r)
     if own is not None:
         factor *= np.exp(own)
     delta = (factor - np.float32(1.0)) * np.float32(w / 2)
+    # about 1 beside a lone straight line at any angle (a slanted line runs longer through the box)
+    ink = box_mean(y, rb) * np.float32((2 * rb + 1) / w) * axis
     grow = np.clip(ink, 0.0, 1.0) * np.clip(2.0 - ink, 0.0, 1.0)
     if whole:  # thinned by rows below; thickening stays off free ends, which taper there
         grow *= _ease(ink, *PEEL_FADE)
