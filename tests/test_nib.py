@@ -10,13 +10,18 @@ from linerelifer_addon.core.nib import NIB_ANGLE, check_thick_thin, draw_nib, st
 from linerelifer_addon.core.styles import resolve_style
 
 
+def supersampled(inside, shape: tuple[int, int]) -> np.ndarray:
+    """Coverage (float32) of the region where inside(y, x) holds, y and x in pixels, by 4x4
+    supersampling of a frame of `shape`."""
+    s, (h, w) = 4, shape
+    yy, xx = np.mgrid[0:h * s, 0:w * s]
+    return inside((yy + 0.5) / s, (xx + 0.5) / s).astype(np.float32).reshape(h, s, w, s).mean(axis=(1, 3))
+
+
 def ring(width: float, radius: float = 50.0, size: int = 140) -> np.ndarray:
-    """An anti-aliased ring of `width` px (coverage by 4x4 supersampling)."""
-    s = 4
-    yy, xx = np.mgrid[0:size * s, 0:size * s]
-    r = np.hypot((yy + 0.5) / s - size / 2, (xx + 0.5) / s - size / 2)
-    inside = (np.abs(r - radius) <= width / 2).astype(np.float32)
-    return inside.reshape(size, s, size, s).mean(axis=(1, 3))
+    """An anti-aliased ring of `width` px."""
+    return supersampled(lambda yy, xx: np.abs(np.hypot(yy - size / 2, xx - size / 2) - radius) <= width / 2,
+                        (size, size))
 
 
 def profile_at(img: np.ndarray, polar_deg: float, radius: float = 50.0) -> tuple[np.ndarray, float]:
@@ -88,11 +93,8 @@ def test_off_leaves_the_lines_and_blank_paper_stays_blank() -> None:
 def swelling_line(width: float, swell: float, length: int = 240, period: float = 60.0) -> np.ndarray:
     """A horizontal anti-aliased line whose width runs width x (1 +- swell) along it (a
     sine of `period` px), as Freestyle's noise thickness modifier draws; swell 0: uniform."""
-    s = 4
-    yy, xx = np.mgrid[0:80 * s, 0:length * s]
-    half = width / 2 * (1 + swell * np.sin(2 * np.pi * (xx + 0.5) / s / period))
-    inked = (np.abs((yy + 0.5) / s - 40.0) <= half) & ((xx + 0.5) / s >= 20) & ((xx + 0.5) / s <= length - 20)
-    return inked.astype(np.float32).reshape(80, s, length, s).mean(axis=(1, 3))
+    return supersampled(lambda yy, xx: (np.abs(yy - 40.0) <= width / 2 * (1 + swell * np.sin(2 * np.pi * xx / period)))
+                        & (xx >= 20) & (xx <= length - 20), (80, length))
 
 
 @pytest.mark.parametrize("w, swell, least", [(3.0, 0.35, 1.2), (5.0, 0.25, 1.3)])
@@ -125,13 +127,6 @@ def test_the_renders_own_thick_and_thin_is_drawn_too(w, swell, least) -> None:
         draw_nib(even, w, 1.0, source=render[:, :100])
 
 
-def _supersampled(inside, size: int) -> np.ndarray:
-    """Coverage of the region where inside(y, x) holds, by 4x4 supersampling of a size² frame."""
-    s = 4
-    yy, xx = np.mgrid[0:size * s, 0:size * s]
-    return inside((yy + 0.5) / s, (xx + 0.5) / s).astype(np.float32).reshape(size, s, size, s).mean(axis=(1, 3))
-
-
 def _across(angle: float, cy: float, cx: float):
     """Signed distance across a straight line through (cy, cx) at `angle` radians, and along it."""
     return (lambda yy, xx: -(xx - cx) * np.sin(angle) + (yy - cy) * np.cos(angle),
@@ -143,11 +138,11 @@ def test_dots_and_short_dashes_keep_their_ink(w) -> None:
     """Free ends have no clear direction, and neither do dots: rules for ends that shrank dots
     and dashes 1-2 line widths long by 39-86 % were taken out again (training/README.md,
     "Tried, not kept")."""
-    dot = _supersampled(lambda yy, xx: np.hypot(yy - 40.3, xx - 40.6) <= w, 80)
+    dot = supersampled(lambda yy, xx: np.hypot(yy - 40.3, xx - 40.6) <= w, (80, 80))
     assert draw_nib(dot, w, 1.0).sum() >= 0.95 * dot.sum()
     for deg in (0, 25, 45, 90, 150):
         across, along = _across(np.deg2rad(deg), 40.0, 40.0)
-        dash = _supersampled(lambda yy, xx: (np.abs(across(yy, xx)) <= w / 2) & (np.abs(along(yy, xx)) <= w), 80)
+        dash = supersampled(lambda yy, xx: (np.abs(across(yy, xx)) <= w / 2) & (np.abs(along(yy, xx)) <= w), (80, 80))
         assert draw_nib(dash, w, 1.0).sum() >= 0.75 * dash.sum(), deg
 
 
@@ -161,12 +156,12 @@ def test_a_dot_beside_a_line_keeps_its_ink(w) -> None:
     for gap in (2.0, 3.0, 4.0):
         cy, cx = 50 + (w + gap) * np.cos(angle), 50 - (w + gap) * np.sin(angle)
         in_dot = lambda yy, xx: np.hypot(yy - cy, xx - cx) <= w / 2
-        x = _supersampled(lambda yy, xx: (np.abs(across(yy, xx)) <= w / 2) | in_dot(yy, xx), 100)
+        x = supersampled(lambda yy, xx: (np.abs(across(yy, xx)) <= w / 2) | in_dot(yy, xx), (100, 100))
         near = np.zeros(x.shape, bool)
         r = int(w) + 1
         near[int(cy) - r:int(cy) + r + 1, int(cx) - r:int(cx) + r + 1] = True
-        near &= _supersampled(lambda yy, xx: np.abs(across(yy, xx)) <= w / 2, 100) < 0.01  # off the line
-        dot = _supersampled(in_dot, 100)
+        near &= supersampled(lambda yy, xx: np.abs(across(yy, xx)) <= w / 2, (100, 100)) < 0.01  # off the line
+        dot = supersampled(in_dot, (100, 100))
         assert draw_nib(x, w, 1.0)[near].sum() >= 0.9 * dot[near].sum(), gap
 
 
